@@ -1,0 +1,171 @@
+"""Run the strategy over history in Backtrader and collect equity, trades, forecasts and metrics.
+
+Example:
+    >>> from marketdata import load_sample, load_sample_index
+    >>> from strategies import StrategyParams
+    >>> data = load_sample().select(["AAPL", "MSFT", "KO"])
+    >>> cfg = BacktestConfig(start="2022-11-01", end="2022-12-28")
+    >>> result = run_backtest(data, StrategyParams(top_n=2, history=60, refit_every=10), cfg, index=load_sample_index())
+    >>> list(result.equity.columns)
+    ['equity', 'benchmark', 'cash', 'invested']
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import backtrader as bt
+import pandas as pd
+
+from backtests import metrics
+from marketdata.errors import DataError
+from marketdata.prices import PriceData
+from strategies.backtrader_strategy import BacktestRecorder, ProphetTrendStrategy
+from strategies.forecaster import Forecaster
+from strategies.params import StrategyParams
+
+TRADE_COLUMNS = ["date", "symbol", "side", "qty", "price", "value", "commission", "decision_date", "reason"]
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """The run around the strategy: window, money, costs and benchmark.
+
+    ``benchmark``: ``index`` (the given index series) or ``equal-weight`` (buy-and-hold of the universe).
+    """
+
+    start: str | pd.Timestamp = "2021-01-01"
+    end: str | pd.Timestamp = "2022-12-28"
+    cash: float = 100_000.0
+    commission: float = 0.001
+    benchmark: str = "index"
+
+    def __post_init__(self) -> None:
+        if self.cash <= 0:
+            raise ValueError(f"cash must be positive, got {self.cash}")
+        if not 0 <= self.commission < 0.1:
+            raise ValueError(f"commission must be a fraction in [0, 0.1), got {self.commission}")
+        if self.benchmark not in ("index", "equal-weight"):
+            raise ValueError(f"benchmark must be index or equal-weight, got {self.benchmark!r}")
+        if self.start_ts > self.end_ts:
+            raise ValueError(f"start {self.start_ts.date()} is after end {self.end_ts.date()}")
+
+    @property
+    def start_ts(self) -> pd.Timestamp:
+        return _day(self.start, "start")
+
+    @property
+    def end_ts(self) -> pd.Timestamp:
+        return _day(self.end, "end")
+
+
+def _day(value: str | pd.Timestamp, label: str) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(value).normalize()
+    except (ValueError, TypeError):
+        raise ValueError(f"{label} {value!r} is not a date (use YYYY-MM-DD)") from None
+
+
+@dataclass
+class BacktestResult:
+    """Everything a run produced; ``summary`` is what ``summary.json`` holds."""
+
+    summary: dict[str, Any]
+    equity: pd.DataFrame
+    trades: pd.DataFrame
+    forecasts: pd.DataFrame
+    closes: pd.DataFrame
+    rejected: pd.DataFrame
+
+
+def window_for(data: PriceData, params: StrategyParams, config: BacktestConfig) -> PriceData:
+    """The rows the run needs: ``warmup_bars`` before ``start`` (to warm Prophet up) through ``end``."""
+    start, end = config.start_ts, config.end_ts
+    dates = data.closes.index
+    first = dates.searchsorted(start)
+    last = dates.searchsorted(end, side="right")
+    if last <= first:
+        raise DataError(f"no bars between {start.date()} and {end.date()} (the data covers "
+                        f"{dates[0].date()} to {dates[-1].date()})")
+    need = params.warmup_bars
+    if first < need:
+        raise DataError(
+            f"too few bars before {start.date()} for --history {params.history}: need {need} "
+            f"(history, refit interval and lookback), the data has {first}; choose a later --start or a shorter --history"
+        )
+    return data.between(dates[first - need], dates[last - 1])
+
+
+def run_backtest(
+    data: PriceData,
+    params: StrategyParams,
+    config: BacktestConfig = BacktestConfig(),
+    *,
+    index: pd.Series | None = None,
+    on_bar: Callable[[], None] | None = None,
+    forecaster: Forecaster | None = None,
+) -> BacktestResult:
+    """Backtest ``params`` on ``data`` over ``config``'s window; ``on_bar`` is called once per bar (progress)."""
+    window = window_for(data, params, config)
+    closes = window.closes
+    if closes.iloc[params.warmup_bars:].isna().all().all():
+        raise DataError("no prices inside the window")
+    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=False)
+    for symbol in window.symbols:
+        close = closes[symbol]
+        opens = close if window.opens is None else window.opens[symbol].fillna(close)
+        frame = pd.DataFrame({"open": opens, "high": close, "low": close, "close": close, "volume": 0.0,
+                              "openinterest": 0.0}, index=closes.index)
+        if window.opens is not None:
+            frame["high"] = frame[["open", "close"]].max(axis=1)
+            frame["low"] = frame[["open", "close"]].min(axis=1)
+        cerebro.adddata(bt.feeds.PandasData(dataname=frame), name=symbol)
+    cerebro.broker.setcash(config.cash)
+    cerebro.broker.setcommission(commission=config.commission)
+    recorder = BacktestRecorder()
+    forecaster = forecaster or Forecaster(params)
+    cerebro.addstrategy(ProphetTrendStrategy, sparams=params, forecaster=forecaster, start=config.start_ts.date(),
+                        recorder=recorder, on_bar=on_bar)
+    cerebro.run(runonce=False)
+    return _collect(window, params, config, recorder, index)
+
+
+def _collect(window, params, config, recorder, index) -> BacktestResult:
+    equity = pd.DataFrame(recorder.equity).set_index("date")
+    equity.index = pd.DatetimeIndex(equity.index, name="date")
+    trading = window.closes.loc[equity.index]
+    if config.benchmark == "index" and index is not None and len(index.reindex(equity.index).dropna()):
+        bench_prices = index.reindex(equity.index).ffill().bfill()
+        bench_name = str(index.name or "index")
+    else:
+        rel = trading / trading.bfill().iloc[0]
+        bench_prices = rel.mean(axis=1, skipna=True)
+        bench_name = "equal-weight buy-and-hold of " + ",".join(window.symbols)
+    benchmark = config.cash * bench_prices / bench_prices.iloc[0]
+    equity.insert(1, "benchmark", benchmark.to_numpy())
+    trades = pd.DataFrame(recorder.fills, columns=TRADE_COLUMNS)
+    rejected = pd.DataFrame(recorder.rejected, columns=["decision_date", "symbol", "side", "qty", "status"])
+    forecasts = pd.DataFrame(
+        [{"date": d.as_of, "symbol": s, "price": sig.price, "forecast": sig.forecast, "action": sig.action,
+          "reason": sig.reason}
+         for d in recorder.decisions for s, sig in d.signals.items()],
+        columns=["date", "symbol", "price", "forecast", "action", "reason"],
+    )
+    summary: dict[str, Any] = {
+        "start": equity.index[0].date().isoformat(),
+        "end": equity.index[-1].date().isoformat(),
+        "bars": int(len(equity)),
+        "symbols": window.symbols,
+        "params": params.to_dict(),
+        "config": {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in asdict(config).items()},
+    }
+    summary.update(metrics.performance(equity["equity"]))
+    summary.update(metrics.trade_stats(trades))
+    summary["exposure"] = metrics.exposure(equity["invested"])
+    summary["final_equity"] = float(equity["equity"].iloc[-1])
+    summary["rejected_orders"] = int(len(rejected))
+    bench = metrics.performance(equity["benchmark"])
+    summary["benchmark"] = {"name": bench_name, **{k: bench[k] for k in ("total_return", "cagr", "sharpe", "max_drawdown")}}
+    summary["data"] = dict(window.provenance)
+    return BacktestResult(summary, equity, trades, forecasts, window.closes, rejected)

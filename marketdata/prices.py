@@ -1,0 +1,149 @@
+"""A validated table of daily prices with its provenance.
+
+Everything that produces prices (the bundled sample, CSV files, yfinance) returns a :class:`PriceData`, and
+everything that consumes prices (backtests, the live cycle) accepts one. Validation happens once, here.
+
+Example:
+    >>> import pandas as pd
+    >>> closes = pd.DataFrame({"AAA": [1.0, 1.1]}, index=pd.to_datetime(["2022-01-03", "2022-01-04"]))
+    >>> data = PriceData.from_closes(closes, source="example")
+    >>> data.symbols, len(data)
+    (['AAA'], 2)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from marketdata.errors import DataError
+
+
+def content_hash(frames: Iterable[pd.DataFrame | None]) -> str:
+    """A stable SHA-256 of the values, dates and symbols of the given frames (``None`` entries are skipped)."""
+    digest = hashlib.sha256()
+    for frame in frames:
+        if frame is None:
+            continue
+        digest.update(json.dumps([str(c) for c in frame.columns]).encode())
+        digest.update(np.asarray(frame.index.asi8 if isinstance(frame.index, pd.DatetimeIndex) else frame.index).tobytes())
+        digest.update(np.ascontiguousarray(frame.to_numpy(dtype="float64")).tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class PriceData:
+    """Daily bars as wide frames (rows: dates, columns: symbols). ``opens`` is ``None`` for closes-only data.
+
+    ``provenance`` says where the numbers came from: ``source``, ``adjusted`` (splits and dividends folded in),
+    ``fetched_at`` and ``content_hash``; backtests copy it into ``summary.json`` and live runs into the journal.
+    """
+
+    closes: pd.DataFrame
+    opens: pd.DataFrame | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_closes(
+        cls,
+        closes: pd.DataFrame,
+        *,
+        opens: pd.DataFrame | None = None,
+        source: str,
+        adjusted: bool | None = None,
+        fetched_at: str | None = None,
+        origin: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> "PriceData":
+        """Validate ``closes`` (and ``opens``) and attach provenance; raises :class:`DataError` on bad input."""
+        closes = _validated(closes, "close", origin)
+        if opens is not None:
+            opens = _validated(opens, "open", origin).reindex(index=closes.index, columns=closes.columns)
+        provenance: dict[str, Any] = {
+            "source": source,
+            "adjusted": adjusted,
+            "fetched_at": fetched_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "content_hash": content_hash([closes, opens]),
+            "first_date": closes.index[0].date().isoformat(),
+            "last_date": closes.index[-1].date().isoformat(),
+        }
+        provenance.update(extra or {})
+        return cls(closes=closes, opens=opens, provenance=provenance)
+
+    @property
+    def symbols(self) -> list[str]:
+        return [str(c) for c in self.closes.columns]
+
+    def __len__(self) -> int:
+        return len(self.closes)
+
+    def select(self, symbols: Iterable[str]) -> "PriceData":
+        """Only the given symbols, in the given order; unknown symbols raise :class:`DataError`."""
+        wanted = [s.strip().upper() for s in symbols if s.strip()]
+        if not wanted:
+            raise DataError("no symbols given")
+        missing = [s for s in wanted if s not in self.closes.columns]
+        if missing:
+            raise DataError(f"unknown symbol(s) {', '.join(missing)}; the data has {', '.join(self.symbols)}")
+        opens = None if self.opens is None else self.opens[wanted]
+        closes = self.closes[wanted]
+        return self._derived(closes, opens)
+
+    def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> "PriceData":
+        """Rows with ``start <= date <= end`` (either bound may be ``None``)."""
+        mask = np.ones(len(self.closes), dtype=bool)
+        if start is not None:
+            mask &= self.closes.index >= start
+        if end is not None:
+            mask &= self.closes.index <= end
+        closes = self.closes.loc[mask]
+        opens = None if self.opens is None else self.opens.loc[mask]
+        return self._derived(closes, opens)
+
+    def _derived(self, closes: pd.DataFrame, opens: pd.DataFrame | None) -> "PriceData":
+        provenance = dict(self.provenance)
+        provenance["content_hash"] = content_hash([closes, opens])
+        if len(closes):
+            provenance["first_date"] = closes.index[0].date().isoformat()
+            provenance["last_date"] = closes.index[-1].date().isoformat()
+        return replace(self, closes=closes, opens=opens, provenance=provenance)
+
+
+def _validated(frame: pd.DataFrame, what: str, origin: str) -> pd.DataFrame:
+    where = f" in {origin}" if origin else ""
+    if frame.empty or frame.shape[1] == 0:
+        raise DataError(f"no {what} prices{where}")
+    index = pd.DatetimeIndex(frame.index)
+    if index.tz is not None:
+        index = index.tz_localize(None)
+    index = index.normalize()
+    if index.hasnans:
+        raise DataError(f"unparseable date{where}")
+    duplicated = index[index.duplicated()]
+    if len(duplicated):
+        raise DataError(f"duplicate date {duplicated[0].date()}{where}")
+    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna() & frame.notna()
+    if bad.to_numpy().any():
+        row, col = np.argwhere(bad.to_numpy())[0]
+        raise DataError(
+            f"non-numeric {what} price {frame.iat[row, col]!r} for {frame.columns[col]} on {index[row].date()}{where}"
+        )
+    numeric = numeric.astype("float64")
+    if (numeric <= 0).to_numpy().any():
+        row, col = np.argwhere((numeric <= 0).to_numpy())[0]
+        raise DataError(f"non-positive {what} price for {frame.columns[col]} on {index[row].date()}{where}")
+    numeric.index = index
+    numeric.index.name = "date"
+    numeric.columns = [str(c).strip().upper() for c in numeric.columns]
+    numeric = numeric.sort_index()
+    if numeric.isna().all().any():
+        empty = [c for c in numeric.columns if numeric[c].isna().all()]
+        raise DataError(f"no {what} prices for {', '.join(empty)}{where}")
+    return numeric

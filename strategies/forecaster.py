@@ -1,0 +1,90 @@
+"""Forecasts for the decision bar, fitted once per refit block and reused within it.
+
+Example:
+    >>> import numpy as np, pandas as pd
+    >>> from strategies.params import StrategyParams
+    >>> idx = pd.bdate_range("2022-01-03", periods=40)
+    >>> closes = pd.DataFrame({"AAA": np.linspace(10, 14, 40)}, index=idx)
+    >>> points = Forecaster(StrategyParams(history=20, refit_every=1)).forecasts(closes, ["AAA"])
+    >>> bool(points["AAA"].yhat > closes["AAA"].iloc[-1])
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from strategies.engines import ForecastEngine, ForecastJob, ProphetSettings, make_engine
+from strategies.engines.base import Forecast
+from strategies.params import StrategyParams
+from strategies.schedule import forecast_date, forecast_dates, refit_anchor
+
+
+@dataclass(frozen=True)
+class ForecastPoint:
+    """The forecast a decision uses: fitted on closes up to ``anchor``, read at ``target`` (as_of + horizon)."""
+
+    symbol: str
+    anchor: pd.Timestamp
+    target: pd.Timestamp
+    yhat: float
+    trend: float
+
+
+def settings_for(params: StrategyParams) -> ProphetSettings:
+    return ProphetSettings(
+        changepoint_prior_scale=params.changepoint_prior_scale,
+        yearly_seasonality=params.yearly_seasonality,
+        weekly_seasonality=params.weekly_seasonality,
+    )
+
+
+class Forecaster:
+    """Fits the engine on each symbol's last ``history`` closes up to the refit bar and caches the result.
+
+    The cache is keyed by (symbol, refit bar); only the current block's fits are kept, so memory stays flat over
+    a long backtest. ``fits`` counts the engine fits made, for progress and benchmarks.
+    """
+
+    def __init__(self, params: StrategyParams, engine: ForecastEngine | None = None) -> None:
+        self.params = params
+        self.engine = engine or make_engine(params.engine, settings_for(params))
+        self._cache: dict[tuple[str, pd.Timestamp], Forecast] = {}
+        self._anchor: pd.Timestamp | None = None
+        self.fits = 0
+
+    def forecasts(self, closes: pd.DataFrame, symbols: list[str]) -> dict[str, ForecastPoint]:
+        """Forecast points for those ``symbols`` that have ``history`` closes up to the refit bar."""
+        p = self.params
+        anchor_pos = refit_anchor(closes.index, p.refit_every)
+        anchor = closes.index[anchor_pos]
+        target = forecast_date(closes.index[-1], p.horizon)
+        if anchor != self._anchor:
+            self._cache = {k: v for k, v in self._cache.items() if k[1] == anchor}
+            self._anchor = anchor
+        jobs = []
+        for symbol in symbols:
+            if (symbol, anchor) in self._cache:
+                continue
+            series = closes[symbol].iloc[: anchor_pos + 1].dropna()
+            if len(series) < p.history or series.index[-1] != anchor:
+                continue
+            series = series.iloc[-p.history :]
+            future = forecast_dates(anchor, p.horizon, p.refit_every)
+            jobs.append(ForecastJob(symbol, pd.DatetimeIndex(series.index), series.to_numpy(), future))
+        if jobs:
+            for job, result in zip(jobs, self.engine.fit_predict_many(jobs)):
+                self._cache[(job.key, anchor)] = result
+            self.fits += len(jobs)
+        points = {}
+        for symbol in symbols:
+            forecast = self._cache.get((symbol, anchor))
+            if forecast is None:
+                continue
+            value = forecast.at(target)
+            if value is None:  # cannot happen with forecast_dates' range; fail loudly rather than guess
+                raise RuntimeError(f"no forecast for {symbol} at {target.date()} from the fit at {anchor.date()}")
+            points[symbol] = ForecastPoint(symbol, anchor, target, value[0], value[1])
+        return points

@@ -1,0 +1,88 @@
+"""The strategy's parameters: one frozen dataclass shared by the backtest, the live cycle and the sweeps.
+
+Example:
+    >>> p = StrategyParams(top_n=5, band=0.02)
+    >>> p.mode, p.warmup_bars
+    ('revert', 256)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+Mode = Literal["revert", "follow"]
+EngineName = Literal["stan", "exact"]
+
+
+@dataclass(frozen=True)
+class StrategyParams:
+    """What the ProphetTrend decision depends on. Every field has a command-line flag of the same name.
+
+    Attributes:
+        top_n: how many candidates to keep, ranked by return over ``lookback`` bars.
+        lookback: momentum window in bars (X).
+        history: closes Prophet is fitted on (W), ending at the refit bar.
+        horizon: business days ahead of the decision bar whose forecast is compared with the price (H).
+        band: fraction of the forecast inside which no signal is given (suppresses noise).
+        mode: ``revert`` buys below the forecast and sells above it (the seed's rule); ``follow`` flips it.
+        refit_every: refit Prophet on the first bar of every block of this many business days.
+        cash_fraction: share of buying power spread equally over the new buys.
+        stop_loss / take_profit: optional fractions from the entry price that close a position.
+        engine: ``stan`` (stock Prophet) or ``exact`` (the same MAP problem solved exactly; see strategies.engines).
+        changepoint_prior_scale, yearly_seasonality, weekly_seasonality: Prophet settings, fixed explicitly so
+            that Prophet's automatic seasonality never switches on mid-backtest.
+    """
+
+    top_n: int = 10
+    lookback: int = 60
+    history: int = 252
+    horizon: int = 5
+    band: float = 0.01
+    mode: Mode = "revert"
+    refit_every: int = 5
+    cash_fraction: float = 0.95
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    engine: EngineName = "stan"
+    changepoint_prior_scale: float = 0.05
+    yearly_seasonality: bool = False
+    weekly_seasonality: bool = False
+    name: str = "prophet-trend"
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(message)
+
+        need(self.top_n >= 1, f"top_n must be at least 1, got {self.top_n}")
+        need(self.lookback >= 1, f"lookback must be at least 1 bar, got {self.lookback}")
+        need(self.history >= 10, f"history must be at least 10 bars for Prophet, got {self.history}")
+        need(self.horizon >= 1, f"horizon must be at least 1 bar, got {self.horizon}")
+        need(0 <= self.band < 1, f"band must be a fraction in [0, 1), got {self.band}")
+        need(self.mode in ("revert", "follow"), f"mode must be revert or follow, got {self.mode!r}")
+        need(self.refit_every >= 1, f"refit_every must be at least 1, got {self.refit_every}")
+        need(0 < self.cash_fraction <= 1, f"cash_fraction must be in (0, 1], got {self.cash_fraction}")
+        for label, value in (("stop_loss", self.stop_loss), ("take_profit", self.take_profit)):
+            need(value is None or 0 < value < 10, f"{label} must be a positive fraction such as 0.02, got {value}")
+        need(self.engine in ("stan", "exact"), f"engine must be stan or exact, got {self.engine!r}")
+        need(self.changepoint_prior_scale > 0, "changepoint_prior_scale must be positive")
+        need(bool(self.name) and self.name.replace("-", "").replace("_", "").isalnum(),
+             f"name must be letters, digits, - or _, got {self.name!r}")
+
+    @property
+    def warmup_bars(self) -> int:
+        """Rows needed before the first decision: a full Prophet window at the earliest possible refit bar."""
+        return max(self.history + self.refit_every - 1, self.lookback + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "StrategyParams":
+        """Build from a mapping, ignoring keys that are not parameters (e.g. a whole summary.json ``params``)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def with_(self, **changes: Any) -> "StrategyParams":
+        return replace(self, **changes)

@@ -1,0 +1,63 @@
+"""The interface that serves prices to both homes, and its offline implementations.
+
+The backtest asks for a window of history; the live cycle asks for the history of universe plus holdings up to
+now. Both go through :class:`PriceProvider`. ``marketdata.yahoo`` adds the yfinance provider with its cache.
+
+Example:
+    >>> import datetime as dt
+    >>> data = SampleProvider().history(["AAPL", "KO"], end=dt.date(2022, 6, 1), bars=3)
+    >>> data.closes.index[-1].date().isoformat(), data.symbols
+    ('2022-06-01', ['AAPL', 'KO'])
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol, Sequence
+
+import pandas as pd
+
+from marketdata.csvfile import load_csv
+from marketdata.errors import DataError
+from marketdata.prices import PriceData
+from marketdata.sample import load_sample
+
+
+class PriceProvider(Protocol):
+    name: str
+
+    def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
+                start: dt.date | None = None) -> PriceData:
+        """Daily bars for ``symbols`` up to and including ``end`` (never later): the last ``bars`` rows, or from
+        ``start``. Unknown symbols raise :class:`DataError` naming them."""
+        ...
+
+
+class FrameProvider:
+    """Serves a :class:`PriceData` held in memory (the sample, a CSV file, or a test's frame)."""
+
+    def __init__(self, data: PriceData, name: str = "frame") -> None:
+        self.data = data
+        self.name = name
+
+    def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
+                start: dt.date | None = None) -> PriceData:
+        selected = self.data.select(list(symbols))
+        window = selected.between(pd.Timestamp(start) if start else None, pd.Timestamp(end))
+        if len(window) == 0:
+            raise DataError(f"no prices up to {end} from {self.name}")
+        if bars is not None:
+            window = window.between(window.closes.index[max(0, len(window) - bars)], None)
+        return window
+
+
+class SampleProvider(FrameProvider):
+    """The bundled sample (20 stocks, 1990 to 2022-12-28): the offline default."""
+
+    def __init__(self) -> None:
+        super().__init__(load_sample(), name="sample")
+
+
+class CsvProvider(FrameProvider):
+    def __init__(self, path: str) -> None:
+        super().__init__(load_csv(path), name=f"csv:{path}")

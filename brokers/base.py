@@ -84,6 +84,8 @@ class BrokerOrder:
     submitted_at: dt.datetime | None = None
     filled_qty: int = 0
     filled_avg_price: float | None = None
+    # market for entries; limit/stop for the exit legs of a bracket, which stay open while the position is held
+    order_type: str = "market"
 
     @property
     def is_open(self) -> bool:

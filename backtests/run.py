@@ -54,6 +54,8 @@ def build_parser() -> OneLineErrorParser:
     s.add_argument("--mode", choices=["revert", "follow"], default=DEFAULTS.mode, help="revert: buy below forecast")
     s.add_argument("--refit-every", type=int, default=DEFAULTS.refit_every, help="refit Prophet every N business days")
     s.add_argument("--cash-fraction", type=float, default=DEFAULTS.cash_fraction, help="share of buying power used")
+    s.add_argument("--max-weight", type=_fraction_or_none, default=None,
+                   help="cap one new position at this fraction of equity (default: no cap, the seed's rule)")
     s.add_argument("--stop-loss", type=_fraction_or_none, default=None, help="close a position this far below entry")
     s.add_argument("--take-profit", type=_fraction_or_none, default=None, help="close a position this far above entry")
     s.add_argument("--engine", choices=["stan", "exact"], default=DEFAULTS.engine, help="forecast engine")

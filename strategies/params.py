@@ -28,6 +28,8 @@ class StrategyParams:
         mode: ``revert`` buys below the forecast and sells above it (the seed's rule); ``follow`` flips it.
         refit_every: refit Prophet on the first bar of every block of this many business days.
         cash_fraction: share of buying power spread equally over the new buys.
+        max_weight: optional cap on one new position as a fraction of equity. ``None`` keeps the seed's rule,
+            which puts ~95% of the book into a lone buy signal; 0.2 caps each new position at 20%.
         stop_loss / take_profit: optional fractions from the entry price that close a position.
         engine: ``stan`` (stock Prophet) or ``exact`` (the same MAP problem solved exactly; see strategies.engines).
         changepoint_prior_scale, yearly_seasonality, weekly_seasonality: Prophet settings, fixed explicitly so
@@ -42,6 +44,7 @@ class StrategyParams:
     mode: Mode = "revert"
     refit_every: int = 5
     cash_fraction: float = 0.95
+    max_weight: float | None = None
     stop_loss: float | None = None
     take_profit: float | None = None
     engine: EngineName = "stan"
@@ -63,6 +66,7 @@ class StrategyParams:
         need(self.mode in ("revert", "follow"), f"mode must be revert or follow, got {self.mode!r}")
         need(self.refit_every >= 1, f"refit_every must be at least 1, got {self.refit_every}")
         need(0 < self.cash_fraction <= 1, f"cash_fraction must be in (0, 1], got {self.cash_fraction}")
+        need(self.max_weight is None or 0 < self.max_weight <= 1, f"max_weight must be in (0, 1], got {self.max_weight}")
         for label, value in (("stop_loss", self.stop_loss), ("take_profit", self.take_profit)):
             need(value is None or 0 < value < 10, f"{label} must be a positive fraction such as 0.02, got {value}")
         need(self.engine in ("stan", "exact"), f"engine must be stan or exact, got {self.engine!r}")

@@ -1,6 +1,7 @@
 """Turn signals into whole-share orders and the target weights they imply.
 
-Sells close whole positions; buys share ``cash_fraction`` of buying power (cash plus sale proceeds) equally.
+Sells close whole positions; buys share ``cash_fraction`` of buying power (cash plus sale proceeds) equally,
+each capped at ``max_weight`` of equity when that is set.
 
 Example:
     >>> from strategies.params import StrategyParams
@@ -45,6 +46,9 @@ def plan_orders(
     buys = [s for s in signals if s.action == "buy" and s.in_universe and s.price > 0]
     if buys:
         budget = params.cash_fraction * max(cash + proceeds, 0.0) / len(buys)
+        if params.max_weight is not None:
+            equity = cash + sum(held.qty * s.price for s in signals if (held := positions.get(s.symbol)) is not None)
+            budget = min(budget, params.max_weight * equity)
         for s in buys:
             qty = math.floor(budget / s.price)
             if qty >= 1:

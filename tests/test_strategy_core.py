@@ -127,3 +127,12 @@ def test_params_reject_nonsense():
         StrategyParams(band=-0.1)
     with pytest.raises(ValueError, match="mode"):
         StrategyParams(mode="sideways")
+
+
+def test_max_weight_caps_a_lone_buy():
+    signals = [Signal("X", 10.0, 12.0, "buy", "below_forecast", True), Signal("H", 50.0, 50.0, "hold", "holding", True)]
+    positions = {"H": Position(100, 40.0)}
+    uncapped = plan_orders(signals, positions, cash=5000.0, params=P)
+    capped = plan_orders(signals, positions, cash=5000.0, params=P.with_(max_weight=0.2))
+    assert uncapped[0].qty == 475
+    assert capped[0].qty == int(0.2 * (5000.0 + 100 * 50.0) // 10.0) == 200

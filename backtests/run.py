@@ -16,7 +16,7 @@ import pandas as pd
 
 from backtests.backtest import BacktestConfig, BacktestResult, run_backtest
 from backtests.outputs import check_out_dir, default_out_dir, staged_dir, write_json
-from clitools import OneLineErrorParser, guarded, progress
+from clitools import DefaultsHelpFormatter, OneLineErrorParser, guarded, progress
 from marketdata import DataError, PriceData, load_csv, load_sample, load_sample_index
 from strategies.params import StrategyParams
 
@@ -34,7 +34,7 @@ def build_parser() -> OneLineErrorParser:
         prog="python -m backtests.run",
         description="Backtest the ProphetTrend strategy in Backtrader and compare it with a benchmark. "
         "Writes summary.json, equity.csv, trades.csv and report.png into --out.",
-        formatter_class=lambda prog: __import__("argparse").ArgumentDefaultsHelpFormatter(prog, width=110),
+        formatter_class=DefaultsHelpFormatter,
     )
     g = p.add_argument_group("data and window")
     g.add_argument("--data", default="sample", help="'sample' (bundled, offline), 'yfinance', or a CSV file (long or wide)")
@@ -56,8 +56,8 @@ def build_parser() -> OneLineErrorParser:
     s.add_argument("--cash-fraction", type=float, default=DEFAULTS.cash_fraction, help="share of buying power used")
     s.add_argument("--max-weight", type=_fraction_or_none, default=None,
                    help="cap one new position at this fraction of equity (default: no cap, the seed's rule)")
-    s.add_argument("--stop-loss", type=_fraction_or_none, default=None, help="close a position this far below entry")
-    s.add_argument("--take-profit", type=_fraction_or_none, default=None, help="close a position this far above entry")
+    s.add_argument("--stop-loss", type=_fraction_or_none, default=None, help="close a position this far below entry, e.g. 0.02 (default: off)")
+    s.add_argument("--take-profit", type=_fraction_or_none, default=None, help="close a position this far above entry, e.g. 0.4 (default: off)")
     s.add_argument("--engine", choices=["stan", "exact"], default=DEFAULTS.engine, help="forecast engine")
     s.add_argument("--changepoint-prior-scale", type=float, default=DEFAULTS.changepoint_prior_scale,
                    help="Prophet's changepoint prior scale")

@@ -1,0 +1,129 @@
+"""Deploy settings: one frozen dataclass that every ``python -m deploy`` command reads.
+
+Names of the AWS resources derive from ``function_name`` so ``up`` and ``down`` always agree on what they own.
+
+Example:
+    >>> cfg = DeployConfig(function_name="prophettrend", region="us-east-1")
+    >>> cfg.layer_name, cfg.role_name, cfg.schedule_group
+    ('prophettrend-deps', 'prophettrend-exec', 'prophettrend')
+    >>> cfg.schedules
+    ('cron(0/15 9-15 ? * MON-FRI *)', 'cron(0 16 ? * MON-FRI *)')
+    >>> cfg.lambda_arch
+    'x86_64'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+Arch = Literal["x86_64", "arm64"]
+SecretBackend = Literal["secretsmanager", "ssm"]
+
+# Every 15 minutes from 09:00 to 15:45 New York time, Monday to Friday, plus one run at the 16:00 close.
+# The 09:00-09:15 ticks land before the 09:30 open: the cycle asks the broker's clock and does nothing
+# while the market is closed, which is cheaper than a third cron for 09:30/09:45. The 16:00 run is a
+# separate schedule because one cron cannot say "every 15 minutes until 15:45, then 16:00".
+DEFAULT_SCHEDULES = ("cron(0/15 9-15 ? * MON-FRI *)", "cron(0 16 ? * MON-FRI *)")
+DEFAULT_TIMEZONE = "America/New_York"
+RUNTIME = "python3.12"
+HANDLER = "lambda_function.lambda_handler"
+# From the artifact test's peak RSS (import + first Prophet cycle, about 260 MB): 1024 MB leaves room for
+# a bigger universe and also buys CPU, which Lambda allocates in proportion to memory.
+DEFAULT_MEMORY_MB = 1024
+DEFAULT_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """Everything ``build``/``up``/``status``/``down`` need to know; defaults give a working paper deploy."""
+
+    function_name: str = "prophettrend"
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    arch: Arch = "x86_64"
+    memory_mb: int = DEFAULT_MEMORY_MB
+    timeout_s: int = DEFAULT_TIMEOUT_S
+    schedules: tuple[str, ...] = DEFAULT_SCHEDULES
+    timezone: str = DEFAULT_TIMEZONE
+    bucket: str | None = None
+    role_arn: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    secret_backend: SecretBackend = "secretsmanager"
+    journal_prefix: str = "journal/"
+    alarm_email: str | None = None
+    build_dir: Path = Path("build/lambda")
+    python_version: str = "3.12"
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("x86_64", "arm64"):
+            raise ValueError(f"--arch must be x86_64 or arm64, not {self.arch!r}")
+        if self.secret_backend not in ("secretsmanager", "ssm"):
+            raise ValueError(f"--secret-backend must be secretsmanager or ssm, not {self.secret_backend!r}")
+        if not 128 <= self.memory_mb <= 10240:
+            raise ValueError(f"--memory must be between 128 and 10240 MB, not {self.memory_mb}")
+        if not 1 <= self.timeout_s <= 900:
+            raise ValueError(f"--timeout must be between 1 and 900 seconds, not {self.timeout_s}")
+        if not self.schedules:
+            raise ValueError("at least one --schedule expression is needed")
+        for name in self.env:
+            if name.upper().startswith(("ALPACA_API", "APCA_")) or "SECRET_KEY" in name.upper():
+                raise ValueError(f"--env {name}: credentials go to the secret store (--alpaca-key-env), not env vars")
+
+    def with_(self, **changes) -> "DeployConfig":
+        return replace(self, **changes)
+
+    @property
+    def lambda_arch(self) -> str:
+        return self.arch
+
+    @property
+    def layer_name(self) -> str:
+        return f"{self.function_name}-deps"
+
+    @property
+    def role_name(self) -> str:
+        return f"{self.function_name}-exec"
+
+    @property
+    def scheduler_role_name(self) -> str:
+        return f"{self.function_name}-scheduler"
+
+    @property
+    def schedule_group(self) -> str:
+        return self.function_name
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.function_name}/alpaca"
+
+    @property
+    def ssm_parameter(self) -> str:
+        return f"/{self.function_name}/alpaca"
+
+    @property
+    def dlq_name(self) -> str:
+        return f"{self.function_name}-failures"
+
+    @property
+    def alarm_name(self) -> str:
+        return f"{self.function_name}-errors"
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    def default_bucket(self, account_id: str) -> str:
+        """The bucket ``up`` creates when none is given: unique per account and region, lower case."""
+        region = self.region or "us-east-1"
+        return f"{self.function_name}-{account_id}-{region}".lower()
+
+    @property
+    def function_zip(self) -> Path:
+        return self.build_dir / "function.zip"
+
+    @property
+    def layer_zip(self) -> Path:
+        return self.build_dir / f"layer-py{self.python_version}-{self.arch}.zip"

@@ -98,17 +98,20 @@ class _Problem:
     def rss(self, theta: np.ndarray) -> float:
         return max(self.yy - 2 * theta @ self.b + theta @ self.G @ theta, 0.0)
 
-    def solve_fixed_u(self, u: float, signs: np.ndarray, max_steps: int) -> tuple[np.ndarray, np.ndarray, int]:
+    def solve_fixed_u(self, u: float, signs: np.ndarray, max_steps: int
+                      ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
         """Exact minimiser of 0.5*RSS + u/2 theta'D theta + u/tau |delta|_1 from the sign pattern ``signs``.
 
         Active-set (sign-constrained QP) iteration: solve on the current signs; if a changepoint coefficient would
         change sign, stop at the first zero crossing and release it; when the signs are consistent, add the
         changepoint that violates the subgradient condition most. Each step lowers the objective, so it ends.
+        Returns ``(theta, signs, steps, dtheta_du)``, the last being the derivative of the solution in ``u`` with
+        the signs held (for the Newton step on the noise variance).
         """
         lam = u / self.tau
         H = self.G + np.diag(u * self.dinv)
+        bmax = float(np.abs(self.b).max())
         signs = signs.copy()
-        full = np.zeros(self.p)
         free = np.ones(self.p, dtype=bool)
         theta = None
         for step in range(1, max_steps + 1):
@@ -116,11 +119,16 @@ class _Problem:
             rhs = self.b.copy()
             rhs[self.dslice] -= lam * signs
             idx = np.flatnonzero(free)
+            inverse = np.linalg.inv(H[np.ix_(idx, idx)])
             target = np.zeros(self.p)
-            target[idx] = np.linalg.solve(H[np.ix_(idx, idx)], rhs[idx])
+            target[idx] = inverse @ rhs[idx]
             tdelta = target[self.dslice]
             wrong = (signs != 0) & (np.sign(tdelta) != signs)
-            if wrong.any() and theta is not None:
+            if wrong.any():
+                if theta is None:
+                    # A warm start whose signs no longer fit: release the inconsistent ones and solve again.
+                    signs[wrong] = 0
+                    continue
                 # Move from the sign-consistent current point toward the target until the first delta hits zero.
                 cur = theta[self.dslice]
                 frac = np.where(wrong, cur / np.where(wrong, cur - tdelta, 1.0), np.inf)
@@ -130,16 +138,16 @@ class _Problem:
                 signs[hit] = 0
                 theta[self.dslice][hit] = 0.0  # a basic slice is a view, so this zeroes theta itself
                 continue
-            if wrong.any():
-                # A warm start whose signs no longer fit: release the inconsistent ones and start again from them.
-                signs[wrong] = 0
-                continue
             theta = target
             grad = (self.G @ theta - self.b)[self.dslice]  # gradient of 0.5*RSS w.r.t. delta
             excess = np.where(signs == 0, np.abs(grad) - lam, -np.inf)
             j = int(np.argmax(excess))
-            if excess[j] <= 1e-12 * max(lam, 1e-300) + 1e-15 * float(np.abs(self.b).max()):
-                return theta, signs, step
+            if excess[j] <= 1e-12 * lam + 1e-15 * bmax:
+                slope = self.dinv * theta
+                slope[self.dslice] += signs / self.tau
+                dtheta = np.zeros(self.p)
+                dtheta[idx] = -(inverse @ slope[idx])
+                return theta, signs, step, dtheta
             signs[j] = -np.sign(grad[j])
         raise SolverError(f"active set did not settle in {max_steps} steps")
 
@@ -179,32 +187,34 @@ def solve_map(design: Design, tau: float, warm: WarmStart | None = None, *, tol:
         theta0[:2] = base
         u = max(_best_u(problem.rss(theta0), problem.n), 1e-12)
     steps = 0
-    previous = None  # (u, g) of the last round, for a secant step while the signs stay put
+    low, high = 0.0, np.inf  # the root of target(u) - u stays bracketed, so a bad Newton step cannot cycle
     for rounds in range(1, max_rounds + 1):
-        before = signs.copy()
-        theta, signs, used = problem.solve_fixed_u(u, signs, max_steps)
+        theta, signs, used, dtheta = problem.solve_fixed_u(u, signs, max_steps)
         steps += used
-        target = _best_u(problem.rss(theta), problem.n)
+        rss = problem.rss(theta)
+        target = _best_u(rss, problem.n)
         if target <= 0:
             raise SolverError("the model fits the data exactly; the noise scale collapses to zero")
         if abs(target - u) <= tol * u:
-            u = target
             break
-        # The plain update u <- target contracts slowly (about 0.1 per round) when many changepoints are active;
-        # with the signs fixed target(u) is smooth, so a secant step on target(u) - u converges much faster.
-        g = target - u
-        step_u = target
-        if previous is not None and np.array_equal(before, signs) and g != previous[1]:
-            secant = u - g * (u - previous[0]) / (g - previous[1])
-            if np.isfinite(secant) and secant > 0:
-                step_u = secant
-        previous = (u, g) if np.array_equal(before, signs) else None
-        u = step_u
+        if target > u:
+            low = max(low, u)
+        else:
+            high = min(high, u)
+        # The plain update u <- target contracts slowly (by about 0.1 per round) when many changepoints are
+        # active. With the signs held, target(u) is smooth and its slope is known, so take a Newton step on
+        # target(u) - u = 0 instead; when that leaves the bracket (a sign change between rounds), use the plain
+        # update if it stays inside, else bisect.
+        slope = 2 * float((problem.G @ theta - problem.b) @ dtheta) / np.sqrt(problem.n**2 + 16 * rss)
+        newton = u - (target - u) / (slope - 1)
+        if np.isfinite(newton) and low < newton < high:
+            u = newton
+        elif low < target < high:
+            u = target
+        else:
+            u = 0.5 * (low + high)
     else:
         raise SolverError(f"noise scale did not converge in {max_rounds} rounds")
-    # One more exact solve at the final u, so theta and u are mutually optimal to rounding.
-    theta, signs, used = problem.solve_fixed_u(u, signs, max_steps)
-    steps += used
     sigma = float(np.sqrt(u))
     return MapFit(theta, sigma, log_posterior(design, theta, sigma, tau), kkt_residual(problem, theta, u),
                   signs != 0, steps, use_warm)

@@ -1,0 +1,126 @@
+"""One sweep cell: a backtest of one parameter set over one train or test period, and where its result is kept.
+
+A cell's key is a hash of everything its result depends on: the parameters, the period, the money and costs,
+and the very rows it is given (warm-up included, nothing after the period's last day). So a finished cell is
+never recomputed, and a change to prices after a period leaves that period's cells untouched.
+
+Example:
+    >>> from marketdata import load_sample
+    >>> from strategies import StrategyParams
+    >>> data = load_sample().select(["AAPL", "KO"])
+    >>> cell = make_cell(data, None, StrategyParams(top_n=1, history=60, refit_every=10),
+    ...                  BacktestConfig(start="2022-12-01", end="2022-12-28"))
+    >>> len(cell.key), len(cell.data.closes) == cell.params.warmup_bars + 19
+    (16, True)
+    >>> evaluate_cell(cell)["summary"]["bars"]
+    19
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from backtests.backtest import BacktestConfig, run_backtest, window_for
+from marketdata.prices import PriceData, content_hash
+from strategies.params import StrategyParams
+
+# summary.json entries that describe the run rather than measure it; kept out of results.csv.
+_NOT_METRICS = {"start", "end", "bars", "symbols", "params", "config", "data", "benchmark", "wall_seconds"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A self-contained task: ``data`` holds exactly the rows the backtest reads (warm-up through period end)."""
+
+    key: str
+    params: StrategyParams
+    config: BacktestConfig
+    data: PriceData
+    index: pd.Series | None
+
+
+def make_cell(data: PriceData, index: pd.Series | None, params: StrategyParams, config: BacktestConfig) -> Cell:
+    """The cell backtesting ``params`` over ``config``'s period; raises ``DataError`` if warm-up rows are missing."""
+    rows = window_for(data, params, config)
+    bench = None if index is None else index.loc[rows.closes.index[0]:rows.closes.index[-1]]
+    identity = {
+        "params": params.to_dict(),
+        "config": {**asdict(config), "start": config.start_ts.date().isoformat(),
+                   "end": config.end_ts.date().isoformat()},
+        "rows": content_hash([rows.closes, rows.opens]),
+        "index": None if bench is None else content_hash([bench.to_frame()]),
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return Cell(key, params, config, rows, bench)
+
+
+def evaluate_cell(cell: Cell) -> dict[str, Any]:
+    """Run the cell's backtest; returns the summary and the daily equity curve as plain JSON-ready values."""
+    result = run_backtest(cell.data, cell.params, cell.config, index=cell.index)
+    summary = dict(result.summary)
+    summary.pop("data", None)  # provenance of the sliced rows; the key already pins them
+    equity = result.equity
+    return {
+        "key": cell.key,
+        "summary": summary,
+        "equity": {
+            "date": [d.date().isoformat() for d in equity.index],
+            "equity": [float(v) for v in equity["equity"]],
+            "benchmark": [float(v) for v in equity["benchmark"]],
+        },
+    }
+
+
+def metrics_of(summary: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of a summary.json as flat columns: strategy metrics, then ``benchmark_*``, ``excess_return``."""
+    flat = {k: v for k, v in summary.items() if k not in _NOT_METRICS}
+    for k, v in summary.get("benchmark", {}).items():
+        if k != "name":
+            flat[f"benchmark_{k}"] = v
+    flat["excess_return"] = summary["total_return"] - summary["benchmark"]["total_return"]
+    return flat
+
+
+def equity_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """A cell result's equity curve as a frame indexed by date."""
+    eq = result["equity"]
+    return pd.DataFrame({"equity": eq["equity"], "benchmark": eq["benchmark"]},
+                        index=pd.DatetimeIndex(pd.to_datetime(eq["date"]), name="date"))
+
+
+class CellStore:
+    """Finished cells as one small JSON file each under ``folder``, written atomically (temp file + rename)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:  # cannot happen with atomic writes; a damaged file is simply recomputed
+            return None
+
+    def put(self, result: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{result['key']}.", suffix=".tmp", dir=self.folder)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(result, handle)
+            os.replace(tmp, self.path(result["key"]))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

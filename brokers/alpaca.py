@@ -99,6 +99,8 @@ class AlpacaBroker:
         self._secret = secret_key
         self._bracket_tif = TimeInForce(bracket_time_in_force)
         self._client = TradingClient(api_key=key_id, secret_key=secret_key, paper=paper, url_override=self.url)
+        base = self._client._base_url
+        self._base_url = str(getattr(base, "value", base))  # BaseURL is a str Enum: str() gives its name
         session = getattr(self._client, "_session", None)
         if isinstance(session, requests.Session):
             adapter = _TimeoutAdapter(timeout)
@@ -135,7 +137,7 @@ class AlpacaBroker:
         return cls(key, secret, paper=paper, url=url, **kwargs)
 
     def __repr__(self) -> str:
-        return f"AlpacaBroker(name={self.name!r}, url={self.url or self._client._base_url!r})"
+        return f"AlpacaBroker(name={self.name!r}, url={self._base_url!r})"
 
     # ---- the Broker interface --------------------------------------------------------------------------
     def clock(self) -> Clock:
@@ -251,7 +253,7 @@ class AlpacaBroker:
                 return DuplicateOrderError(self._clean(f"alpaca {what}: client_order_id already used ({detail})"))
             return BrokerError(self._clean(f"alpaca {what} failed: HTTP {status}: {detail}"))
         if isinstance(exc, requests.RequestException):
-            host = urlsplit(self.url or str(self._client._base_url)).netloc
+            host = urlsplit(self._base_url).netloc
             return BrokerError(self._clean(f"alpaca {what} failed: {type(exc).__name__} talking to {host}"))
         return BrokerError(self._clean(f"alpaca {what} failed: unexpected answer ({type(exc).__name__}: {exc})"))
 

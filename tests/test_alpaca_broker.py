@@ -53,12 +53,12 @@ def target(request, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _REAL_CONNECT)  # this target is the internet, on purpose
     broker = AlpacaBroker(key, secret, paper=True)
     yield Target(broker, key, secret, None, None, prefix, "F")
-    for order in broker.open_orders():  # leave the paper account as found
-        if order.client_order_id.startswith(prefix):
-            try:
+    try:  # leave the paper account as found, as far as orders go
+        for order in broker.open_orders():
+            if order.client_order_id.startswith(prefix):
                 broker.cancel(order.id)
-            except BrokerError:
-                pass
+    except BrokerError:
+        pass
 
 
 @pytest.fixture
@@ -316,7 +316,9 @@ def test_from_env_reads_keys_paper_flag_and_url(stub, monkeypatch):
     assert broker.name == "alpaca-paper" and broker.url == stub.url
     assert broker.account().cash == 100_000.0
     assert stub.state.received[-1].authorized
-    assert AlpacaBroker.from_env({**stub.env(), "APCA_PAPER": "false", "APCA_API_BASE_URL": ""}).name == "alpaca-live"
+    live = AlpacaBroker.from_env({**stub.env(), "APCA_PAPER": "false", "APCA_API_BASE_URL": ""})
+    assert live.name == "alpaca-live" and "https://api.alpaca.markets" in repr(live)
+    assert "https://paper-api.alpaca.markets" in repr(AlpacaBroker.from_env({**stub.env(), "APCA_API_BASE_URL": ""}))
 
 
 @pytest.mark.parametrize("env, message", [

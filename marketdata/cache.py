@@ -1,0 +1,218 @@
+"""A durable on-disk cache of daily bars: one Parquet file per symbol, written atomically.
+
+Each file holds the bars (``open, high, low, close, volume`` and, unadjusted, ``adj_close``) and, in its Parquet
+metadata, the calendar range Yahoo was asked for (``covered``) and when it answered (``fetched_at``). Knowing the
+covered range, not just the dates of the bars, lets the provider fetch only what is missing: a weekend or a range
+before a listing is asked for once, not on every run.
+
+Files are written to a temporary name in the same folder and renamed over the old one (``os.replace``), so a
+crash mid-write leaves the previous file intact; readers ignore the temporary files. A file that cannot be read
+raises :class:`CacheCorruptError` and is left where it is: the cache never deletes data because something failed.
+
+The folder is ``$PROPHETTREND_CACHE`` if set, else the user cache folder (``~/.cache/prophettrend`` on Linux).
+
+Example:
+    >>> import tempfile, datetime as dt, pandas as pd
+    >>> cache = PriceCache(tempfile.mkdtemp())
+    >>> bars = pd.DataFrame({"open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0], "volume": [10]},
+    ...                     index=pd.to_datetime(["2024-01-02"]))
+    >>> _ = cache.write("AAA", bars, covered=(dt.date(2024, 1, 1), dt.date(2024, 1, 5)), fetched_at="2024-01-06T00:00:00+00:00")
+    >>> cache.missing("AAA", dt.date(2024, 1, 1), dt.date(2024, 1, 10))
+    [(datetime.date(2024, 1, 6), datetime.date(2024, 1, 10))]
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from marketdata.errors import DataError
+
+ENV_VAR = "PROPHETTREND_CACHE"
+_META_KEY = b"prophettrend"
+_FORMAT = 1
+_SAFE = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=]{0,19}$")
+
+
+class CacheCorruptError(DataError):
+    """A cache file exists but cannot be read; it is left in place for the user to inspect or remove."""
+
+
+def default_cache_dir() -> Path:
+    """``$PROPHETTREND_CACHE`` if set, else the platform's user cache folder for ``prophettrend``.
+
+    Example:
+        >>> import os
+        >>> os.environ[ENV_VAR] = "/tmp/pt-cache-example"
+        >>> str(default_cache_dir())
+        '/tmp/pt-cache-example'
+        >>> del os.environ[ENV_VAR]
+    """
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("prophettrend"))
+
+
+@dataclass(frozen=True)
+class CachedBars:
+    """What the cache holds for one symbol: the bars, the calendar range asked for, and when it was fetched."""
+
+    symbol: str
+    bars: pd.DataFrame
+    covered: tuple[dt.date, dt.date] | None
+    fetched_at: str | None
+    path: Path
+
+
+class PriceCache:
+    """Daily bars per symbol under ``root/<kind>/`` (kind: ``yahoo-daily-adjusted`` or ``yahoo-daily-raw``)."""
+
+    def __init__(self, root: str | Path | None = None, *, adjusted: bool = True) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.adjusted = adjusted
+        self.folder = self.root / ("yahoo-daily-adjusted" if adjusted else "yahoo-daily-raw")
+
+    def path(self, symbol: str) -> Path:
+        symbol = symbol.strip().upper()
+        if not _SAFE.match(symbol):
+            raise DataError(f"invalid symbol {symbol!r} (letters, digits, '.', '-', '^', '=' only)")
+        return self.folder / f"{symbol}.parquet"
+
+    def read(self, symbol: str) -> CachedBars | None:
+        """The cached bars of ``symbol``, ``None`` if there are none; :class:`CacheCorruptError` if unreadable."""
+        path = self.path(symbol)
+        if not path.exists():
+            return None
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+            meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
+            bars = table.to_pandas()
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise CacheCorruptError(
+                f"cache file {path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+                f"it was left in place: move it away or run `python -m marketdata clear --symbols {symbol.upper()}`"
+            ) from None
+        bars.index = pd.DatetimeIndex(bars.index).normalize()
+        bars.index.name = "date"
+        covered = meta.get("covered")
+        return CachedBars(
+            symbol=symbol.upper(),
+            bars=bars,
+            covered=(dt.date.fromisoformat(covered[0]), dt.date.fromisoformat(covered[1])) if covered else None,
+            fetched_at=meta.get("fetched_at"),
+            path=path,
+        )
+
+    def write(self, symbol: str, bars: pd.DataFrame, *, covered: tuple[dt.date, dt.date] | None,
+              fetched_at: str, extra: dict[str, Any] | None = None) -> Path:
+        """Replace the file of ``symbol`` atomically (write a temporary file, fsync, rename)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = self.path(symbol)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame = bars.sort_index()
+        frame.index = pd.DatetimeIndex(frame.index).normalize()
+        frame.index.name = "date"
+        meta = {"format": _FORMAT, "symbol": symbol.upper(), "adjusted": self.adjusted, "fetched_at": fetched_at,
+                "covered": [covered[0].isoformat(), covered[1].isoformat()] if covered else None, **(extra or {})}
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()})
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                pq.write_table(table, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+        return path
+
+    def missing(self, symbol: str, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
+        """Calendar ranges within ``start..end`` not yet asked for; the covered range stays one piece, so a
+        request far after it also fills the gap in between."""
+        if start > end:
+            return []
+        cached = self.read(symbol)
+        if cached is None or cached.covered is None:
+            return [(start, end)]
+        lo, hi = cached.covered
+        one = dt.timedelta(days=1)
+        gaps = []
+        if start < lo:
+            gaps.append((start, lo - one))
+        if end > hi:
+            gaps.append((hi + one, end))
+        return gaps
+
+    def symbols(self) -> list[str]:
+        """Symbols with a cache file (temporary files left by a crash are not counted)."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.stem for p in self.folder.glob("*.parquet") if not p.name.startswith("."))
+
+    def describe(self, symbol: str) -> dict[str, Any]:
+        """One symbol's file, size, covered range, bar dates and fetch time (reads only the Parquet footer)."""
+        import pyarrow.parquet as pq
+
+        path = self.path(symbol)
+        row: dict[str, Any] = {"symbol": symbol, "path": str(path), "bytes": path.stat().st_size}
+        try:
+            parquet = pq.ParquetFile(path)
+            meta = json.loads((parquet.schema_arrow.metadata or {}).get(_META_KEY, b"{}"))
+            row.update(rows=parquet.metadata.num_rows, covered=meta.get("covered"), fetched_at=meta.get("fetched_at"))
+        except Exception as exc:
+            row.update(error=f"unreadable ({type(exc).__name__})")
+        return row
+
+    def stray_temporaries(self) -> list[Path]:
+        """Temporary files left behind by an interrupted write (harmless; ``clear`` removes them)."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(self.folder.glob(".*.tmp"))
+
+    def clear(self, symbols: list[str] | None = None) -> int:
+        """Delete the files of ``symbols`` (all, with temporaries, if ``None``); returns how many were removed."""
+        if symbols is None:
+            count = len(self.symbols()) + len(self.stray_temporaries())
+            if self.folder.is_dir():
+                shutil.rmtree(self.folder)
+            return count
+        count = 0
+        for symbol in symbols:
+            path = self.path(symbol)
+            if path.exists():
+                path.unlink()
+                count += 1
+        return count
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is only durable once the directory entry is on disk; not every platform allows this.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

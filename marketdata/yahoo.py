@@ -1,0 +1,553 @@
+"""Daily bars from Yahoo Finance (yfinance), through a durable on-disk cache.
+
+:class:`YahooProvider` implements :class:`marketdata.provider.PriceProvider`. For each symbol it asks the cache
+which calendar ranges are missing, downloads only those with ``yf.download`` (symbols sharing a range go in one
+batched call, ``auto_adjust`` always passed explicitly), and writes the result back atomically.
+
+What can go wrong, and what happens:
+
+* **unknown or delisted symbol** (Yahoo answers 404): named in the error, never a silent empty column;
+* **rate limiting** (HTTP 429, ``YFRateLimitError``) and server errors: the affected symbols are retried with
+  exponential backoff (tenacity), then reported by name;
+* **no network**: no retry storm; symbols whose window is cached are served from the cache (marked
+  ``incomplete`` in the provenance if part of the window could not be fetched), the others are named;
+* **corrupt cache file**: named with its path and left in place, never overwritten or deleted;
+* **split or dividend since the last fetch** (adjusted prices move retroactively): each incremental fetch
+  overlaps the cache by one bar, and a mismatch refetches that symbol's whole cached range.
+
+How a failure is classified: yfinance swallows per-symbol errors into log lines, so the provider gives yfinance
+its own curl_cffi session subclass that records, per symbol, what Yahoo's chart endpoint answered (an HTTP status
+or a transport error). That record, not log text, decides between "unknown", "rate limited" and "offline".
+
+Example (offline, so it runs anywhere; ``fetch`` would download what ``missing`` lists):
+    >>> import tempfile, datetime as dt
+    >>> provider = YahooProvider(cache_dir=tempfile.mkdtemp(), offline=True)
+    >>> report = provider.fetch(["AAPL"], dt.date(2024, 1, 2), dt.date(2024, 1, 31))
+    >>> report.failed
+    {'AAPL': 'offline'}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import threading
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+from urllib.parse import unquote, urlparse
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+from curl_cffi import requests as curl_requests
+
+from marketdata.cache import CacheCorruptError, PriceCache
+from marketdata.errors import DataError
+from marketdata.prices import PriceData
+
+log = logging.getLogger(__name__)
+
+SOURCE = "yfinance (Yahoo Finance daily bars)"
+OFFLINE_ENV_VAR = "PROPHETTREND_OFFLINE"
+_NEW_YORK = ZoneInfo("America/New_York")
+_ONE_DAY = dt.timedelta(days=1)
+# yfinance keeps one global session and cookie (YfData is a singleton): one download at a time per process.
+_YF_LOCK = threading.Lock()
+_COLUMNS = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Adj Close": "adj_close", "Volume": "volume"}
+TRANSIENT = ("rate_limited", "server", "network")
+REASONS = {
+    "unknown": "unknown or delisted on Yahoo",
+    "no_bars": "no bars in the window (not listed yet, or delisted)",
+    "rate_limited": "rate limited by Yahoo (HTTP 429) after retries",
+    "server": "Yahoo server error after retries",
+    "network": "Yahoo unreachable (no network?) and not cached",
+    "offline": "offline mode and not cached",
+    "corrupt": "cache file unreadable",
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Attempts per batch for rate-limited, server-error and network failures; waits grow exponentially."""
+
+    attempts: int = 4
+    first_wait: float = 2.0
+    max_wait: float = 30.0
+
+
+@dataclass
+class FetchReport:
+    """What one :meth:`YahooProvider.fetch` did: the bars per symbol in the window, and what failed and why."""
+
+    start: dt.date
+    end: dt.date
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    fetched_at: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # symbol -> a key of REASONS
+    incomplete: dict[str, str] = field(default_factory=dict)  # served from cache, part of the window missing
+    downloaded: list[str] = field(default_factory=list)
+    details: dict[str, str] = field(default_factory=dict)
+    downloads: int = 0  # yf.download calls made
+    cache_write_errors: dict[str, str] = field(default_factory=dict)
+    unsaved: dict[str, tuple[pd.DataFrame, str]] = field(default_factory=dict, repr=False)  # cache not writable
+
+    def failure_summary(self) -> str:
+        """One line naming every failed symbol by reason, and how many loaded."""
+        by_reason: dict[str, list[str]] = defaultdict(list)
+        for symbol, reason in sorted(self.failed.items()):
+            by_reason[reason].append(symbol)
+        parts = []
+        for reason, symbols in by_reason.items():
+            shown = ", ".join(symbols[:12]) + (f" and {len(symbols) - 12} more" if len(symbols) > 12 else "")
+            parts.append(f"{shown} ({REASONS.get(reason, reason)})")
+        if "corrupt" in by_reason:
+            parts.append(self.details[by_reason["corrupt"][0]])
+        text = "; ".join(parts) if parts else "nothing failed"
+        return f"{text}; {len(self.frames)} symbol(s) loaded"
+
+
+class _ObservedSession(curl_requests.Session):
+    """The curl_cffi session yfinance uses, remembering per symbol what the chart endpoint answered."""
+
+    def __init__(self) -> None:
+        super().__init__(impersonate="chrome")
+        self._notes_lock = threading.Lock()
+        self.outcomes: dict[str, list[str]] = defaultdict(list)
+
+    def request(self, method, url, *args, **kwargs):  # noqa: D102 - same contract as curl_cffi
+        symbol = _chart_symbol(url)
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except Exception as exc:
+            if symbol:
+                self._note(symbol, f"network {type(exc).__name__}: {str(exc)[:160]}")
+            raise
+        if symbol:
+            self._note(symbol, f"http {response.status_code}")
+        return response
+
+    def _note(self, symbol: str, what: str) -> None:
+        with self._notes_lock:
+            self.outcomes[symbol].append(what)
+
+
+def _chart_symbol(url: str) -> str | None:
+    path = urlparse(str(url)).path
+    marker = "/finance/chart/"
+    if marker not in path:
+        return None
+    return unquote(path.split(marker, 1)[1].strip("/")).upper() or None
+
+
+def _classify(notes: list[str], got_rows: bool) -> str:
+    if got_rows:
+        return "ok"
+    if any(n.startswith("network") for n in notes):
+        return "network"
+    if "http 429" in notes:
+        return "rate_limited"
+    if any(n.startswith("http 5") for n in notes):
+        return "server"
+    if "http 404" in notes:
+        return "unknown"
+    return "empty" if notes else "network"
+
+
+def yahoo_symbol(symbol: str) -> str:
+    """Yahoo's spelling of a ticker: class shares use '-' (``BRK.B`` -> ``BRK-B``).
+
+    Example:
+        >>> yahoo_symbol("brk.b"), yahoo_symbol("^GSPC")
+        ('BRK-B', '^GSPC')
+    """
+    return symbol.strip().upper().replace(".", "-")
+
+
+def _new_york_today() -> dt.date:
+    return dt.datetime.now(_NEW_YORK).date()
+
+
+class YahooProvider:
+    """Daily bars for many symbols from Yahoo Finance, cached on disk; see the module docstring.
+
+    ``adjusted`` is passed to yfinance as ``auto_adjust`` (splits and dividends folded into OHLC);
+    ``offline`` (or ``PROPHETTREND_OFFLINE=1``) serves the cache only, without touching the network.
+    """
+
+    name = "yfinance"
+
+    def __init__(self, cache_dir: str | Path | None = None, *, adjusted: bool = True, batch_size: int = 50,
+                 retry: RetryPolicy = RetryPolicy(), offline: bool | None = None, threads: bool | int = True,
+                 timeout: float = 10.0, today: Callable[[], dt.date] = _new_york_today,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.cache = PriceCache(cache_dir, adjusted=adjusted)
+        self.adjusted = adjusted
+        self.batch_size = batch_size
+        self.retry = retry
+        self.offline = offline if offline is not None else os.environ.get(OFFLINE_ENV_VAR, "") not in ("", "0")
+        self.threads = threads
+        self.timeout = timeout
+        self.today = today
+        self._sleep = sleep
+        self._session: _ObservedSession | None = None
+
+    # ----------------------------------------------------------------------------------------------------------
+    # PriceProvider
+
+    def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
+                start: dt.date | None = None) -> PriceData:
+        """Daily bars up to and including ``end``: the last ``bars`` rows, or from ``start``.
+
+        Raises :class:`DataError` naming every symbol that could not be had (and why); symbols served from the
+        cache without their newest bars are listed in ``provenance["symbols_incomplete"]``.
+        """
+        end = _as_date(end)
+        if start is None:
+            if bars is None:
+                raise DataError("yfinance history needs bars= or start=")
+            # Calendar days that hold `bars` trading days, with room for holidays.
+            start = end - dt.timedelta(days=math.ceil(bars * 365 / 252) + 10)
+        data = self.load(symbols, _as_date(start), end, strict=True)
+        if bars is not None and len(data) > bars:
+            data = data.between(data.closes.index[-bars], None)
+        return data
+
+    # ----------------------------------------------------------------------------------------------------------
+
+    def load(self, symbols: Sequence[str], start: dt.date, end: dt.date, *, strict: bool = True,
+             progress: Callable[[int], None] | None = None, extra: dict | None = None) -> PriceData:
+        """Fetch what is missing and return the window as :class:`PriceData` with provenance.
+
+        ``strict`` raises :class:`DataError` if any symbol failed; otherwise the failures are dropped and listed
+        in ``provenance["symbols_missing"]`` (an error is still raised if nothing at all could be loaded).
+        """
+        report = self.fetch(symbols, start, end, progress=progress)
+        if report.failed and (strict or not report.frames):
+            raise DataError(f"yfinance {start}..{end}: {report.failure_summary()}")
+        return self.to_price_data(report, extra=extra)
+
+    def to_price_data(self, report: FetchReport, *, extra: dict | None = None) -> PriceData:
+        if not report.frames:
+            raise DataError(f"no prices from yfinance between {report.start} and {report.end}")
+        order = list(report.frames)
+        closes = pd.DataFrame({s: report.frames[s]["close"] for s in order})
+        closes.index = pd.DatetimeIndex(closes.index).as_unit("ns")  # one resolution, so the hash is stable
+        opens = pd.DataFrame({s: report.frames[s]["open"] for s in order}).reindex(closes.index)
+        opens = opens.where(opens > 0)
+        missing: dict[str, list[str]] = defaultdict(list)
+        for symbol, reason in sorted(report.failed.items()):
+            missing[reason].append(symbol)
+        import yfinance
+
+        provenance_extra = {
+            "provider": self.name,
+            "auto_adjust": self.adjusted,
+            "yfinance_version": getattr(yfinance, "__version__", "unknown"),
+            "cache_dir": str(self.cache.root),
+            "window": [report.start.isoformat(), report.end.isoformat()],
+            "symbols_missing": dict(missing),
+            "symbols_incomplete": dict(sorted(report.incomplete.items())),
+            "fetched_at_oldest": min(report.fetched_at.values()) if report.fetched_at else None,
+            **(extra or {}),
+        }
+        return PriceData.from_closes(
+            closes, opens=opens, source=SOURCE, adjusted=self.adjusted,
+            fetched_at=max(report.fetched_at.values()) if report.fetched_at else None,
+            origin="yfinance", extra=provenance_extra,
+        )
+
+    def fetch(self, symbols: Iterable[str], start: dt.date, end: dt.date, *,
+              progress: Callable[[int], None] | None = None) -> FetchReport:
+        """Fill the cache for ``symbols`` over ``start..end`` (only missing ranges) and read the window back."""
+        start, end = _as_date(start), _as_date(end)
+        if start > end:
+            raise DataError(f"empty date range: start {start} is after end {end}")
+        wanted = _unique_symbols(symbols)
+        report = FetchReport(start=start, end=end)
+        plan: dict[tuple[dt.date, dt.date], list[str]] = defaultdict(list)
+        for symbol in wanted:
+            try:
+                cached = self.cache.read(symbol)
+            except CacheCorruptError as exc:
+                report.failed[symbol] = "corrupt"
+                report.details[symbol] = str(exc)
+                continue
+            for gap in _gaps(cached, start, end):
+                plan[_widened(gap, cached)].append(symbol)
+        unfetched: dict[str, str] = {}
+        if plan and self.offline:
+            unfetched = {s: "offline" for syms in plan.values() for s in syms}
+        elif plan:
+            unfetched = self._fill(plan, report, progress)
+        for symbol in wanted:
+            if symbol in report.failed:
+                continue
+            self._read_window(symbol, report, unfetched.get(symbol))
+        if progress is not None and not plan:
+            progress(len(wanted))
+        return report
+
+    # ----------------------------------------------------------------------------------------------------------
+
+    def _fill(self, plan, report: FetchReport, progress) -> dict[str, str]:
+        """Download every planned range in batches; returns symbol -> reason for ranges that stayed missing."""
+        unfetched: dict[str, str] = {}
+        refetch: dict[str, tuple[dt.date, dt.date]] = {}
+        done_symbols: set[str] = set()
+        offline = False
+        for (lo, hi), symbols in sorted(plan.items()):
+            for i in range(0, len(symbols), self.batch_size):
+                batch = symbols[i:i + self.batch_size]
+                if offline:  # one batch that reached nobody is enough: do not wait on every other batch
+                    outcome = {s: ("network", None) for s in batch}
+                else:
+                    outcome = self._download_with_retry(batch, lo, hi, report)
+                    offline = all(status == "network" for status, _ in outcome.values())
+                for symbol in batch:
+                    status, frame = outcome[symbol]
+                    if status in ("ok", "empty"):
+                        merged = self._merge(symbol, frame, lo, hi, report, check_overlap=True)
+                        if merged is not None:
+                            refetch[symbol] = merged
+                    else:
+                        unfetched.setdefault(symbol, status)
+                if progress is not None:
+                    progress(len([s for s in batch if s not in done_symbols]))
+                done_symbols.update(batch)
+        # A split or dividend moved the adjusted history: refetch each such symbol's whole range once.
+        for symbol, (lo, hi) in sorted(refetch.items()):
+            status, frame = self._download_with_retry([symbol], lo, hi, report)[symbol]
+            if status in ("ok", "empty"):
+                self._merge(symbol, frame, lo, hi, report, check_overlap=False)
+            else:
+                unfetched.setdefault(symbol, status)
+        return unfetched
+
+    def _merge(self, symbol: str, frame: pd.DataFrame | None, lo: dt.date, hi: dt.date, report: FetchReport,
+               *, check_overlap: bool) -> tuple[dt.date, dt.date] | None:
+        """Write fetched bars over ``lo..hi`` into the cache; returns a range to refetch if adjustments moved."""
+        fetched = frame if frame is not None else _empty_bars()
+        fetched = fetched[(fetched.index >= pd.Timestamp(lo)) & (fetched.index <= pd.Timestamp(hi))]
+        cached = self.cache.read(symbol)
+        # The bar of the current session may still change: it is stored, but its date is not marked covered.
+        complete_hi = min(hi, self.today() - _ONE_DAY)
+        if cached is not None and cached.covered is not None:
+            old = cached.bars
+            if check_overlap:
+                both = old.index.intersection(fetched.index)
+                if len(both) and not np.allclose(old.loc[both, "close"], fetched.loc[both, "close"], rtol=1e-5):
+                    return min(cached.covered[0], lo), max(cached.covered[1], hi)
+            keep = old[(old.index < pd.Timestamp(lo)) | (old.index > pd.Timestamp(hi))]
+            bars = pd.concat([keep, fetched]).sort_index() if len(keep) else fetched
+            if check_overlap:
+                covered = (min(cached.covered[0], lo), max(cached.covered[1], complete_hi))
+            else:
+                covered = (lo, complete_hi)
+        else:
+            bars = fetched
+            covered = (lo, complete_hi) if complete_hi >= lo else None
+        fetched_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        try:
+            self.cache.write(symbol, bars, covered=covered, fetched_at=fetched_at,
+                             extra={"source": SOURCE, "yahoo_symbol": yahoo_symbol(symbol)})
+        except OSError as exc:
+            # A read-only cache still lets this run use what it downloaded.
+            report.cache_write_errors[symbol] = f"{exc.strerror or exc}"
+            report.unsaved[symbol] = (bars, fetched_at)
+            return None
+        if symbol not in report.downloaded:
+            report.downloaded.append(symbol)
+        return None
+
+    def _read_window(self, symbol: str, report: FetchReport, unfetched: str | None) -> None:
+        if symbol in report.unsaved:
+            bars, fetched_at = report.unsaved[symbol]
+        else:
+            try:
+                cached = self.cache.read(symbol)
+            except CacheCorruptError as exc:
+                report.failed[symbol], report.details[symbol] = "corrupt", str(exc)
+                return
+            bars, fetched_at = (cached.bars, cached.fetched_at) if cached is not None else (_empty_bars(), None)
+        window = bars[(bars.index >= pd.Timestamp(report.start)) & (bars.index <= pd.Timestamp(report.end))]
+        window = window[window["close"].notna() & (window["close"] > 0)]
+        if window.empty:
+            if unfetched is not None:
+                report.failed[symbol] = unfetched
+            else:
+                report.failed[symbol] = "no_bars"
+            return
+        if unfetched is not None:
+            report.incomplete[symbol] = f"served from cache; part of the window not fetched: {unfetched}"
+        report.frames[symbol] = window
+        if fetched_at:
+            report.fetched_at[symbol] = fetched_at
+
+    # ----------------------------------------------------------------------------------------------------------
+
+    def _download_with_retry(self, symbols: list[str], lo: dt.date, hi: dt.date,
+                             report: FetchReport) -> dict[str, tuple[str, pd.DataFrame | None]]:
+        from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
+
+        results: dict[str, tuple[str, pd.DataFrame | None]] = {}
+        pending = list(symbols)
+
+        def attempt() -> list[str]:
+            outcome = self._download_once(pending, lo, hi)
+            report.downloads += 1
+            results.update(outcome)
+            transient = [s for s in pending if outcome[s][0] in TRANSIENT]
+            answered = any(outcome[s][0] not in TRANSIENT for s in pending)
+            if transient and not answered and all(outcome[s][0] == "network" for s in transient):
+                return []  # nothing reached Yahoo: offline, so waiting and retrying would only delay the answer
+            pending[:] = transient
+            return transient
+
+        retrying = Retrying(
+            stop=stop_after_attempt(max(1, self.retry.attempts)),
+            wait=wait_exponential_jitter(initial=self.retry.first_wait, max=self.retry.max_wait,
+                                         jitter=self.retry.first_wait),
+            retry=retry_if_result(bool),
+            retry_error_callback=lambda state: state.outcome.result(),
+            before_sleep=lambda state: log.info("yfinance: retrying %d symbol(s) after attempt %d",
+                                                len(pending), state.attempt_number),
+            **({"sleep": self._sleep} if self._sleep is not None else {}),
+        )
+        retrying(attempt)
+        return results
+
+    def _download_once(self, symbols: list[str], lo: dt.date, hi: dt.date) -> dict[str, tuple[str, pd.DataFrame | None]]:
+        """One ``yf.download`` call; classifies each symbol as ok, empty, unknown, rate_limited, server, network."""
+        import yfinance as yf
+        from yfinance.data import YfData
+
+        by_yahoo = {yahoo_symbol(s): s for s in symbols}
+        with _YF_LOCK, _quiet_yfinance() as messages, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="yfinance")
+            self._prepare_yfinance()
+            session = self._session
+            session.outcomes.clear()
+            # yfinance memoises past-range responses in-process; a retry must reach Yahoo again.
+            YfData.cache_get.cache_clear()
+            frame = yf.download(
+                list(by_yahoo), start=lo.isoformat(), end=(hi + _ONE_DAY).isoformat(), interval="1d",
+                auto_adjust=self.adjusted, actions=False, threads=self.threads, progress=False,
+                group_by="column", session=session, timeout=self.timeout, ignore_tz=True, repair=False,
+                keepna=False, multi_level_index=True,
+            )
+            outcomes = {k: list(v) for k, v in session.outcomes.items()}
+        for message in messages:
+            log.debug("yfinance: %s", message)
+        result: dict[str, tuple[str, pd.DataFrame | None]] = {}
+        for ysym, symbol in by_yahoo.items():
+            bars = _bars_of(frame, ysym)
+            status = _classify(outcomes.get(ysym, []), got_rows=bars is not None and not bars.empty)
+            result[symbol] = (status, bars if status in ("ok", "empty") else None)
+        return result
+
+    def _prepare_yfinance(self) -> None:
+        if self._session is None:
+            import yfinance as yf
+
+            # Keep yfinance's own small caches (time zones, cookie) beside ours: one folder to set, to clear,
+            # and to make writable (e.g. /tmp in Lambda).
+            yf.set_tz_cache_location(str(self.cache.root / "yfinance"))
+            self._session = _ObservedSession()
+
+
+class _quiet_yfinance:
+    """Collect yfinance's log lines instead of printing them: failures are reported by the provider, by name."""
+
+    def __enter__(self) -> list[str]:
+        self.logger = logging.getLogger("yfinance")
+        self.messages: list[str] = []
+        self.handler = _ListHandler(self.messages)
+        self.propagate = self.logger.propagate
+        self.logger.addHandler(self.handler)
+        self.logger.propagate = False
+        return self.messages
+
+    def __exit__(self, *exc) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.propagate = self.propagate
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, sink: list[str]) -> None:
+        super().__init__(level=logging.WARNING)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(record.getMessage())
+
+
+def _bars_of(frame: pd.DataFrame | None, ysym: str) -> pd.DataFrame | None:
+    if frame is None or frame.empty or not isinstance(frame.columns, pd.MultiIndex):
+        return None
+    if ysym not in frame.columns.get_level_values("Ticker"):
+        return None
+    bars = frame.xs(ysym, axis=1, level="Ticker").rename(columns=_COLUMNS)
+    bars = bars[[c for c in _COLUMNS.values() if c in bars.columns]].dropna(subset=["close"])
+    bars.index = pd.DatetimeIndex(bars.index).normalize()
+    bars.index.name = "date"
+    return bars.astype("float64")
+
+
+def _empty_bars() -> pd.DataFrame:
+    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in ("open", "high", "low", "close", "volume")})
+    frame.index = pd.DatetimeIndex([], name="date")
+    return frame
+
+
+def _gaps(cached, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
+    if cached is None or cached.covered is None:
+        return [(start, end)]
+    lo, hi = cached.covered
+    gaps = []
+    if start < lo:
+        gaps.append((start, lo - _ONE_DAY))
+    if end > hi:
+        gaps.append((hi + _ONE_DAY, end))
+    return gaps
+
+
+def _widened(gap: tuple[dt.date, dt.date], cached) -> tuple[dt.date, dt.date]:
+    """Stretch a gap by one cached bar on the side that touches the cache, to detect re-adjusted history."""
+    lo, hi = gap
+    if cached is None or cached.covered is None or cached.bars.empty:
+        return gap
+    dates = cached.bars.index
+    if lo > cached.covered[1]:  # a tail gap: start from the last cached bar
+        lo = min(lo, dates.max().date())
+    elif hi < cached.covered[0]:  # a head gap: end at the first cached bar
+        hi = max(hi, dates.min().date())
+    return lo, hi
+
+
+def _unique_symbols(symbols: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for symbol in symbols:
+        symbol = str(symbol).strip().upper()
+        if symbol:
+            seen.setdefault(symbol, None)
+    if not seen:
+        raise DataError("no symbols given")
+    return list(seen)
+
+
+def _as_date(value) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return pd.Timestamp(value).date()
+    except (ValueError, TypeError):
+        raise DataError(f"not a date: {value!r}") from None

@@ -1,0 +1,261 @@
+"""A local paper broker on SQLite: market orders fill at the price of the (replayed) moment.
+
+Cash, positions and orders live in one SQLite file, so state carries over between runs and several processes can
+share it; ``client_order_id`` is a UNIQUE column, so a duplicated submission fails exactly as Alpaca's HTTP 422
+does. The clock is the NYSE calendar at ``now`` (a fixed, replayed moment, or the wall clock when ``now`` is
+``None``). With daily data the moment's price is the close of its day, the nearest price the data holds.
+
+Orders submitted while the market is closed are accepted and stay open; they fill at the first moment the broker
+is asked anything while the market is open (as a queued market order fills at the open).
+
+Example:
+    >>> import datetime as dt, tempfile, os
+    >>> from marketdata.provider import SampleProvider
+    >>> from brokers.base import OrderRequest
+    >>> path = os.path.join(tempfile.mkdtemp(), "paper.sqlite")
+    >>> now = dt.datetime(2022, 6, 1, 15, 45, tzinfo=NEW_YORK)
+    >>> broker = PaperBroker(path, SampleProvider(), now=now, cash=10_000.0)
+    >>> order = broker.submit(OrderRequest("KO", "buy", 10, client_order_id="doc-ko-buy"))
+    >>> order.status, order.filled_qty, broker.positions()["KO"].qty
+    ('filled', 10, 10)
+    >>> round(broker.account().cash, 2) == round(10_000.0 - 10 * order.filled_avg_price, 2)
+    True
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from brokers.base import (
+    Account, BrokerError, BrokerOrder, BrokerPosition, Clock, DuplicateOrderError, OPEN_STATUSES, OrderRequest,
+    Session,
+)
+from brokers.calendar import NEW_YORK, MarketCalendar, as_aware
+from marketdata.errors import DataError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS account (id INTEGER PRIMARY KEY CHECK (id = 1), cash REAL NOT NULL,
+    initial_cash REAL NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (symbol TEXT PRIMARY KEY, qty INTEGER NOT NULL, avg_price REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (
+    id TEXT PRIMARY KEY, client_order_id TEXT NOT NULL UNIQUE, symbol TEXT NOT NULL, side TEXT NOT NULL,
+    qty INTEGER NOT NULL, status TEXT NOT NULL, submitted_at TEXT NOT NULL, filled_at TEXT,
+    filled_qty INTEGER NOT NULL DEFAULT 0, filled_avg_price REAL, stop_loss_price REAL, take_profit_price REAL,
+    note TEXT);
+"""
+
+
+class PaperBroker:
+    """The :class:`brokers.base.Broker` interface over a SQLite file; prices come from a ``PriceProvider``."""
+
+    name = "paper"
+
+    def __init__(self, path: str | Path, prices, now: dt.datetime | None = None, *, cash: float = 100_000.0,
+                 commission: float = 0.0, calendar: MarketCalendar | None = None) -> None:
+        if cash <= 0:
+            raise ValueError(f"paper cash must be positive, got {cash}")
+        if not 0 <= commission < 0.1:
+            raise ValueError(f"paper commission must be a fraction in [0, 0.1), got {commission}")
+        self.path = Path(path)
+        self.prices = prices
+        self.fixed_now = None if now is None else as_aware(now)
+        self.commission = commission
+        self.market = calendar or MarketCalendar()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._write() as db:
+                db.execute("INSERT OR IGNORE INTO account (id, cash, initial_cash, created_at) VALUES (1, ?, ?, ?)",
+                           (cash, cash, self.now().isoformat()))
+        except (OSError, sqlite3.Error) as exc:
+            raise BrokerError(f"cannot open the paper broker database {self.path}: {exc}") from None
+
+    # -- plumbing ------------------------------------------------------------------------------------------------
+
+    def now(self) -> dt.datetime:
+        return self.fixed_now or dt.datetime.now(dt.timezone.utc)
+
+    def _connect(self) -> sqlite3.Connection:
+        # One short-lived connection per call: safe across threads and processes; the timeout waits out writers.
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.executescript(_SCHEMA)
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")  # take the write lock before reading, so check-then-write is atomic
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    def price(self, symbol: str) -> float:
+        """The price of ``symbol`` at ``now``: the last close up to ``now``'s New York date."""
+        day = self.now().astimezone(NEW_YORK).date()
+        try:
+            closes = self.prices.history([symbol], end=day, bars=1).closes[symbol].dropna()
+        except DataError as exc:
+            raise BrokerError(f"no price for {symbol}: {exc}") from None
+        if closes.empty:
+            raise BrokerError(f"no price for {symbol} up to {day}")
+        return float(closes.iloc[-1])
+
+    # -- the Broker interface ------------------------------------------------------------------------------------
+
+    def clock(self) -> Clock:
+        return self.market.clock(self.now())
+
+    def calendar(self, start: dt.date, end: dt.date) -> list[Session]:
+        return self.market.sessions(start, end)
+
+    def account(self) -> Account:
+        self._settle()
+        with self._write() as db:
+            cash = float(db.execute("SELECT cash FROM account").fetchone()["cash"])
+            held = db.execute("SELECT symbol, qty, avg_price FROM positions").fetchall()
+        value = 0.0
+        for row in held:
+            try:
+                value += row["qty"] * self.price(row["symbol"])
+            except BrokerError:
+                value += row["qty"] * row["avg_price"]
+        return Account(cash=cash, buying_power=cash, equity=cash + value)
+
+    def positions(self) -> dict[str, BrokerPosition]:
+        self._settle()
+        with self._write() as db:
+            rows = db.execute("SELECT symbol, qty, avg_price FROM positions WHERE qty > 0 ORDER BY symbol").fetchall()
+        return {r["symbol"]: BrokerPosition(r["symbol"], int(r["qty"]), float(r["avg_price"])) for r in rows}
+
+    def open_orders(self) -> list[BrokerOrder]:
+        self._settle()
+        with self._write() as db:
+            rows = db.execute(f"SELECT * FROM orders WHERE status IN ({_placeholders(OPEN_STATUSES)}) "
+                              "ORDER BY submitted_at", tuple(OPEN_STATUSES)).fetchall()
+        return [_order(r) for r in rows]
+
+    def order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        with self._write() as db:
+            row = db.execute("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
+        return None if row is None else _order(row)
+
+    def orders(self) -> list[BrokerOrder]:
+        """Every order ever submitted, oldest first (not part of the Broker interface; for tests and reports)."""
+        with self._write() as db:
+            rows = db.execute("SELECT * FROM orders ORDER BY submitted_at, rowid").fetchall()
+        return [_order(r) for r in rows]
+
+    def submit(self, request: OrderRequest) -> BrokerOrder:
+        if request.side not in ("buy", "sell"):
+            raise BrokerError(f"side must be buy or sell, got {request.side!r}")
+        if int(request.qty) != request.qty or request.qty < 1:
+            raise BrokerError(f"qty must be a whole number of shares >= 1, got {request.qty}")
+        if not request.client_order_id or len(request.client_order_id) > 128:
+            raise BrokerError("client_order_id must be 1 to 128 characters")
+        now = self.now()
+        is_open = self.market.clock(now).is_open
+        price = self.price(request.symbol) if is_open else None
+        with self._write() as db:
+            taken = db.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (request.client_order_id,))
+            if taken.fetchone():
+                raise DuplicateOrderError(f"client_order_id {request.client_order_id} was used before")
+            order_id = str(uuid.uuid4())
+            db.execute(
+                "INSERT INTO orders (id, client_order_id, symbol, side, qty, status, submitted_at, stop_loss_price,"
+                " take_profit_price) VALUES (?, ?, ?, ?, ?, 'accepted', ?, ?, ?)",
+                (order_id, request.client_order_id, request.symbol, request.side, int(request.qty),
+                 now.astimezone(dt.timezone.utc).isoformat(), request.stop_loss_price, request.take_profit_price),
+            )
+            if price is not None:
+                self._fill(db, order_id, price, now)
+            row = db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
+        return _order(row)
+
+    def cancel(self, order_id: str) -> None:
+        with self._write() as db:
+            row = db.execute("SELECT status FROM orders WHERE id = ?", (order_id,)).fetchone()
+            if row is None:
+                raise BrokerError(f"no order {order_id}")
+            if row["status"] not in OPEN_STATUSES:
+                raise BrokerError(f"order {order_id} is {row['status']}, not open")
+            db.execute("UPDATE orders SET status = 'canceled' WHERE id = ?", (order_id,))
+
+    # -- fills ---------------------------------------------------------------------------------------------------
+
+    def _fill(self, db: sqlite3.Connection, order_id: str, price: float, now: dt.datetime) -> None:
+        """Fill one open order at ``price`` inside the caller's transaction, or reject it (cash, holdings)."""
+        order = db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
+        qty, symbol = int(order["qty"]), order["symbol"]
+        cash = float(db.execute("SELECT cash FROM account").fetchone()["cash"])
+        held = db.execute("SELECT qty, avg_price FROM positions WHERE symbol = ?", (symbol,)).fetchone()
+        held_qty = int(held["qty"]) if held else 0
+        value = qty * price
+        fee = value * self.commission
+        if order["side"] == "buy":
+            if value + fee > cash + 1e-9:
+                return self._reject(db, order_id, f"insufficient cash: {value + fee:.2f} needed, {cash:.2f} held")
+            new_qty = held_qty + qty
+            avg = ((held_qty * float(held["avg_price"])) if held else 0.0) + value
+            db.execute("INSERT INTO positions (symbol, qty, avg_price) VALUES (?, ?, ?) ON CONFLICT(symbol) "
+                       "DO UPDATE SET qty = excluded.qty, avg_price = excluded.avg_price", (symbol, new_qty, avg / new_qty))
+            cash -= value + fee
+        else:
+            if qty > held_qty:
+                return self._reject(db, order_id, f"cannot sell {qty} {symbol}: {held_qty} held")
+            if qty == held_qty:
+                db.execute("DELETE FROM positions WHERE symbol = ?", (symbol,))
+            else:
+                db.execute("UPDATE positions SET qty = ? WHERE symbol = ?", (held_qty - qty, symbol))
+            cash += value - fee
+        db.execute("UPDATE account SET cash = ?", (cash,))
+        db.execute("UPDATE orders SET status = 'filled', filled_qty = qty, filled_avg_price = ?, filled_at = ? "
+                   "WHERE id = ?", (price, now.astimezone(dt.timezone.utc).isoformat(), order_id))
+
+    @staticmethod
+    def _reject(db: sqlite3.Connection, order_id: str, note: str) -> None:
+        db.execute("UPDATE orders SET status = 'rejected', note = ? WHERE id = ?", (note, order_id))
+
+    def _settle(self) -> None:
+        """Fill orders queued while the market was closed, if it is open now."""
+        now = self.now()
+        if not self.market.clock(now).is_open:
+            return
+        stamp = now.astimezone(dt.timezone.utc).isoformat()
+        with self._write() as db:
+            queued = db.execute("SELECT id, symbol FROM orders WHERE status = 'accepted' AND submitted_at < ? "
+                                "ORDER BY submitted_at, rowid", (stamp,)).fetchall()
+        for row in queued:
+            price = self.price(row["symbol"])
+            with self._write() as db:
+                still = db.execute("SELECT status FROM orders WHERE id = ?", (row["id"],)).fetchone()
+                if still["status"] == "accepted":
+                    self._fill(db, row["id"], price, now)
+
+
+def _placeholders(values) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _order(row: sqlite3.Row) -> BrokerOrder:
+    return BrokerOrder(
+        id=row["id"],
+        client_order_id=row["client_order_id"],
+        symbol=row["symbol"],
+        side=row["side"],
+        qty=int(row["qty"]),
+        status=row["status"],
+        submitted_at=dt.datetime.fromisoformat(row["submitted_at"]),
+        filled_qty=int(row["filled_qty"]),
+        filled_avg_price=row["filled_avg_price"],
+    )

@@ -1,0 +1,8 @@
+"""The live trading cycle's supporting parts; ``lambda_function.run()`` puts them together top to bottom.
+
+Modules: ``config`` (settings from environment variables), ``secrets`` (Alpaca keys from env, Secrets Manager or
+SSM), ``schedule`` (trading date, 15-minute slot, allowed window), ``orders`` (client order ids, limits,
+reconciliation, idempotent submission), ``journal`` (one JSON record per cycle, local file or S3), ``logs``
+(structured JSON log lines with secrets redacted), ``components`` (provider, broker and journal from the config),
+``cli`` (``python lambda_function.py``).
+"""

@@ -1,0 +1,64 @@
+"""``python lambda_function.py [--now ISO8601] [--dry-run]``: one cycle locally, the summary printed as JSON.
+
+Exit codes: 0 when the cycle ran (traded, no_change, market_closed, dry_run); 2 with one ``error: ...`` line for
+bad configuration or input; 1 when the broker or the data failed mid-cycle (the summary is still printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import NoReturn
+
+EXIT_BAD_INPUT = 2
+EXIT_CYCLE_FAILED = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    # The Lambda zip does not ship clitools, so the one-line error rule is kept here in four lines.
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python lambda_function.py",
+        description="Run one live trading cycle of ProphetTrend and print its summary as JSON. Settings come from "
+        "environment variables (see docs/live.md); without Alpaca keys the local SQLite paper broker trades on the "
+        "bundled sample. Structured log lines go to stderr.",
+    )
+    p.add_argument("--now", default=None,
+                   help="replay this moment (ISO 8601, e.g. 2022-06-01T15:45:00-04:00; no offset means New York "
+                        "time); honoured only with the paper broker or --dry-run")
+    p.add_argument("--dry-run", action="store_true", help="decide and report, submit nothing")
+    p.add_argument("--quiet", action="store_true", help="no log lines on stderr (errors still reported)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import logging
+
+    from lambda_function import run
+
+    event = {"dry_run": args.dry_run}
+    if args.now is not None:
+        event["now"] = args.now
+    if args.quiet:
+        logging.getLogger("prophettrend.live").disabled = True
+    try:
+        summary = run(event)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    error = summary.get("error") or {}
+    if error.get("type") in ("config", "input"):
+        sys.stderr.write(f"error: {error['message']}\n")
+        return EXIT_BAD_INPUT
+    print(json.dumps(summary, indent=2, sort_keys=False))
+    if summary["status"] == "error":
+        sys.stderr.write(f"error: {error.get('message')}\n")
+        return EXIT_CYCLE_FAILED
+    return 0

@@ -1,0 +1,69 @@
+"""The parts a cycle talks to, built from the configuration: price provider, universe, broker and journal.
+
+Optional parts are imported lazily (the yfinance provider, alpaca-py, boto3), so a paper cycle on the bundled
+sample needs none of them.
+
+Example:
+    >>> from live.config import LiveConfig
+    >>> cfg = LiveConfig.from_env({"STATE_DIR": "/tmp/pt-doc"})
+    >>> make_provider(cfg).name, len(candidate_universe(cfg))
+    ('sample', 20)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Mapping
+
+from live.config import ConfigError, LiveConfig
+from live.secrets import AlpacaKeys
+
+
+def make_provider(config: LiveConfig):
+    """The ``PriceProvider`` named by ``MARKET_DATA``."""
+    spec = config.market_data
+    if spec == "sample":
+        from marketdata.provider import SampleProvider
+
+        return SampleProvider()
+    if spec.startswith("csv:"):
+        from marketdata.provider import CsvProvider
+
+        return CsvProvider(spec[len("csv:"):])
+    try:
+        from marketdata import yahoo  # issue 3's provider; lazy, so the sample path needs no yfinance
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"MARKET_DATA=yfinance is not available in this build ({exc.name} is missing)") from None
+    for name in ("YahooProvider", "YFinanceProvider"):
+        if hasattr(yahoo, name):
+            return getattr(yahoo, name)()
+    raise ConfigError("MARKET_DATA=yfinance: marketdata.yahoo has no provider class")
+
+
+def candidate_universe(config: LiveConfig) -> list[str]:
+    """``UNIVERSE`` (comma-separated, or ``sp500`` for the bundled S&P 500 snapshot); default: the sample's symbols."""
+    if config.universe == ("SP500",):
+        from marketdata.universe import load_sp500
+
+        return load_sp500().symbols
+    if config.universe:
+        return list(config.universe)
+    from marketdata.sample import load_sample
+
+    return load_sample().symbols
+
+
+def make_broker(config: LiveConfig, provider, now: dt.datetime | None, keys: AlpacaKeys | None,
+                env: Mapping[str, str]):
+    """The paper broker (replaying ``now`` if given) or Alpaca with ``keys``."""
+    if config.broker == "paper":
+        from brokers.paper import PaperBroker
+
+        return PaperBroker(config.paper_db, provider, now=now, cash=config.paper_cash,
+                           commission=config.paper_commission)
+    from brokers.alpaca import AlpacaBroker  # lazy: alpaca-py costs import time and is not needed on paper
+
+    merged = {"APCA_PAPER": "true" if config.alpaca_paper else "false",
+              "APCA_API_BASE_URL": env.get("APCA_API_BASE_URL", ""),
+              "APCA_API_KEY_ID": keys.key_id if keys else "", "APCA_API_SECRET_KEY": keys.secret_key if keys else ""}
+    return AlpacaBroker.from_env(merged)

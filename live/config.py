@@ -1,0 +1,208 @@
+"""The live cycle's configuration: one frozen dataclass read from environment variables.
+
+Every variable is documented in ``docs/live.md``. Malformed values raise :class:`ConfigError` with one line that
+names the variable. Secrets are not part of the configuration: only *where* to find them (see ``live.secrets``).
+
+Example:
+    >>> cfg = LiveConfig.from_env({"STRATEGY_TOP_N": "5", "MAX_POSITIONS": "8", "STATE_DIR": "/tmp/pt"})
+    >>> cfg.params.top_n, cfg.max_positions, cfg.broker, str(cfg.paper_db)
+    (5, 8, 'paper', '/tmp/pt/paper.sqlite')
+    >>> LiveConfig.from_env({"MAX_ORDER_NOTIONAL": "lots"})
+    Traceback (most recent call last):
+    ...
+    live.config.ConfigError: MAX_ORDER_NOTIONAL must be a number or 'none', got 'lots'
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from strategies.params import StrategyParams
+
+BROKERS = ("auto", "paper", "alpaca")
+KEY_SOURCES = ("APCA_API_KEY_ID", "ALPACA_SECRET_NAME", "ALPACA_SSM_PARAMETER")
+SLOT_MINUTES = 15  # the schedule slot in client order ids; a retry inside the slot reuses the same ids
+
+
+class ConfigError(ValueError):
+    """A missing or malformed setting; the message is one line naming the variable."""
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    params: StrategyParams
+    broker: str                      # paper | alpaca (auto resolved)
+    alpaca_paper: bool               # APCA_PAPER: Alpaca's paper endpoint unless explicitly false
+    trading_enabled: bool            # False: every cycle is a dry run (the kill switch)
+    trading_enabled_reason: str
+    market_data: str                 # sample | yfinance | csv:PATH
+    universe: tuple[str, ...] | None  # None: the data provider's default candidates
+    max_order_notional: float | None
+    max_positions: int | None
+    stale_order_minutes: float
+    trade_after_open_minutes: int
+    trade_before_close_minutes: int
+    state_dir: Path
+    paper_db: Path
+    paper_cash: float
+    paper_commission: float
+    journal: str                     # a JSON-lines file path or s3://bucket/prefix
+    log_level: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "LiveConfig":
+        env = dict(os.environ if env is None else env)
+        read = _Reader(env)
+        params = _strategy_params(read)
+        broker = read.choice("BROKER", "auto", BROKERS)
+        has_keys = any(env.get(k, "").strip() for k in KEY_SOURCES)
+        if broker == "auto":
+            broker = "alpaca" if has_keys else "paper"
+        alpaca_paper = read.boolean("APCA_PAPER", True)
+        enabled, reason = _kill_switch(read, broker, alpaca_paper)
+        state_dir = Path(read.text("STATE_DIR", "") or default_state_dir(env))
+        universe = read.text("UNIVERSE", "")
+        config = cls(
+            params=params,
+            broker=broker,
+            alpaca_paper=alpaca_paper,
+            trading_enabled=enabled,
+            trading_enabled_reason=reason,
+            market_data=read.text("MARKET_DATA", "sample"),
+            universe=tuple(s.strip().upper() for s in universe.split(",") if s.strip()) or None,
+            max_order_notional=read.number("MAX_ORDER_NOTIONAL", 25_000.0, optional=True, minimum=0.01),
+            max_positions=read.integer("MAX_POSITIONS", 20, optional=True, minimum=1),
+            stale_order_minutes=read.number("STALE_ORDER_MINUTES", 30.0, minimum=0.0),
+            trade_after_open_minutes=read.integer("TRADE_AFTER_OPEN_MINUTES", 15, minimum=0),
+            trade_before_close_minutes=read.integer("TRADE_BEFORE_CLOSE_MINUTES", 10, minimum=0),
+            state_dir=state_dir,
+            paper_db=Path(read.text("PAPER_DB", "") or state_dir / "paper.sqlite"),
+            paper_cash=read.number("PAPER_CASH", 100_000.0, minimum=0.01),
+            paper_commission=read.number("PAPER_COMMISSION", 0.0, minimum=0.0),
+            journal=read.text("JOURNAL", "") or str(state_dir / "journal.jsonl"),
+            log_level=read.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
+        )
+        if config.market_data not in ("sample", "yfinance") and not config.market_data.startswith("csv:"):
+            raise ConfigError(f"MARKET_DATA must be sample, yfinance or csv:PATH, got {config.market_data!r}")
+        if config.paper_commission >= 0.1:
+            raise ConfigError(f"PAPER_COMMISSION must be a fraction below 0.1, got {config.paper_commission}")
+        if broker == "alpaca" and not has_keys:
+            raise ConfigError("BROKER=alpaca needs Alpaca keys: set APCA_API_KEY_ID and APCA_API_SECRET_KEY, "
+                              "or ALPACA_SECRET_NAME (Secrets Manager) or ALPACA_SSM_PARAMETER (SSM)")
+        return config
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as plain JSON values for the journal (holds no secrets: the config never has any)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["params"] = self.params.to_dict()
+        out["universe"] = list(self.universe) if self.universe else None
+        for key in ("state_dir", "paper_db"):
+            out[key] = str(out[key])
+        return out
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    """``./live_state`` locally; under the temp dir in Lambda or when the working directory is read-only."""
+    if env.get("AWS_LAMBDA_FUNCTION_NAME") or not os.access(os.getcwd(), os.W_OK):
+        return Path(tempfile.gettempdir()) / "prophettrend"
+    return Path.cwd() / "live_state"
+
+
+def _kill_switch(read: "_Reader", broker: str, alpaca_paper: bool) -> tuple[bool, str]:
+    explicit = read.env.get("TRADING_ENABLED", "").strip() != ""
+    enabled = read.boolean("TRADING_ENABLED", True)
+    if not enabled:
+        return False, "TRADING_ENABLED=false"
+    if broker == "alpaca" and not alpaca_paper and not explicit:
+        # Real money needs two explicit settings, so a stray APCA_PAPER=false alone never trades.
+        return False, "APCA_PAPER=false (live money) also needs TRADING_ENABLED=true"
+    return True, ""
+
+
+def _strategy_params(read: "_Reader") -> StrategyParams:
+    hints = typing.get_type_hints(StrategyParams)
+    values: dict[str, Any] = {}
+    for f in fields(StrategyParams):
+        name = "STRATEGY_" + f.name.upper()
+        if not read.env.get(name, "").strip():
+            continue
+        kind = hints[f.name]
+        if kind is bool:
+            values[f.name] = read.boolean(name, f.default)
+        elif kind is int:
+            values[f.name] = read.integer(name, f.default)
+        elif kind is float:
+            values[f.name] = read.number(name, f.default)
+        elif typing.get_origin(kind) in (typing.Union, types.UnionType) and float in typing.get_args(kind):
+            values[f.name] = read.number(name, None, optional=True)
+        else:
+            values[f.name] = read.text(name, f.default)
+    try:
+        return StrategyParams(**values)
+    except ValueError as exc:
+        raise ConfigError(f"bad strategy setting (STRATEGY_*): {exc}") from None
+
+
+class _Reader:
+    """Typed reads of environment variables with one-line errors."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str) -> str:
+        value = self.env.get(name, "").strip()
+        return value if value else default
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...], upper: bool = False) -> str:
+        value = self.text(name, default)
+        value = value.upper() if upper else value.lower()
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.text(name, "").lower()
+        if not value:
+            return default
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {self.env[name]!r}")
+
+    def number(self, name: str, default: float | None, *, optional: bool = False, minimum: float | None = None):
+        raw = self.text(name, "")
+        if not raw:
+            return default
+        if optional and raw.lower() in ("none", "off"):
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number{' or ' + repr('none') if optional else ''}, got {raw!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{name} must be a finite number, got {raw!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
+        return value
+
+    def integer(self, name: str, default: int | None, *, optional: bool = False, minimum: int | None = None):
+        raw = self.text(name, "")
+        if not raw:
+            return default
+        if optional and raw.lower() in ("none", "off"):
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number{' or ' + repr('none') if optional else ''}, "
+                              f"got {raw!r}") from None
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+        return value

@@ -1,0 +1,53 @@
+"""Load the closes a decision needs: universe plus holdings, the backtest's window, up to the trading date.
+
+Example:
+    >>> import datetime as dt
+    >>> from marketdata.provider import SampleProvider
+    >>> from strategies import StrategyParams
+    >>> params = StrategyParams(history=60, refit_every=5)
+    >>> h = load_history(SampleProvider(), ["KO", "PG"], ["AAPL"], dt.date(2022, 6, 1), dt.date(2022, 5, 31), params)
+    >>> h.data.symbols, len(h.data), h.data.closes.index[-1].date().isoformat(), h.unpriced
+    (['KO', 'PG', 'AAPL'], 69, '2022-06-01', [])
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from marketdata.errors import DataError
+from marketdata.prices import PriceData
+from strategies.params import StrategyParams
+
+
+def history_bars(params: StrategyParams) -> int:
+    """Rows handed to ``decide``: exactly the window the Backtrader adapter hands it, so both homes decide alike."""
+    return params.warmup_bars + params.horizon
+
+
+@dataclass(frozen=True)
+class History:
+    data: PriceData
+    unpriced: list[str] = field(default_factory=list)  # held symbols the provider cannot price (left alone)
+
+
+def load_history(provider, universe: list[str], held: list[str], trading_date: dt.date,
+                 previous_session: dt.date, params: StrategyParams) -> History:
+    """Closes of ``universe`` + ``held`` up to ``trading_date``; refuses data older than ``previous_session``."""
+    extra = [s for s in held if s not in universe]
+    bars = history_bars(params)
+    unpriced: list[str] = []
+    try:
+        data = provider.history(universe + extra, end=trading_date, bars=bars)
+    except DataError:
+        if not extra:
+            raise
+        # A holding the provider does not know (bought by hand, delisted) must not stop the whole cycle.
+        data = provider.history(universe, end=trading_date, bars=bars)
+        unpriced = extra
+    last = data.closes.index[-1].date()
+    if last < previous_session:
+        raise DataError(f"stale prices: {provider.name} data end on {last}, but the trading date is {trading_date} "
+                        f"(the last complete session was {previous_session}); replay a moment inside the data "
+                        f"with --now or event['now'], or use fresher data (MARKET_DATA)")
+    return History(data, unpriced)

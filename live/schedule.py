@@ -1,0 +1,68 @@
+"""When a cycle may trade: the trading date and 15-minute slot of a moment, and the allowed window of a session.
+
+Example:
+    >>> import datetime as dt
+    >>> from brokers.calendar import NEW_YORK, MarketCalendar
+    >>> now = dt.datetime(2022, 6, 1, 15, 45, tzinfo=NEW_YORK)
+    >>> slot_of(now)
+    63
+    >>> session = MarketCalendar().session(now.date())
+    >>> closed_reason(now, session, after_open_minutes=15, before_close_minutes=10) is None
+    True
+    >>> closed_reason(now.replace(hour=9, minute=40), session, 15, 10)
+    'before the trading window, which opens at 09:45 New York time on 2022-06-01'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from brokers.base import Session
+from brokers.calendar import NEW_YORK, as_aware
+from live.config import SLOT_MINUTES
+
+
+def new_york(moment: dt.datetime) -> dt.datetime:
+    return as_aware(moment).astimezone(NEW_YORK)
+
+
+def slot_of(now: dt.datetime) -> int:
+    """The number of the 15-minute slot of the New York day that ``now`` falls in (0..95)."""
+    local = new_york(now)
+    return (local.hour * 60 + local.minute) // SLOT_MINUTES
+
+
+def window(session: Session, after_open_minutes: int, before_close_minutes: int) -> tuple[dt.datetime, dt.datetime]:
+    """Start and end of the part of ``session`` in which orders are placed."""
+    return (session.open + dt.timedelta(minutes=after_open_minutes),
+            session.close - dt.timedelta(minutes=before_close_minutes))
+
+
+def closed_reason(now: dt.datetime, session: Session | None, after_open_minutes: int,
+                  before_close_minutes: int) -> str | None:
+    """Why a cycle at ``now`` must not trade, or ``None`` when it may."""
+    local = new_york(now)
+    if session is None:
+        return f"no session on {local.date()} ({local:%A}: weekend or exchange holiday)"
+    start, end = window(session, after_open_minutes, before_close_minutes)
+    if local < start:
+        return f"before the trading window, which opens at {start:%H:%M} New York time on {session.date}"
+    if local >= end:
+        early = " (early close)" if session.close.time() < dt.time(16, 0) else ""
+        return (f"after the trading window, which closed at {end:%H:%M} New York time on {session.date}; "
+                f"the market closes at {session.close:%H:%M}{early}")
+    return None
+
+
+def parse_moment(value: object) -> dt.datetime:
+    """An ISO 8601 time (``2022-06-01T15:45:00-04:00``; without an offset it is New York time).
+
+    >>> parse_moment("2022-06-01T15:45").isoformat()
+    '2022-06-01T15:45:00-04:00'
+    """
+    if isinstance(value, dt.datetime):
+        return as_aware(value)
+    try:
+        return as_aware(dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00")))
+    except ValueError:
+        raise ValueError(f"now must be an ISO 8601 time such as 2022-06-01T15:45:00-04:00, got {value!r}") from None

@@ -52,6 +52,8 @@ class DeployConfig:
     role_arn: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     secret_backend: SecretBackend = "secretsmanager"
+    broker: Literal["alpaca", "paper"] = "alpaca"
+    market_data: str = "yfinance"
     journal_prefix: str = "journal/"
     alarm_email: str | None = None
     build_dir: Path = Path("build/lambda")
@@ -62,6 +64,8 @@ class DeployConfig:
             raise ValueError(f"--arch must be x86_64 or arm64, not {self.arch!r}")
         if self.secret_backend not in ("secretsmanager", "ssm"):
             raise ValueError(f"--secret-backend must be secretsmanager or ssm, not {self.secret_backend!r}")
+        if self.broker not in ("alpaca", "paper"):
+            raise ValueError(f"--broker must be alpaca or paper, not {self.broker!r}")
         if not 128 <= self.memory_mb <= 10240:
             raise ValueError(f"--memory must be between 128 and 10240 MB, not {self.memory_mb}")
         if not 1 <= self.timeout_s <= 900:

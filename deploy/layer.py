@@ -186,7 +186,7 @@ def _is_under_libs(path: Path, root: Path) -> bool:
 
 
 def _strip_tool(machine: str) -> list[str] | None:
-    candidates = ["strip"] if machine == os.uname().machine else [f"{machine}-linux-gnu-strip", "strip"]
+    candidates = ["strip"] if machine == os.uname().machine else [f"{machine}-linux-gnu-strip", "llvm-strip"]
     for tool in candidates:
         if shutil.which(tool):
             return [tool, "--strip-unneeded"]

@@ -1,0 +1,86 @@
+"""``python -m deploy status``: what is deployed, its versions, settings and schedule (never a secret value).
+
+Example:
+    >>> render({"function": None, "layers": [], "schedules": [], "secret": None, "async": None, "alarm": None})
+    'function    not deployed'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy.aws import Aws, error_code
+from deploy.config import DeployConfig
+from deploy.up import _paged
+
+
+def _maybe(call, *codes: str):
+    try:
+        return call()
+    except Exception as exc:
+        if error_code(exc) in (*codes, "ResourceNotFoundException", "NoSuchEntity", "ParameterNotFound"):
+            return None
+        raise
+
+
+def status(cfg: DeployConfig, aws: Aws | None = None) -> dict[str, Any]:
+    """A plain dict of the deployed state (JSON-ready)."""
+    aws = aws or Aws(cfg)
+    lam = aws.client("lambda")
+    conf = _maybe(lambda: lam.get_function_configuration(FunctionName=cfg.function_name))
+    out: dict[str, Any] = {"function": None, "layers": [], "schedules": [], "secret": None, "async": None, "alarm": None}
+    if conf:
+        out["function"] = {k: conf.get(k) for k in ("FunctionName", "FunctionArn", "Runtime", "Handler", "MemorySize",
+                                                   "Timeout", "Architectures", "LastModified", "CodeSha256",
+                                                   "CodeSize", "State", "LastUpdateStatus", "Version", "Role")}
+        out["function"]["Layers"] = [layer["Arn"] for layer in conf.get("Layers", [])]
+        out["function"]["EnvironmentNames"] = sorted(conf.get("Environment", {}).get("Variables", {}))
+        invoke = _maybe(lambda: lam.get_function_event_invoke_config(FunctionName=cfg.function_name))
+        if invoke:
+            out["async"] = {"MaximumRetryAttempts": invoke.get("MaximumRetryAttempts"),
+                            "OnFailure": invoke.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")}
+    out["layers"] = [{"Version": v["Version"], "Arn": v["LayerVersionArn"], "Description": v.get("Description", "")}
+                     for v in _paged(lam, "list_layer_versions", "LayerVersions", LayerName=cfg.layer_name)]
+    sched = aws.client("scheduler")
+    listed = _maybe(lambda: _paged(sched, "list_schedules", "Schedules", GroupName=cfg.schedule_group)) or []
+    for item in listed:
+        s = sched.get_schedule(Name=item["Name"], GroupName=cfg.schedule_group)
+        out["schedules"].append({"Name": s["Name"], "Expression": s["ScheduleExpression"],
+                                 "Timezone": s.get("ScheduleExpressionTimezone", "UTC"), "State": s.get("State")})
+    if cfg.secret_backend == "ssm":
+        p = _maybe(lambda: aws.client("ssm").describe_parameters(
+            ParameterFilters=[{"Key": "Name", "Values": [cfg.ssm_parameter]}])["Parameters"])
+        out["secret"] = {"ssm": cfg.ssm_parameter, "Type": p[0]["Type"]} if p else None
+    else:
+        d = _maybe(lambda: aws.client("secretsmanager").describe_secret(SecretId=cfg.secret_name))
+        if d:
+            out["secret"] = {"secretsmanager": cfg.secret_name, "LastChanged": str(d.get("LastChangedDate", "")),
+                             "ScheduledForDeletion": bool(d.get("DeletedDate"))}
+    alarms = aws.client("cloudwatch").describe_alarms(AlarmNames=[cfg.alarm_name])["MetricAlarms"]
+    if alarms:
+        out["alarm"] = {"Name": cfg.alarm_name, "State": alarms[0].get("StateValue")}
+    return out
+
+
+def render(state: dict[str, Any]) -> str:
+    """The status as aligned text lines."""
+    f = state["function"]
+    if not f:
+        lines = ["function    not deployed"]
+    else:
+        lines = [f"function    {f['FunctionName']}  {f['Runtime']} {','.join(f['Architectures'] or [])}  "
+                 f"{f['MemorySize']} MB  {f['Timeout']} s  state {f['State']}/{f['LastUpdateStatus']}",
+                 f"code        sha256 {f['CodeSha256']}  {f['CodeSize']} bytes  modified {f['LastModified']}",
+                 f"layers      {', '.join(a.rsplit(':', 2)[-2] + ':' + a.rsplit(':', 1)[-1] for a in f['Layers']) or 'none'}",
+                 f"env         {', '.join(f['EnvironmentNames'])}"]
+    for v in state["layers"]:
+        lines.append(f"layer       version {v['Version']}: {v['Description']}")
+    for s in state["schedules"]:
+        lines.append(f"schedule    {s['Name']}: {s['Expression']} {s['Timezone']} {s['State']}")
+    if state["async"]:
+        lines.append(f"async       retries {state['async']['MaximumRetryAttempts']}, on failure -> {state['async']['OnFailure']}")
+    if state["secret"]:
+        lines.append("secret      " + ", ".join(f"{k} {v}" for k, v in state["secret"].items()))
+    if state["alarm"]:
+        lines.append(f"alarm       {state['alarm']['Name']}: {state['alarm']['State']}")
+    return "\n".join(lines)

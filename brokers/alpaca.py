@@ -151,7 +151,8 @@ class AlpacaBroker:
         def get() -> list[Session]:
             days = self._client.get_calendar(GetCalendarRequest(start=start, end=end))
             # Alpaca gives wall-clock New York times without an offset
-            return [Session(date=d.date, open=_as_et(d.open), close=_as_et(d.close)) for d in days]
+            return [Session(date=d.date, open=_session_time(d.date, d.open), close=_session_time(d.date, d.close))
+                    for d in days]
         return self._call("calendar", get)
 
     def account(self) -> Account:
@@ -291,7 +292,15 @@ def _api_detail(exc: APIError) -> str:
     return " ".join(text.split())[:160] or "(empty answer)"
 
 
-def _as_et(t: dt.datetime) -> dt.datetime:
+def _session_time(day: dt.date, t: dt.datetime | str) -> dt.datetime:
+    """A calendar open/close in New York time: alpaca-py 0.4x parses "09:30" into a naive datetime, newer
+    releases keep the string.
+
+    >>> _session_time(dt.date(2022, 11, 25), "13:00").isoformat()
+    '2022-11-25T13:00:00-05:00'
+    """
+    if isinstance(t, str):
+        t = dt.datetime.combine(day, dt.time.fromisoformat(t))
     return t.replace(tzinfo=ET) if t.tzinfo is None else t.astimezone(ET)
 
 

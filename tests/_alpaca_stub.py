@@ -86,8 +86,8 @@ def _num(x: float) -> str:
 class Fault:
     """Make matching requests fail: after ``after`` have gone through, the next ``times`` fail.
 
-    ``status=None`` drops the connection without an answer; ``delay`` seconds of silence come first (a slow or
-    hung server); ``commit=True`` on ``POST /v2/orders`` keeps the order before failing, as when the broker took
+    ``status=None`` drops the connection without an answer; ``status=200`` answers normally; ``delay`` seconds
+    of silence come first (a slow or hung server); ``commit=True`` on ``POST /v2/orders`` keeps the order before failing, as when the broker took
     the order but the answer was lost on the way back.
     """
 
@@ -445,25 +445,29 @@ class _Handler(BaseHTTPRequestHandler):
                       and self.headers.get("APCA-API-SECRET-KEY") == state.secret)
         with state.lock:
             state.received.append(Received(method, path, query, body, authorized))
+        if not authorized:
+            return self._send(401, {"code": 40110000, "message": "request is not authorized"})
+        with state.lock:
             fault = next((f for f in state.faults if f.matches(method, path) and f.seen < f.after + f.times), None)
             if fault is not None:
                 fault.seen += 1
                 if fault.seen <= fault.after:
                     fault = None
-        if not authorized:
-            return self._send(401, {"code": 40110000, "message": "request is not authorized"})
         if fault is not None:
             if fault.commit and method == "POST" and path == "/v2/orders":
                 with state.lock:
                     state.submit(body)
             if fault.delay:
                 time.sleep(fault.delay)
-            if fault.status is None:  # the answer never comes back
+            if fault.status == 200:  # slow but correct
+                fault = None
+            elif fault.status is None:  # the answer never comes back
                 self.close_connection = True
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(2)
                 return
-            return self._send(fault.status, fault.body or {"code": 50010000, "message": "internal server error"})
+            else:
+                return self._send(fault.status, fault.body or {"code": 50010000, "message": "internal server error"})
         with state.lock:
             status, payload = self._route(state, method, path, query, body)
         self._send(status, payload)

@@ -289,9 +289,11 @@ def test_unreachable_server_and_hung_server_are_broker_errors(stub):
     with pytest.raises(BrokerError, match="ConnectionError talking to 127.0.0.1") as err:
         dead.clock()
     _assert_clean(err.value, stub.secret)
-    stub.state.fail("GET", "/v2/clock", status=200, delay=1.0)
+    slow = stub.state.fail("GET", "/v2/clock", status=200, delay=0.6, times=2)
     with pytest.raises(BrokerError, match="Timeout"):
-        _broker(stub, timeout=0.3).clock()
+        _broker(stub, timeout=0.2).clock()
+    assert _broker(stub, timeout=5).clock().is_open  # slow but within the timeout: a normal answer
+    assert slow.seen == 2
 
 
 def test_stub_clock_follows_holidays_weekends_and_early_closes(stub):

@@ -86,7 +86,7 @@ def function_manifest(root: Path = PROJECT_ROOT, entry: str = ENTRY) -> Function
     root = Path(root)
     if not (root / entry).is_file():
         raise FileNotFoundError(f"{root / entry} not found: the function zip needs the Lambda entry module")
-    project = _project_packages(root)
+    project = _project_packages(root) | {Path(entry).stem}
     stdlib = set(sys.stdlib_module_names)
     manifest = FunctionManifest(root=root, files=[entry])
     queue = [root / entry]
@@ -110,7 +110,7 @@ def function_manifest(root: Path = PROJECT_ROOT, entry: str = ENTRY) -> Function
                 raise ValueError(f"{rel} imports {top!r}, which never ships to Lambda")
             elif top not in project and top not in stdlib and top != "__future__":
                 manifest.third_party.add(top)
-    manifest.packages = sorted(seen_packages)
+    manifest.packages = sorted(seen_packages - {Path(entry).stem})
     for package in manifest.packages:
         for file in _package_files(root, package):
             rel = file.relative_to(root).as_posix()

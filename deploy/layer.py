@@ -41,6 +41,11 @@ KEEP_HOLIDAY_LOCALES = frozenset({"en_US"})
 MUST_BE_EXECUTABLE = ("prophet/stan_model/prophet_model.bin",)
 FORBIDDEN_TOPS = frozenset({"backtrader", "matplotlib", "dask", "distributed", "jupyter", "jupyter_core",
                             "notebook", "pytest", "_pytest", "moto", "IPython", "ipykernel"})
+# pyarrow serves the on-disk Parquet price cache in /tmp: Flight RPC, S3/GCS/Azure/HDFS filesystems and ORC are
+# optional imports there (checked with readelf: no kept library NEEDs them); the copies of libarrow_python
+# that are not its SONAME are the wheel's flattened symlinks.
+PYARROW_UNUSED = ("libarrow_flight.so*", "_flight*.so", "libarrow_s3.so*", "_s3fs*.so", "_gcsfs*.so", "_azurefs*.so",
+                  "_hdfs*.so", "_orc*.so", "libarrow_python.so", "libarrow_python.so.*.*")
 SOURCE_SUFFIXES = (".pyi", ".c", ".h", ".cpp", ".hpp", ".cc", ".cxx", ".pyx", ".pxd", ".pxi")
 
 
@@ -228,6 +233,11 @@ def slim(python_dir: Path, target: LayerTarget | None = None, strip: bool = True
         for child in sorted(cmdstan.iterdir()):
             if child.name != "makefile":
                 _remove(child, report, "CmdStan build tree")
+    pyarrow = python_dir / "pyarrow"
+    if pyarrow.is_dir():
+        for pattern in PYARROW_UNUSED:
+            for path in sorted(pyarrow.glob(pattern)):
+                _remove(path, report, "pyarrow: Flight, cloud filesystems, ORC")
     if strip:
         tool = _strip_tool(target.machine)
         for so in sorted(python_dir.rglob("*.so*")):

@@ -64,22 +64,27 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
             if config.broker != "paper" and not record.dry_run:
                 raise ConfigError("a replayed 'now' is honoured only with the paper broker or a dry run")
             record.now, record.replayed = parse_moment(event["now"]), True
+        record.inputs["config"] = config.describe()
+        provider = make_provider(config)
+        broker = make_broker(config, provider, record.now if record.replayed else None, keys, env)
+        record.broker = broker.name
+        clock = None if record.replayed else broker.clock()
+        if clock is not None:
+            record.now = clock.now  # the broker's time, not this machine's
         now = new_york(record.now)
         record.trading_date, record.slot = now.date(), slot_of(now)
-        record.inputs["config"] = config.describe()
         log(logger, "cycle_start", cycle_id=record.cycle_id, now=now.isoformat(), replayed=record.replayed,
-            dry_run=record.dry_run, broker=config.broker)
-
-        provider = make_provider(config)
-        broker = make_broker(config, provider, now if record.replayed else None, keys, env)
-        record.broker = broker.name
+            dry_run=record.dry_run, broker=broker.name)
 
         # 2. Market clock and trading window: holidays, weekends and early closes come from the exchange calendar.
         calendar = MarketCalendar()
-        sessions = (broker if not record.replayed or config.broker == "paper" else calendar).calendar(now.date(), now.date())
+        if record.replayed and config.broker != "paper":  # a dry-run replay on Alpaca: Alpaca's today is not then
+            sessions = calendar.sessions(now.date(), now.date())
+        else:
+            sessions = broker.calendar(now.date(), now.date())
         reason = closed_reason(now, sessions[0] if sessions else None, config.trade_after_open_minutes,
                                config.trade_before_close_minutes)
-        if reason is None and not record.replayed and not broker.clock().is_open:
+        if reason is None and clock is not None and not clock.is_open:
             reason = "the broker's clock says the market is closed"
         if reason is not None:
             log(logger, "market_closed", reason=reason)

@@ -31,13 +31,10 @@ def make_provider(config: LiveConfig):
 
         return CsvProvider(spec[len("csv:"):])
     try:
-        from marketdata import yahoo  # issue 3's provider; lazy, so the sample path needs no yfinance
+        from marketdata.yahoo import YahooProvider  # lazy, so the sample path needs no yfinance
     except ModuleNotFoundError as exc:
         raise ConfigError(f"MARKET_DATA=yfinance is not available in this build ({exc.name} is missing)") from None
-    for name in ("YahooProvider", "YFinanceProvider"):
-        if hasattr(yahoo, name):
-            return getattr(yahoo, name)()
-    raise ConfigError("MARKET_DATA=yfinance: marketdata.yahoo has no provider class")
+    return YahooProvider(cache_dir=config.cache_dir)
 
 
 def candidate_universe(config: LiveConfig) -> list[str]:

@@ -53,6 +53,7 @@ class LiveConfig:
     paper_cash: float
     paper_commission: float
     journal: str                     # a JSON-lines file path or s3://bucket/prefix
+    cache_dir: Path | None           # yfinance cache; None: marketdata's default (PROPHETTREND_CACHE or user cache)
     log_level: str
 
     @classmethod
@@ -86,6 +87,8 @@ class LiveConfig:
             paper_cash=read.number("PAPER_CASH", 100_000.0, minimum=0.01),
             paper_commission=read.number("PAPER_COMMISSION", 0.0, minimum=0.0),
             journal=read.text("JOURNAL", "") or str(state_dir / "journal.jsonl"),
+            cache_dir=Path(read.text("PROPHETTREND_CACHE", "")) if read.text("PROPHETTREND_CACHE", "")
+            else (state_dir / "cache" if _sandboxed(env) else None),
             log_level=read.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
         )
         if config.market_data not in ("sample", "yfinance") and not config.market_data.startswith("csv:"):
@@ -102,16 +105,25 @@ class LiveConfig:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["params"] = self.params.to_dict()
         out["universe"] = list(self.universe) if self.universe else None
-        for key in ("state_dir", "paper_db"):
-            out[key] = str(out[key])
+        for key in ("state_dir", "paper_db", "cache_dir"):
+            out[key] = None if out[key] is None else str(out[key])
         return out
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:
     """``./live_state`` locally; under the temp dir in Lambda or when the working directory is read-only."""
-    if env.get("AWS_LAMBDA_FUNCTION_NAME") or not os.access(os.getcwd(), os.W_OK):
+    if _sandboxed(env):
         return Path(tempfile.gettempdir()) / "prophettrend"
     return Path.cwd() / "live_state"
+
+
+def _sandboxed(env: Mapping[str, str]) -> bool:
+    """In Lambda, or anywhere the working directory is read-only: only the temp dir may be written."""
+    try:
+        writable = os.access(os.getcwd(), os.W_OK)
+    except OSError:
+        writable = False
+    return bool(env.get("AWS_LAMBDA_FUNCTION_NAME")) or not writable
 
 
 def _kill_switch(read: "_Reader", broker: str, alpaca_paper: bool) -> tuple[bool, str]:

@@ -1,0 +1,151 @@
+"""The SQLite paper broker and the NYSE calendar behind it: fills, persistence, uniqueness, clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from brokers.base import BrokerError, DuplicateOrderError, OrderRequest
+from brokers.calendar import NEW_YORK, MarketCalendar
+from brokers.paper import PaperBroker
+from marketdata.provider import SampleProvider
+
+ROOT = Path(__file__).resolve().parents[1]
+OPEN_MOMENT = dt.datetime(2022, 6, 1, 15, 45, tzinfo=NEW_YORK)
+
+
+@pytest.fixture(scope="module")
+def prices():
+    return SampleProvider()
+
+
+def close_on(prices, symbol: str, day: str) -> float:
+    return float(prices.data.closes.loc[day, symbol])
+
+
+def test_market_order_fills_at_the_moments_price_and_state_persists(tmp_path, prices):
+    path = tmp_path / "paper.sqlite"
+    broker = PaperBroker(path, prices, now=OPEN_MOMENT, cash=10_000.0)
+    order = broker.submit(OrderRequest("KO", "buy", 10, client_order_id="t-ko-buy"))
+    price = close_on(prices, "KO", "2022-06-01")
+    assert (order.status, order.filled_qty, order.filled_avg_price) == ("filled", 10, price)
+
+    later = dt.datetime(2022, 6, 8, 11, 0, tzinfo=NEW_YORK)
+    reopened = PaperBroker(path, prices, now=later, cash=999.0)  # cash only seeds a new file
+    assert reopened.positions()["KO"].qty == 10
+    assert reopened.account().cash == pytest.approx(10_000.0 - 10 * price)
+    sell = reopened.submit(OrderRequest("KO", "sell", 4, client_order_id="t-ko-sell"))
+    assert sell.filled_avg_price == close_on(prices, "KO", "2022-06-08")
+    assert reopened.positions()["KO"].qty == 6
+    assert reopened.account().cash == pytest.approx(10_000.0 - 10 * price + 4 * sell.filled_avg_price)
+
+
+def test_client_order_id_is_unique_across_instances(tmp_path, prices):
+    path = tmp_path / "paper.sqlite"
+    PaperBroker(path, prices, now=OPEN_MOMENT).submit(OrderRequest("PG", "buy", 1, client_order_id="same-id"))
+    again = PaperBroker(path, prices, now=OPEN_MOMENT)
+    with pytest.raises(DuplicateOrderError):
+        again.submit(OrderRequest("PG", "buy", 5, client_order_id="same-id"))
+    assert again.order_by_client_id("same-id").qty == 1
+    assert again.order_by_client_id("unknown") is None
+    assert again.positions()["PG"].qty == 1
+
+
+def test_never_sells_more_than_held_nor_spends_more_than_cash(tmp_path, prices):
+    broker = PaperBroker(tmp_path / "p.sqlite", prices, now=OPEN_MOMENT, cash=1_000.0)
+    assert broker.submit(OrderRequest("KO", "sell", 1, client_order_id="s")).status == "rejected"
+    assert broker.submit(OrderRequest("UNH", "buy", 100, client_order_id="b")).status == "rejected"
+    assert broker.positions() == {}
+    assert broker.account().cash == 1_000.0
+
+
+def test_orders_placed_while_closed_stay_open_fill_later_and_can_be_cancelled(tmp_path, prices):
+    path = tmp_path / "p.sqlite"
+    saturday = dt.datetime(2022, 6, 4, 10, 0, tzinfo=NEW_YORK)
+    closed = PaperBroker(path, prices, now=saturday)
+    queued = closed.submit(OrderRequest("KO", "buy", 3, client_order_id="q1"))
+    doomed = closed.submit(OrderRequest("PG", "buy", 2, client_order_id="q2"))
+    assert queued.status == "accepted" and queued.is_open
+    assert {o.client_order_id for o in closed.open_orders()} == {"q1", "q2"}
+    closed.cancel(doomed.id)
+    with pytest.raises(BrokerError):
+        closed.cancel(doomed.id)  # no longer open
+
+    monday = PaperBroker(path, prices, now=dt.datetime(2022, 6, 6, 9, 31, tzinfo=NEW_YORK))
+    assert monday.positions()["KO"].qty == 3
+    assert "PG" not in monday.positions()
+    filled = monday.order_by_client_id("q1")
+    assert (filled.status, filled.filled_avg_price) == ("filled", close_on(prices, "KO", "2022-06-06"))
+    assert monday.open_orders() == []
+
+
+def test_concurrent_submissions_of_one_id_make_exactly_one_order(tmp_path, prices):
+    path = tmp_path / "p.sqlite"
+    PaperBroker(path, prices, now=OPEN_MOMENT)  # create the file first
+    outcomes: list[str] = []
+
+    def worker() -> None:
+        broker = PaperBroker(path, prices, now=OPEN_MOMENT)  # its own connections, as a separate process has
+        try:
+            broker.submit(OrderRequest("KO", "buy", 1, client_order_id="race"))
+            outcomes.append("submitted")
+        except DuplicateOrderError:
+            outcomes.append("duplicate")
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["duplicate"] * 5 + ["submitted"]
+    assert PaperBroker(path, prices, now=OPEN_MOMENT).positions()["KO"].qty == 1
+
+
+def test_two_processes_share_one_database(tmp_path):
+    path = tmp_path / "p.sqlite"
+    code = (
+        "import datetime as dt, sys\n"
+        "from brokers.paper import PaperBroker\nfrom brokers.calendar import NEW_YORK\n"
+        "from brokers.base import OrderRequest, DuplicateOrderError\nfrom marketdata.provider import SampleProvider\n"
+        "b = PaperBroker(sys.argv[1], SampleProvider(), now=dt.datetime(2022, 6, 1, 15, 45, tzinfo=NEW_YORK))\n"
+        "try:\n    b.submit(OrderRequest('PG', 'buy', 2, client_order_id='proc')); print('submitted')\n"
+        "except DuplicateOrderError:\n    print('duplicate')\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert outs == ["duplicate", "submitted"]
+
+
+def test_calendar_holidays_weekends_early_closes_and_daylight_saving():
+    cal = MarketCalendar()
+    assert cal.session(dt.date(2022, 7, 4)) is None
+    assert cal.session(dt.date(2022, 6, 4)) is None  # Saturday
+    early = cal.session(dt.date(2022, 11, 25))
+    assert (early.open.strftime("%H:%M"), early.close.strftime("%H:%M")) == ("09:30", "13:00")
+    for day in (dt.date(2022, 3, 11), dt.date(2022, 3, 14), dt.date(2022, 11, 4), dt.date(2022, 11, 7)):
+        session = cal.session(day)
+        assert session.open.strftime("%H:%M") == "09:30", day
+    # the UTC hour of the open moves with daylight saving time
+    assert cal.session(dt.date(2022, 3, 11)).open.astimezone(dt.timezone.utc).hour == 14
+    assert cal.session(dt.date(2022, 3, 14)).open.astimezone(dt.timezone.utc).hour == 13
+    assert cal.session(dt.date(2022, 11, 7)).open.astimezone(dt.timezone.utc).hour == 14
+    assert cal.previous_session(dt.date(2022, 7, 5)) == dt.date(2022, 7, 1)
+
+
+def test_clock():
+    cal = MarketCalendar()
+    holiday = cal.clock(dt.datetime(2022, 7, 4, 12, 0, tzinfo=NEW_YORK))
+    assert not holiday.is_open and holiday.next_open.isoformat() == "2022-07-05T09:30:00-04:00"
+    after_early_close = cal.clock(dt.datetime(2022, 11, 25, 13, 30, tzinfo=NEW_YORK))
+    assert not after_early_close.is_open
+    assert cal.clock(dt.datetime(2022, 11, 25, 12, 59, tzinfo=NEW_YORK)).is_open
+    before_open = cal.clock(dt.datetime(2022, 3, 14, 13, 29, tzinfo=dt.timezone.utc))  # 09:29 EDT
+    at_open = cal.clock(dt.datetime(2022, 3, 14, 13, 30, tzinfo=dt.timezone.utc))
+    assert (before_open.is_open, at_open.is_open) == (False, True)
+    assert before_open.next_open == at_open.now

@@ -74,15 +74,18 @@ def params_from_args(args) -> StrategyParams:
     return StrategyParams(**{k: v for k, v in vars(args).items() if k in names})
 
 
-def load_data(spec: str, symbols: str | None) -> tuple[PriceData, pd.Series | None]:
-    """The prices named by ``--data`` and the index series for the benchmark (only the sample has one)."""
+def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: str | None = None,
+              warmup_bars: int = 0) -> tuple[PriceData, pd.Series | None]:
+    """The prices named by ``--data`` and the index series for the benchmark (only the sample has one).
+
+    yfinance fetches only ``start`` - ``warmup_bars`` .. ``end`` (through its cache)."""
     index = None
     if spec == "sample":
         data, index = load_sample(), load_sample_index()
     elif spec == "yfinance":
-        from marketdata.yahoo_cli_support import load_yfinance_for_backtest  # issue 3 adds the provider
+        from marketdata.yahoo_cli_support import load_yfinance_for_backtest
 
-        data = load_yfinance_for_backtest(symbols)
+        data = load_yfinance_for_backtest(symbols, start=start, end=end, warmup_bars=warmup_bars)
     else:
         data = load_csv(spec)
     if symbols:
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     params = params_from_args(args)
     config_kwargs = dict(start=args.start, end=args.end, cash=args.cash, commission=args.commission)
-    data, index = load_data(args.data, args.symbols)
+    data, index = load_data(args.data, args.symbols, start=args.start, end=args.end, warmup_bars=params.warmup_bars)
     benchmark = args.benchmark if args.benchmark != "auto" else ("index" if index is not None else "equal-weight")
     if benchmark == "index" and index is None:
         raise ValueError("--benchmark index needs the bundled sample; use equal-weight with other data")
@@ -154,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(result, out, plot=not args.no_plot, overwrite=args.overwrite)
     if not args.quiet:
         print(format_summary(result.summary))
+        if result.summary.get("data", {}).get("survivorship_note"):
+            print(f"note: {result.summary['data']['survivorship_note']}")
         print(f"wrote {out}/ (summary.json, equity.csv, trades.csv{'' if args.no_plot else ', report.png'}) "
               f"in {result.summary['wall_seconds']:.0f}s")
     return 0

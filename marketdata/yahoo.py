@@ -63,10 +63,10 @@ TRANSIENT = ("rate_limited", "server", "network")
 REASONS = {
     "unknown": "unknown or delisted on Yahoo",
     "no_bars": "no bars in the window (not listed yet, or delisted)",
-    "rate_limited": "rate limited by Yahoo (HTTP 429) after retries",
-    "server": "Yahoo server error after retries",
-    "network": "Yahoo unreachable (no network?) and not cached",
-    "offline": "offline mode and not cached",
+    "rate_limited": "Yahoo rate limit, HTTP 429, still refused after retries",
+    "server": "Yahoo server error, still failing after retries",
+    "network": "not cached, and Yahoo could not be reached",
+    "offline": "not cached, and offline mode is on",
     "corrupt": "cache file unreadable",
 }
 
@@ -108,7 +108,8 @@ class FetchReport:
         if "corrupt" in by_reason:
             parts.append(self.details[by_reason["corrupt"][0]])
         text = "; ".join(parts) if parts else "nothing failed"
-        return f"{text}; {len(self.frames)} symbol(s) loaded"
+        loaded = f"{len(self.frames)} other symbol(s) loaded" if self.frames else "nothing else loaded"
+        return f"{text}; {loaded}"
 
 
 class _ObservedSession(curl_requests.Session):

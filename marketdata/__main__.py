@@ -1,0 +1,184 @@
+"""``python -m marketdata fetch | info | clear | universe``: warm, inspect and clear the Yahoo price cache.
+
+Examples:
+
+    python -m marketdata fetch --symbols AAPL,MSFT --start 2020-01-01     # only missing ranges are downloaded
+    python -m marketdata fetch                                            # the whole S&P 500 snapshot, 5 years
+    python -m marketdata info
+    python -m marketdata clear --symbols AAPL
+    python -m marketdata universe --refresh                               # re-read Wikipedia's constituents table
+
+The cache folder is ``--cache-dir``, else ``$PROPHETTREND_CACHE``, else the user cache folder.
+Exit codes: 0 done, 1 done but some symbols failed (named on stderr), 2 bad input or nothing could be done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections import Counter
+from pathlib import Path
+
+from clitools import OneLineErrorParser, UserError, guarded, progress
+from marketdata.cache import ENV_VAR, CacheCorruptError, PriceCache, default_cache_dir
+from marketdata.errors import DataError
+from marketdata.universe import WIKIPEDIA_URL, load_sp500, refresh_sp500, refreshed_path
+from marketdata.yahoo import OFFLINE_ENV_VAR, YahooProvider
+
+
+def build_parser() -> OneLineErrorParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache-dir", type=Path, default=None,
+                        help=f"cache folder (default: ${ENV_VAR}, else {default_cache_dir()})")
+    common.add_argument("--raw", action="store_true",
+                        help="unadjusted prices (auto_adjust=False) instead of split- and dividend-adjusted ones")
+    p = OneLineErrorParser(prog="python -m marketdata",
+                           description="Warm, inspect and clear the on-disk cache of Yahoo Finance daily bars.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
+    f = sub.add_parser("fetch", parents=[common], help="download the missing date ranges into the cache",
+                       description="Download the date ranges missing from the cache, in batches, with retries.")
+    f.add_argument("--symbols", default=None, help="comma-separated symbols (default: the S&P 500 snapshot)")
+    f.add_argument("--start", default=None, help="first date, YYYY-MM-DD (default: five years before --end)")
+    f.add_argument("--end", default=None, help="last date, YYYY-MM-DD (default: today)")
+    f.add_argument("--batch-size", type=int, default=50, help="symbols per yf.download call")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    i = sub.add_parser("info", parents=[common], help="what the cache holds",
+                       description="Summarise the cache: symbols, dates, size, fetch times, unreadable files.")
+    i.add_argument("--symbols", default=None, help="show these symbols one per line ('all' for every symbol)")
+    c = sub.add_parser("clear", parents=[common], help="delete cached files",
+                       description="Delete the cached files of some symbols, or all of them.")
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--symbols", default=None, help="comma-separated symbols to delete")
+    g.add_argument("--all", action="store_true", help="delete every cached file of this kind (adjusted or --raw)")
+    u = sub.add_parser("universe", parents=[common], help="show or refresh the S&P 500 snapshot",
+                       description="Show the S&P 500 snapshot in use; --refresh downloads the current table.")
+    u.add_argument("--refresh", action="store_true", help=f"download the constituents table from --url")
+    u.add_argument("--url", default=WIKIPEDIA_URL, help="page holding the constituents table")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return {"fetch": _fetch, "info": _info, "clear": _clear, "universe": _universe}[args.command](args)
+
+
+def _symbols(text: str | None, cache_dir) -> tuple[list[str], str]:
+    if text:
+        symbols = [s.strip().upper() for s in text.split(",") if s.strip()]
+        if not symbols:
+            raise UserError("--symbols lists no symbols")
+        return symbols, f"{len(symbols)} symbol(s)"
+    universe = load_sp500(cache_dir=cache_dir)
+    return universe.symbols, f"the S&P 500 snapshot of {universe.snapshot_date} ({len(universe.symbols)} symbols)"
+
+
+def _date(text: str | None, what: str, default: dt.date) -> dt.date:
+    if text is None:
+        return default
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise UserError(f"--{what} {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _fetch(args) -> int:
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    end = _date(args.end, "end", dt.date.today())
+    start = _date(args.start, "start", end - dt.timedelta(days=5 * 365))
+    if start > end:
+        raise UserError(f"empty date range: --start {start} is after --end {end}")
+    symbols, what = _symbols(args.symbols, args.cache_dir)
+    provider = YahooProvider(cache_dir=args.cache_dir, adjusted=not args.raw, batch_size=args.batch_size)
+    if provider.offline:
+        raise UserError(f"{OFFLINE_ENV_VAR} is set: fetch needs the network")
+    with progress(len(symbols), "fetch", enabled=False if args.quiet else None) as bar:
+        bar.unit = "symbol"
+        report = provider.fetch(symbols, start, end, progress=bar.update)
+    print(f"{what}, {start} to {end}: {len(report.frames)} loaded, {len(report.downloaded)} updated from Yahoo "
+          f"in {report.downloads} download(s); cache {provider.cache.folder}")
+    for symbol, reason in sorted(report.cache_write_errors.items())[:1]:
+        print(f"warning: could not write the cache ({reason}); {len(report.cache_write_errors)} symbol(s) not saved",
+              file=sys.stderr)
+    if report.incomplete:
+        print(f"warning: {len(report.incomplete)} symbol(s) kept without their missing range (Yahoo unreachable): "
+              f"{', '.join(sorted(report.incomplete)[:20])}", file=sys.stderr)
+    if report.failed:
+        if not report.frames:
+            raise DataError(report.failure_summary())
+        print(f"warning: {report.failure_summary()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _info(args) -> int:
+    cache = PriceCache(args.cache_dir, adjusted=not args.raw)
+    symbols = cache.symbols()
+    rows = [cache.describe(s) for s in symbols]
+    size = sum(r["bytes"] for r in rows)
+    print(f"cache: {cache.folder} ({'adjusted' if cache.adjusted else 'raw'} daily bars)")
+    covered = [r["covered"] for r in rows if r.get("covered")]
+    fetched = [r["fetched_at"] for r in rows if r.get("fetched_at")]
+    print(f"symbols: {len(symbols)}, bars: {sum(r.get('rows', 0) for r in rows):,}, size: {size / 1e6:.1f} MB")
+    if covered:
+        print(f"dates covered: {min(c[0] for c in covered)} to {max(c[1] for c in covered)}; "
+              f"last fetched {max(fetched) if fetched else 'never'}")
+    bad = [r for r in rows if "error" in r]
+    if bad:
+        print(f"unreadable files ({len(bad)}, left in place): " + ", ".join(r["path"] for r in bad[:10]))
+    strays = cache.stray_temporaries()
+    if strays:
+        print(f"temporary files from an interrupted write: {len(strays)} (harmless; `clear --all` removes them)")
+    universe = load_sp500(cache_dir=args.cache_dir)
+    refreshed = refreshed_path(args.cache_dir).is_file()
+    print(f"universe: S&P 500 snapshot of {universe.snapshot_date}, {len(universe.symbols)} symbols "
+          f"({'refreshed copy' if refreshed else 'bundled'}: {universe.path})")
+    if args.symbols:
+        wanted = symbols if args.symbols.strip().lower() == "all" else [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+        for symbol in wanted:
+            if symbol not in symbols:
+                print(f"{symbol:8} not cached")
+                continue
+            r = next(r for r in rows if r["symbol"] == symbol)
+            if "error" in r:
+                print(f"{symbol:8} {r['error']}: {r['path']}")
+            else:
+                span = f"{r['covered'][0]} to {r['covered'][1]}" if r.get("covered") else "no complete range"
+                print(f"{symbol:8} {r['rows']:6} bars  {span}  fetched {r.get('fetched_at')}")
+    return 0
+
+
+def _clear(args) -> int:
+    cache = PriceCache(args.cache_dir, adjusted=not args.raw)
+    if args.all:
+        removed = cache.clear(None)
+    else:
+        symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+        if not symbols:
+            raise UserError("--symbols lists no symbols")
+        unknown = [s for s in symbols if not cache.path(s).exists()]
+        removed = cache.clear(symbols)
+        if unknown:
+            print(f"not cached: {', '.join(unknown)}", file=sys.stderr)
+    print(f"removed {removed} file(s) from {cache.folder}")
+    return 0
+
+
+def _universe(args) -> int:
+    if args.refresh:
+        universe = refresh_sp500(url=args.url, dest=refreshed_path(args.cache_dir))
+        print(f"refreshed: {len(universe.symbols)} symbols written to {universe.path}")
+    else:
+        universe = load_sp500(cache_dir=args.cache_dir)
+    sectors = Counter(universe.table["sector"])
+    print(f"S&P 500 snapshot of {universe.snapshot_date}: {len(universe.symbols)} symbols, {len(sectors)} sectors")
+    print(f"source: {universe.source}")
+    print(f"note: {universe.survivorship_note}")
+    return 0
+
+
+cli = guarded(main, DataError, CacheCorruptError, OSError)
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))

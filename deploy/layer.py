@@ -45,7 +45,7 @@ FORBIDDEN_TOPS = frozenset({"backtrader", "matplotlib", "dask", "distributed", "
 # optional imports there (checked with readelf: no kept library NEEDs them); the copies of libarrow_python
 # that are not its SONAME are the wheel's flattened symlinks.
 PYARROW_UNUSED = ("libarrow_flight.so*", "_flight*.so", "libarrow_s3.so*", "_s3fs*.so", "_gcsfs*.so", "_azurefs*.so",
-                  "_hdfs*.so", "_orc*.so", "libarrow_python.so", "libarrow_python.so.*.*")
+                  "_hdfs*.so", "_orc*.so", "libarrow_python*.so", "libarrow_python*.so.*.*", "libarrow_python_flight.so*")
 SOURCE_SUFFIXES = (".pyi", ".c", ".h", ".cpp", ".hpp", ".cc", ".cxx", ".pyx", ".pxd", ".pxi")
 
 

@@ -157,7 +157,10 @@ def _values(name: str, raw: list[Any]) -> list[Any]:
 
 
 def expand(grids: list[Grid]) -> list[dict[str, Any]]:
-    """Every parameter set of the grids, in order (last name varies fastest), without duplicates."""
+    """Every parameter set of the grids, in order (last name varies fastest), without duplicates.
+
+    Several grids are swept one after the other (their union), as in scikit-learn's ``ParameterGrid``.
+    """
     sets: list[dict[str, Any]] = []
     for grid in grids:
         if not grid:

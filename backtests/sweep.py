@@ -138,11 +138,12 @@ def assemble(spec: SweepSpec, windows: list[Window], planned: dict[tuple, cells.
              results: dict[str, dict]) -> tuple[pd.DataFrame, dict[str, Any]]:
     """results.csv's table (one row per window and parameter set) and the out-of-sample summary."""
     names = swept_names(spec.param_sets)
+    params = spec.params()
     rows, oos_windows, curves = [], [], []
     for window in windows:
         window_rows = []
         for number, swept in enumerate(spec.param_sets):
-            row = {**window.as_dict(), "param_set": number, **{n: swept.get(n) for n in names}}
+            row = {**window.as_dict(), "param_set": number, **{n: getattr(params[number], n) for n in names}}
             for segment in SEGMENTS:
                 summary = results[planned[(window.number, number, segment)].key]["summary"]
                 row.update({f"{segment}_{k}": v for k, v in cells.metrics_of(summary).items()})
@@ -158,7 +159,7 @@ def assemble(spec: SweepSpec, windows: list[Window], planned: dict[tuple, cells.
         oos_windows.append({
             **window.as_dict(),
             "param_set": best,
-            "chosen": dict(spec.param_sets[best]),
+            "chosen": {n: getattr(params[best], n) for n in names},
             "train": {k[len("train_"):]: v for k, v in chosen.items() if k.startswith("train_")},
             "test": {k[len("test_"):]: v for k, v in chosen.items() if k.startswith("test_")},
         })
@@ -171,7 +172,7 @@ def assemble(spec: SweepSpec, windows: list[Window], planned: dict[tuple, cells.
         "test_bars": spec.test,
         "step_bars": spec.step or spec.test,
         "grid": spec.param_sets,
-        "fixed": {k: v for k, v in spec.params()[0].to_dict().items() if k not in names},
+        "fixed": {k: v for k, v in params[0].to_dict().items() if k not in names},
         "windows": oos_windows,
         "stitched": stitched_summary(stitched),
     }
@@ -262,7 +263,9 @@ def spec_from_args(args) -> SweepSpec:
     if args.grid_file is not None:
         grids, fixed = load_grid_file(args.grid_file)
     if args.grid:
-        grids.append(parse_grid_flags(args.grid))
+        flags = parse_grid_flags(args.grid)
+        # flags refine a grid file (adding or replacing those parameters in each of its grids)
+        grids = [{**g, **flags} for g in grids] if grids else [flags]
     fixed.update(parse_set_flags(args.set))
     if args.engine:
         fixed["engine"] = args.engine

@@ -13,12 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # a bare Figure: no pyplot, so importing this never switches a backend
 
 
 def _label(value: Any) -> str:
@@ -42,8 +39,8 @@ def write_heatmap(table: pd.DataFrame, x: str, y: str | None, metric: str, path:
     finite = finite[np.isfinite(finite)]
     low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
     cols, rows = panels[0][1].shape[1], panels[0][1].shape[0]
-    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 2.2 + 1.3 * cols * 2), max(3.2, 1.8 + 0.6 * rows)),
-                             layout="constrained")
+    fig = Figure(figsize=(max(8.0, 2.2 + 1.3 * cols * 2), max(3.2, 1.8 + 0.6 * rows)), layout="constrained")
+    axes = fig.subplots(1, 2)
     for ax, (title, grid) in zip(axes, panels):
         image = ax.imshow(grid.to_numpy(dtype="float64"), cmap="viridis", vmin=low, vmax=high, aspect="auto")
         ax.set_xticks(range(grid.shape[1]), grid.columns)
@@ -56,7 +53,6 @@ def write_heatmap(table: pd.DataFrame, x: str, y: str | None, metric: str, path:
                     color="white" if value < (low + high) / 2 else "black", fontsize=9)
     fig.colorbar(image, ax=list(axes), shrink=0.8)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

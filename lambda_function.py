@@ -71,7 +71,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         clock = None if record.replayed else broker.clock()
         if clock is not None:
             record.now = clock.now  # the broker's time, not this machine's
-        now = new_york(record.now)
+        now = record.now = new_york(record.now)
         record.trading_date, record.slot = now.date(), slot_of(now)
         log(logger, "cycle_start", cycle_id=record.cycle_id, now=now.isoformat(), replayed=record.replayed,
             dry_run=record.dry_run, broker=broker.name)

@@ -1,0 +1,170 @@
+"""One live cycle end to end: the CLI replay, market hours, kill switch, limits, journal, and Alpaca through the stub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _live_env import SLOT, SYMBOLS, live_env
+from brokers.paper import PaperBroker
+from lambda_function import lambda_handler, run
+from marketdata.provider import SampleProvider
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def paper_orders(state_dir: Path):
+    path = state_dir / "paper.sqlite"
+    return PaperBroker(path, SampleProvider()).orders() if path.exists() else []
+
+
+def journal_lines(state_dir: Path) -> list[dict]:
+    path = state_dir / "journal.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_cli_replay_trades_on_the_bundled_sample(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "ALPACA_", "STRATEGY_", "BROKER"))}
+    env.update(live_env(tmp_path, LOG_LEVEL="INFO"))
+    done = subprocess.run([sys.executable, "lambda_function.py", "--now", SLOT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "traded"
+    assert summary["now"] == "2022-06-01T15:45:00-04:00" and summary["slot"] == 63
+    assert summary["orders"], summary
+    for order in summary["orders"]:
+        assert order["client_order_id"] == f"prophet-trend-20220601-s63-{order['symbol']}-{order['side']}"
+        assert order["status"] == "filled" and order["new"] is True
+        assert set(order) >= {"symbol", "side", "qty", "client_order_id", "status"}
+    assert set(summary["signals"]) <= set(SYMBOLS)
+    for sig in summary["signals"].values():
+        assert set(sig) >= {"price", "forecast", "decision"}
+    assert summary["provenance"]["data"]["last_date"] == "2022-06-01"
+    stored = paper_orders(tmp_path)
+    assert sorted(o.client_order_id for o in stored) == sorted(o["client_order_id"] for o in summary["orders"])
+    record, = journal_lines(tmp_path)
+    assert record["status"] == "traded" and record["cycle_id"] == summary["cycle_id"]
+    assert record["inputs"]["account"]["cash"] == 100_000.0 and record["inputs"]["config"]["params"]["history"] == 60
+    # structured log lines on stderr
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines() if line.startswith("{")]
+    assert events[0] == "cycle_start" and events[-1] == "cycle_end" and "order" in events
+
+
+def test_lambda_handler_returns_a_json_summary(tmp_path, monkeypatch):
+    for key in list(os.environ):
+        if key.startswith(("APCA_", "ALPACA_", "STRATEGY_")) or key in ("BROKER", "TRADING_ENABLED"):
+            monkeypatch.delenv(key)
+    for key, value in live_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    summary = lambda_handler({"now": SLOT, "dry_run": True}, None)
+    assert json.loads(json.dumps(summary)) == summary
+    assert summary["status"] == "dry_run" and summary["orders"]
+    assert paper_orders(tmp_path) == []
+
+
+@pytest.mark.parametrize("moment, why", [
+    ("2022-07-04T15:45:00-04:00", "no session"),                   # Independence Day
+    ("2022-06-04T15:45:00-04:00", "weekend"),                      # Saturday
+    ("2022-11-25T13:30:00-05:00", "closes at 13:00 (early close)"),  # the day after Thanksgiving
+    ("2022-11-25T12:55:00-05:00", "closes at 13:00 (early close)"),  # inside the last 10 minutes
+    ("2022-06-01T16:30:00-04:00", "after the trading window"),
+    ("2022-06-01T09:40:00-04:00", "before the trading window"),
+])
+def test_closed_market_gives_market_closed_and_no_orders(tmp_path, moment, why):
+    summary = run({"now": moment}, env=live_env(tmp_path))
+    assert summary["status"] == "market_closed", summary
+    assert why in summary["reason"]
+    assert summary["orders"] == [] and paper_orders(tmp_path) == []
+    assert journal_lines(tmp_path)[0]["status"] == "market_closed"
+
+
+def test_early_close_day_trades_before_its_early_close(tmp_path):
+    summary = run({"now": "2022-11-25T12:45:00-05:00", "dry_run": True}, env=live_env(tmp_path))
+    assert summary["status"] == "dry_run", summary
+
+
+@pytest.mark.parametrize("day, utc_open", [("2022-03-14", "13:30"),   # first Monday of daylight saving: EDT
+                                            ("2022-11-07", "14:30")])  # first Monday after it ends: EST
+def test_the_session_opens_at_0930_new_york_time_across_daylight_saving(tmp_path, day, utc_open):
+    import datetime as dt
+
+    env = live_env(tmp_path, TRADE_AFTER_OPEN_MINUTES="0")
+    opening = dt.datetime.fromisoformat(f"{day}T{utc_open}:00+00:00")
+    before = run({"now": (opening - dt.timedelta(minutes=1)).isoformat(), "dry_run": True}, env=env)
+    assert before["status"] == "market_closed" and "09:30 New York time" in before["reason"]
+    at_open = run({"now": opening.isoformat(), "dry_run": True}, env=env)
+    assert at_open["status"] == "dry_run", at_open
+    assert at_open["now"].startswith(f"{day}T09:30:00-0")
+
+
+def test_kill_switch_makes_a_dry_run(tmp_path):
+    summary = run({"now": SLOT}, env=live_env(tmp_path, TRADING_ENABLED="false"))
+    assert summary["status"] == "dry_run" and summary["dry_run_reason"] == "TRADING_ENABLED=false"
+    assert summary["orders"] and all(o["status"] == "dry_run" and not o["new"] for o in summary["orders"])
+    assert paper_orders(tmp_path) == []
+    # the same slot with the switch on trades exactly what the dry run showed
+    traded = run({"now": SLOT}, env=live_env(tmp_path))
+    assert traded["status"] == "traded"
+    assert [(o["symbol"], o["side"], o["qty"]) for o in traded["orders"]] == \
+           [(o["symbol"], o["side"], o["qty"]) for o in summary["orders"]]
+
+
+def test_limits_reduce_and_skip_buys(tmp_path):
+    free = run({"now": SLOT, "dry_run": True}, env=live_env(tmp_path / "free"))
+    buys = [o for o in free["orders"] if o["side"] == "buy"]
+    assert len(buys) >= 2
+    capped = run({"now": SLOT}, env=live_env(tmp_path / "capped", MAX_ORDER_NOTIONAL="5000", MAX_POSITIONS="1"))
+    assert len(capped["orders"]) == 1
+    order = capped["orders"][0]
+    assert order["symbol"] == buys[0]["symbol"] and order["qty"] * order["price"] <= 5000 < buys[0]["qty"] * order["price"]
+    reasons = {(s["symbol"], s["action"]) for s in capped["skipped"]}
+    assert (buys[0]["symbol"], "reduced") in reasons and (buys[1]["symbol"], "skipped") in reasons
+
+
+def test_journal_to_s3_through_moto(tmp_path, monkeypatch):
+    from moto.server import ThreadedMotoServer
+    import boto3
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for key, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        boto3.client("s3").create_bucket(Bucket="journal-bucket")
+        summary = run({"now": "2022-07-04T15:45:00-04:00"},
+                      env=live_env(tmp_path, JOURNAL="s3://journal-bucket/cycles"))
+        assert summary["status"] == "market_closed"
+        key = f"cycles/2022-07-04/{summary['cycle_id']}.json"
+        assert summary["journal"] == f"s3://journal-bucket/{key}"
+        body = json.loads(boto3.client("s3").get_object(Bucket="journal-bucket", Key=key)["Body"].read())
+        assert body["status"] == "market_closed" and body["inputs"]["config"]["journal"].startswith("s3://")
+    finally:
+        server.stop()
+
+
+def test_a_cycle_through_the_real_alpaca_broker_and_the_stub(tmp_path):
+    from _alpaca_stub import alpaca_stub
+
+    sample = SampleProvider().data.closes.loc["2022-06-01"]
+    with alpaca_stub() as stub:
+        stub.state.set_now(SLOT)
+        stub.state.prices.update({s: float(sample[s]) for s in SYMBOLS})
+        stub.state.fill_market_orders = True
+        env = live_env(tmp_path, **stub.env())
+        summary = run({}, env=env)  # no replay: the time is the broker's clock
+        assert summary["status"] == "traded", summary
+        assert summary["broker"] == "alpaca-paper" and summary["now"] == "2022-06-01T15:45:00-04:00"
+        sent = stub.state.submitted()
+        assert sorted(b["client_order_id"] for b in sent) == sorted(o["client_order_id"] for o in summary["orders"])
+        assert all(b["type"] == "market" for b in sent)
+        again = run({}, env=env)
+        assert again["status"] == "no_change" and len(stub.state.submitted()) == len(sent)

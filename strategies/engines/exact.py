@@ -153,7 +153,7 @@ class ExactEngine:
 
 def _job_problem(job: ForecastJob) -> str | None:
     """Why a job's data need stock Prophet's preprocessing (which sorts, deduplicates and drops NaN)."""
-    ds = pd.DatetimeIndex(job.ds)
+    ds = job.ds if isinstance(job.ds, pd.DatetimeIndex) else pd.DatetimeIndex(job.ds)
     y = np.asarray(job.y)
     if len(ds) != len(y):
         return f"{len(ds)} dates for {len(y)} values"

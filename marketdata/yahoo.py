@@ -184,7 +184,7 @@ class YahooProvider:
 
     def __init__(self, cache_dir: str | Path | None = None, *, adjusted: bool = True, batch_size: int = 50,
                  retry: RetryPolicy = RetryPolicy(), offline: bool | None = None, threads: bool | int = True,
-                 timeout: float = 10.0, today: Callable[[], dt.date] = _new_york_today,
+                 timeout: float = 10.0, today: Callable[[], dt.date] | None = None,
                  sleep: Callable[[float], None] | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -195,7 +195,7 @@ class YahooProvider:
         self.offline = offline if offline is not None else os.environ.get(OFFLINE_ENV_VAR, "") not in ("", "0")
         self.threads = threads
         self.timeout = timeout
-        self.today = today
+        self.today = today if today is not None else (lambda: _new_york_today())
         self._sleep = sleep
         self._session: _ObservedSession | None = None
 

@@ -30,6 +30,7 @@ def down(cfg: DeployConfig, aws: Aws | None = None, delete_bucket: bool = False,
 
     sched = aws.client("scheduler")
     try:
+        sched.get_schedule_group(Name=cfg.schedule_group)  # raises when gone: deleting a missing group is an error
         for s in _paged(sched, "list_schedules", "Schedules", GroupName=cfg.schedule_group):
             sched.delete_schedule(Name=s["Name"], GroupName=cfg.schedule_group)
             steps.append(Step("schedule", "deleted", s["Name"]))

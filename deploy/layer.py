@@ -266,17 +266,18 @@ def check_layer(python_dir: Path) -> None:
 
 
 def find_python(version: str) -> str | None:
-    """A real interpreter for ``version`` (PATH, then pyenv), used to precompile bytecode."""
+    """A working interpreter for ``version`` (this one, pyenv's, then PATH), used to precompile and to benchmark."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
         return sys.executable
-    found = shutil.which(f"python{version}")
-    if found:
-        return found
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    for candidate in sorted(pyenv.glob(f"{version}.*"), reverse=True):
-        exe = candidate / "bin" / "python"
-        if exe.exists():
-            return str(exe)
+    candidates = [str(c / "bin" / "python") for c in sorted(pyenv.glob(f"{version}.*"), reverse=True)]
+    candidates += [found for found in [shutil.which(f"python{version}")] if found]
+    for exe in candidates:
+        # pyenv shims exist on PATH even when they cannot run, so each candidate is asked for its version.
+        probe = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return exe
     return None
 
 

@@ -51,6 +51,8 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
     try:
         # 1. Configuration and secrets (the keys stay in this frame; logs and journal redact them anyway).
         config = LiveConfig.from_env(env)
+        if config.sandboxed:  # Prophet imports matplotlib, which wants a writable config folder
+            os.environ.setdefault("MPLCONFIGDIR", str(config.state_dir / "matplotlib"))
         keys = load_alpaca_keys(env) if config.broker == "alpaca" else None
         secrets = secret_values(keys)
         logger = setup_logging(config.log_level, secrets)

@@ -53,6 +53,7 @@ class LiveConfig:
     paper_cash: float
     paper_commission: float
     journal: str                     # a JSON-lines file path or s3://bucket/prefix
+    sandboxed: bool                  # in Lambda or a read-only working directory: write only under the temp dir
     cache_dir: Path | None           # yfinance cache; None: marketdata's default (PROPHETTREND_CACHE or user cache)
     log_level: str
 
@@ -67,6 +68,7 @@ class LiveConfig:
             broker = "alpaca" if has_keys else "paper"
         alpaca_paper = read.boolean("APCA_PAPER", True)
         enabled, reason = _kill_switch(read, broker, alpaca_paper)
+        sandboxed = _sandboxed(env)
         state_dir = Path(read.text("STATE_DIR", "") or default_state_dir(env))
         universe = read.text("UNIVERSE", "")
         config = cls(
@@ -87,8 +89,9 @@ class LiveConfig:
             paper_cash=read.number("PAPER_CASH", 100_000.0, minimum=0.01),
             paper_commission=read.number("PAPER_COMMISSION", 0.0, minimum=0.0),
             journal=read.text("JOURNAL", "") or str(state_dir / "journal.jsonl"),
+            sandboxed=sandboxed,
             cache_dir=Path(read.text("PROPHETTREND_CACHE", "")) if read.text("PROPHETTREND_CACHE", "")
-            else (state_dir / "cache" if _sandboxed(env) else None),
+            else (state_dir / "cache" if sandboxed else None),
             log_level=read.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
         )
         if config.market_data not in ("sample", "yfinance") and not config.market_data.startswith("csv:"):
@@ -119,11 +122,13 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
 
 def _sandboxed(env: Mapping[str, str]) -> bool:
     """In Lambda, or anywhere the working directory is read-only: only the temp dir may be written."""
-    try:
-        writable = os.access(os.getcwd(), os.W_OK)
+    if env.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return True
+    try:  # actually try: os.access says yes to root even on a read-only mount's permissions
+        with tempfile.TemporaryFile(dir=os.getcwd()):
+            return False
     except OSError:
-        writable = False
-    return bool(env.get("AWS_LAMBDA_FUNCTION_NAME")) or not writable
+        return True
 
 
 def _kill_switch(read: "_Reader", broker: str, alpaca_paper: bool) -> tuple[bool, str]:

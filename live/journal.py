@@ -7,8 +7,8 @@ Example:
     >>> import json, os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "journal.jsonl")
     >>> journal = make_journal(path, secrets=["s3cr3t"])
-    >>> journal.write({"cycle_id": "c1", "trading_date": "2022-06-01", "error": "bad key s3cr3t"})
-    'journal.jsonl'
+    >>> journal.write({"cycle_id": "c1", "trading_date": "2022-06-01", "error": "bad key s3cr3t"}) == path
+    True
     >>> json.loads(open(path).read())["error"]
     'bad key ***'
 """
@@ -43,7 +43,7 @@ class LocalJournal:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
-        return self.path.name
+        return str(self.path)
 
 
 class S3Journal:

@@ -55,7 +55,8 @@ def build(opts: BuildOptions) -> BuildResult:
     function_zip, manifest = build_function_zip(opts.function_zip, opts.root)
     layer = build_layer(manifest.third_party, opts.layer_zip, opts.target, source=opts.source,
                         compile_bytecode=opts.compile_bytecode, strip=opts.strip,
-                        include_runtime_provided=opts.include_runtime_provided)
+                        include_runtime_provided=opts.include_runtime_provided,
+                        budget_bytes=int(opts.budget_mb * MB), function_unzipped=unzipped_size(function_zip))
     table = SizeTable(
         rows=[SizeRow("function.zip", function_zip.stat().st_size, unzipped_size(function_zip)),
               SizeRow(opts.layer_zip.name, opts.layer_zip.stat().st_size, unzipped_size(opts.layer_zip))],

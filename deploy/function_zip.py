@@ -81,6 +81,13 @@ def _package_files(root: Path, package: str) -> list[Path]:
     return out
 
 
+def _imports_of(root: Path, rel: str) -> set[str]:
+    parts = Path(rel).with_suffix("").parts
+    is_package = parts[-1] == "__init__"
+    module = ".".join(parts[:-1] if is_package else parts)
+    return imported_names((root / rel).read_text(encoding="utf-8"), module, is_package)
+
+
 def function_manifest(root: Path = PROJECT_ROOT, entry: str = ENTRY) -> FunctionManifest:
     """Walk imports from ``entry`` and list the files the function zip holds (see the module docstring)."""
     root = Path(root)
@@ -94,11 +101,7 @@ def function_manifest(root: Path = PROJECT_ROOT, entry: str = ENTRY) -> Function
     while queue:
         path = queue.pop()
         rel = path.relative_to(root)
-        module = ".".join(rel.with_suffix("").parts)
-        is_package = path.name == "__init__.py"
-        if is_package:
-            module = module.rsplit(".", 1)[0]
-        names = imported_names(path.read_text(encoding="utf-8"), module, is_package)
+        names = _imports_of(root, rel.as_posix())
         tops = {n.split(".")[0] for n in names if n}
         for top in sorted(tops):
             if top in project and top not in seen_packages:
@@ -115,7 +118,7 @@ def function_manifest(root: Path = PROJECT_ROOT, entry: str = ENTRY) -> Function
         for file in _package_files(root, package):
             rel = file.relative_to(root).as_posix()
             if file.suffix == ".py":
-                tops = {n.split(".")[0] for n in imported_names(file.read_text(encoding="utf-8"))}
+                tops = {n.split(".")[0] for n in _imports_of(root, rel)}
                 bad = sorted(tops & RESEARCH_ONLY)
                 if bad:
                     manifest.excluded[rel] = f"imports {', '.join(bad)}"
@@ -125,8 +128,7 @@ def function_manifest(root: Path = PROJECT_ROOT, entry: str = ENTRY) -> Function
     manifest.third_party = set()
     for rel in manifest.files:
         if rel.endswith(".py"):
-            src = (root / rel).read_text(encoding="utf-8")
-            for name in imported_names(src):
+            for name in _imports_of(root, rel):
                 top = name.split(".")[0]
                 if top and top not in project and top not in stdlib and top != "__future__":
                     manifest.third_party.add(top)

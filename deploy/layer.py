@@ -357,7 +357,8 @@ class LayerBuild:
 
 def build_layer(import_names: Iterable[str], zip_path: Path, target: LayerTarget, source: str = "index",
                 compile_bytecode: bool = False, strip: bool = True, include_runtime_provided: bool = False,
-                keep_stage: Path | None = None) -> LayerBuild:
+                keep_stage: Path | None = None, budget_bytes: int | None = None,
+                function_unzipped: int = 0) -> LayerBuild:
     """Stage, slim, check and zip the layer for ``target``; see the module docstring."""
     dists = DistributionSet()
     roots = layer_roots(import_names, dists, include_runtime_provided)
@@ -384,6 +385,11 @@ def build_layer(import_names: Iterable[str], zip_path: Path, target: LayerTarget
         for rule, size in report.removed.items():
             slim_report.add(rule, size)
         check_layer(python_dir)
+        if budget_bytes is not None:
+            # Checked on the unzipped tree, before the slow zip, so an over-budget build fails fast and
+            # leaves no layer zip behind that `up` could pick up.
+            SizeTable([SizeRow("function", 0, function_unzipped), SizeRow("layer", 0, tree_size(python_dir))],
+                      biggest_packages(python_dir), budget_bytes).check()
         compiled_with = precompile(python_dir, target.python_version) if compile_bytecode else None
         write_zip(stage, zip_path, [p for p in sorted(python_dir.rglob("*")) if p.is_file()])
         return LayerBuild(Path(zip_path), roots, slim_report, before, tree_size(python_dir),

@@ -436,13 +436,19 @@ class YahooProvider:
             session = self._session
             session.outcomes.clear()
             # yfinance memoises past-range responses in-process; a retry must reach Yahoo again.
-            YfData.cache_get.cache_clear()
-            frame = yf.download(
-                list(by_yahoo), start=lo.isoformat(), end=(hi + _ONE_DAY).isoformat(), interval="1d",
-                auto_adjust=self.adjusted, actions=False, threads=self.threads, progress=False,
-                group_by="column", session=session, timeout=self.timeout, ignore_tz=True, repair=False,
-                keepna=False, multi_level_index=True,
-            )
+            clear = getattr(YfData.cache_get, "cache_clear", None)
+            if clear is not None:
+                clear()
+            try:
+                frame = yf.download(
+                    list(by_yahoo), start=lo.isoformat(), end=(hi + _ONE_DAY).isoformat(), interval="1d",
+                    auto_adjust=self.adjusted, actions=False, threads=self.threads, progress=False,
+                    group_by="column", session=session, timeout=self.timeout, ignore_tz=True, repair=False,
+                    keepna=False, multi_level_index=True,
+                )
+            except Exception as exc:  # yfinance's own failures (not per symbol): one readable line
+                reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                raise DataError(f"yfinance download of {len(by_yahoo)} symbol(s) {lo}..{hi} failed: {reason}") from None
             outcomes = {k: list(v) for k, v in session.outcomes.items()}
         for message in messages:
             log.debug("yfinance: %s", message)

@@ -163,6 +163,16 @@ def test_persistent_rate_limit_is_reported_by_name_and_the_rest_is_kept(stub, ma
     assert provider.cache.read("AAPL") is not None and provider.cache.read("KO") is None
 
 
+def test_server_errors_are_retried_then_reported(stub, make):
+    stub.server_error = True
+    with pytest.raises(DataError, match=r"AAPL \(Yahoo server error, still failing after retries\)"):
+        make().history(["AAPL"], end=JUNE[1], start=JUNE[0])
+    report = make().fetch(["AAPL", "KO"], *JUNE)
+    assert report.failed == {"AAPL": "server", "KO": "server"} and report.downloads == NO_WAIT.attempts
+    stub.server_error = False
+    assert sorted(make().fetch(["AAPL", "KO"], *JUNE).frames) == ["AAPL", "KO"]  # nothing bad was cached
+
+
 def test_offline_with_a_warm_cache_serves_the_cache(stub, make):
     make().fetch(["AAPL", "KO"], *JUNE)
     warm = make().history(["AAPL", "KO"], end=JUNE[1], start=JUNE[0])

@@ -39,25 +39,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import io
     import logging
+    import os
 
+    from live import logs
     from lambda_function import run
 
     event = {"dry_run": args.dry_run}
     if args.now is not None:
         event["now"] = args.now
     if args.quiet:
-        logging.getLogger("prophettrend.live").disabled = True
+        logging.getLogger(logs.LOGGER_NAME).disabled = True
+    # Log lines are held back until the cycle ends, so bad input stays a single `error:` line on stderr.
+    buffer = logs.default_stream = io.StringIO()
     try:
         summary = run(event)
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
+        sys.stderr.write(buffer.getvalue() + "interrupted\n")
         return 130
+    finally:
+        logs.default_stream = None
     error = summary.get("error") or {}
     if error.get("type") in ("config", "input"):
         sys.stderr.write(f"error: {error['message']}\n")
         return EXIT_BAD_INPUT
-    print(json.dumps(summary, indent=2, sort_keys=False))
+    sys.stderr.write(buffer.getvalue())
+    try:
+        print(json.dumps(summary, indent=2))
+        sys.stdout.flush()
+    except BrokenPipeError:  # e.g. piped into `head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if summary["status"] == "error":
         sys.stderr.write(f"error: {error.get('message')}\n")
         return EXIT_CYCLE_FAILED

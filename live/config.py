@@ -163,7 +163,9 @@ def _strategy_params(read: "_Reader") -> StrategyParams:
     try:
         return StrategyParams(**values)
     except ValueError as exc:
-        raise ConfigError(f"bad strategy setting (STRATEGY_*): {exc}") from None
+        field_name = str(exc).split(" ", 1)[0]
+        label = f"STRATEGY_{field_name.upper()}" if field_name in hints else "STRATEGY_*"
+        raise ConfigError(f"{label}: {exc}") from None
 
 
 class _Reader:

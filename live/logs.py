@@ -19,6 +19,8 @@ import sys
 from typing import Any, Iterable, TextIO
 
 LOGGER_NAME = "prophettrend.live"
+# Where log lines go when setup_logging is given no stream; the CLI points it at a buffer (see live.cli).
+default_stream: TextIO | None = None
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:
@@ -55,7 +57,7 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str] = (), stream: Text
     logger.propagate = False
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream or default_stream or sys.stderr)
     handler.setFormatter(JsonFormatter(secrets))
     logger.addHandler(handler)
     return logger

@@ -33,8 +33,12 @@ def build_parser() -> OneLineErrorParser:
                         help=f"cache folder (default: ${ENV_VAR}, else {default_cache_dir()})")
     common.add_argument("--raw", action="store_true",
                         help="unadjusted prices (auto_adjust=False) instead of split- and dividend-adjusted ones")
-    p = OneLineErrorParser(prog="python -m marketdata",
-                           description="Warm, inspect and clear the on-disk cache of Yahoo Finance daily bars.")
+    p = OneLineErrorParser(
+        prog="python -m marketdata",
+        description="Warm, inspect and clear the on-disk cache of Yahoo Finance daily bars.",
+        epilog=f"Environment: {ENV_VAR} (cache folder), {OFFLINE_ENV_VAR}=1 (serve the cache only). "
+               "Exit codes: 0 done, 1 done but some symbols failed (named on stderr), 2 bad input or nothing done. "
+               "See docs/marketdata.md.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
     f = sub.add_parser("fetch", parents=[common], help="download the missing date ranges into the cache",
                        description="Download the date ranges missing from the cache, in batches, with retries.")
@@ -53,7 +57,7 @@ def build_parser() -> OneLineErrorParser:
     g.add_argument("--all", action="store_true", help="delete every cached file of this kind (adjusted or --raw)")
     u = sub.add_parser("universe", parents=[common], help="show or refresh the S&P 500 snapshot",
                        description="Show the S&P 500 snapshot in use; --refresh downloads the current table.")
-    u.add_argument("--refresh", action="store_true", help=f"download the constituents table from --url")
+    u.add_argument("--refresh", action="store_true", help="download the constituents table from --url")
     u.add_argument("--url", default=WIKIPEDIA_URL, help="page holding the constituents table")
     return p
 
@@ -120,7 +124,8 @@ def _info(args) -> int:
     print(f"cache: {cache.folder} ({'adjusted' if cache.adjusted else 'raw'} daily bars)")
     covered = [r["covered"] for r in rows if r.get("covered")]
     fetched = [r["fetched_at"] for r in rows if r.get("fetched_at")]
-    print(f"symbols: {len(symbols)}, bars: {sum(r.get('rows', 0) for r in rows):,}, size: {size / 1e6:.1f} MB")
+    shown = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.0f} kB"
+    print(f"symbols: {len(symbols)}, bars: {sum(r.get('rows', 0) for r in rows):,}, size: {shown}")
     if covered:
         print(f"dates covered: {min(c[0] for c in covered)} to {max(c[1] for c in covered)}; "
               f"last fetched {max(fetched) if fetched else 'never'}")

@@ -138,7 +138,7 @@ def _info(args) -> int:
     universe = load_sp500(cache_dir=args.cache_dir)
     refreshed = refreshed_path(args.cache_dir).is_file()
     print(f"universe: S&P 500 snapshot of {universe.snapshot_date}, {len(universe.symbols)} symbols "
-          f"({'refreshed copy' if refreshed else 'bundled'}: {universe.path})")
+          f"({'refreshed copy ' + universe.path if refreshed else 'bundled with the package'})")
     if args.symbols:
         wanted = symbols if args.symbols.strip().lower() == "all" else [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
         for symbol in wanted:

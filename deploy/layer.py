@@ -358,7 +358,7 @@ class LayerBuild:
 def build_layer(import_names: Iterable[str], zip_path: Path, target: LayerTarget, source: str = "index",
                 compile_bytecode: bool = False, strip: bool = True, include_runtime_provided: bool = False,
                 keep_stage: Path | None = None, budget_bytes: int | None = None,
-                function_unzipped: int = 0) -> LayerBuild:
+                function_unzipped: int = 0, zip_level: int = 9) -> LayerBuild:
     """Stage, slim, check and zip the layer for ``target``; see the module docstring."""
     dists = DistributionSet()
     roots = layer_roots(import_names, dists, include_runtime_provided)
@@ -391,6 +391,6 @@ def build_layer(import_names: Iterable[str], zip_path: Path, target: LayerTarget
             SizeTable([SizeRow("function", 0, function_unzipped), SizeRow("layer", 0, tree_size(python_dir))],
                       biggest_packages(python_dir), budget_bytes).check()
         compiled_with = precompile(python_dir, target.python_version) if compile_bytecode else None
-        write_zip(stage, zip_path, [p for p in sorted(python_dir.rglob("*")) if p.is_file()])
+        write_zip(stage, zip_path, [p for p in sorted(python_dir.rglob("*")) if p.is_file()], level=zip_level)
         return LayerBuild(Path(zip_path), roots, slim_report, before, tree_size(python_dir),
                           biggest_packages(python_dir), compiled_with)

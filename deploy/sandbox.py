@@ -34,6 +34,16 @@ t0 = time.perf_counter()
 stdlib = [p for p in sys.path if p and "site-packages" not in p and "dist-packages" not in p]
 sys.path[:] = [TASK, OPT + "/python", *stdlib]
 
+# Before the guard goes in: can a plain socket reach a port the caller listens on? (It must not.)
+probe = os.environ.get("SANDBOX_PROBE_PORT")
+network = "not probed"
+if probe:
+    try:
+        with socket.create_connection(("127.0.0.1", int(probe)), timeout=2):
+            network = "reachable"
+    except OSError as exc:
+        network = "off (%s)" % (exc.strerror or type(exc).__name__)
+
 def _refuse(*args, **kwargs):
     raise OSError("network is off in the sandbox")
 
@@ -64,7 +74,7 @@ outside = sorted({os.path.dirname(getattr(m, "__file__", None) or "") for m in l
                   and "site-packages" in m.__file__})
 print(MARKER + json.dumps({"import_s": t_import, "cycle_s": t_cycle, "peak_rss_mb": self_kb / 1024,
                            "child_peak_rss_mb": child_kb / 1024, "summary": summary, "modules": loaded,
-                           "outside_modules": outside, "python": sys.version.split()[0]}, default=str))
+                           "outside_modules": outside, "network": network, "python": sys.version.split()[0]}, default=str))
 '''
 
 
@@ -88,6 +98,7 @@ class SandboxRun:
     stderr: str
     tmp_files: list[str]
     python: str | None
+    network: str
 
 
 def unshare_available() -> bool:
@@ -142,7 +153,7 @@ def run_handler(function_zip: Path, layer_zip: Path, root: Path, event: dict, py
         peak_rss_mb=data.get("peak_rss_mb"), child_peak_rss_mb=data.get("child_peak_rss_mb"),
         summary=data.get("summary"), modules=data.get("modules", []), outside_modules=data.get("outside_modules", []),
         isolation=isolation, stderr=result.stderr[-4000:], python=data.get("python"),
-        tmp_files=sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()))
+        network=data.get("network", "not run"), tmp_files=sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()))
 
 
 def cleanup(root: Path) -> None:

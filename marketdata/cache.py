@@ -52,10 +52,11 @@ def default_cache_dir() -> Path:
 
     Example:
         >>> import os
+        >>> saved = os.environ.get(ENV_VAR)
         >>> os.environ[ENV_VAR] = "/tmp/pt-cache-example"
         >>> str(default_cache_dir())
         '/tmp/pt-cache-example'
-        >>> del os.environ[ENV_VAR]
+        >>> _ = os.environ.pop(ENV_VAR) if saved is None else os.environ.update({ENV_VAR: saved})
     """
     env = os.environ.get(ENV_VAR, "").strip()
     if env:

@@ -6,14 +6,13 @@ universe, symbols Yahoo cannot serve are dropped and named on stderr (and in the
 named with ``--symbols`` must all load.
 
 Example (offline against an empty cache, so it fails with a one-line reason):
-    >>> import os, tempfile
-    >>> os.environ["PROPHETTREND_OFFLINE"] = "1"
+    >>> import tempfile
     >>> try:
-    ...     load_yfinance_for_backtest("AAPL", start="2024-01-02", end="2024-03-01", cache_dir=tempfile.mkdtemp())
+    ...     load_yfinance_for_backtest("AAPL", start="2024-01-02", end="2024-03-01", cache_dir=tempfile.mkdtemp(),
+    ...                                offline=True)
     ... except DataError as exc:
     ...     print(str(exc).split(';')[0])
     yfinance 2023-12-19..2024-03-01: AAPL (not cached, and offline mode is on)
-    >>> del os.environ["PROPHETTREND_OFFLINE"]
 """
 
 from __future__ import annotations

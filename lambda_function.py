@@ -43,8 +43,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
     traded | no_change | market_closed | dry_run | error. Never raises for expected failures."""
     event = dict(event or {})
     env = dict(os.environ if env is None else env)
-    logger = setup_logging(env.get("LOG_LEVEL", "INFO").upper() if env.get("LOG_LEVEL", "").upper()
-                           in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO")
+    logger = setup_logging()  # LOG_LEVEL applies once the configuration is read
     record = CycleRecord(now=dt.datetime.now(dt.timezone.utc))
     secrets: list[str] = []
     journal = None
@@ -59,9 +58,9 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         journal = make_journal(config.journal, secrets)
         params = config.params
         record.strategy = params.name
-        record.dry_run = bool(_flag(event.get("dry_run"))) or not config.trading_enabled
-        record.dry_run_reason = ("event dry_run" if _flag(event.get("dry_run")) else config.trading_enabled_reason) \
-            if record.dry_run else None
+        asked = _flag(event.get("dry_run"))
+        record.dry_run = asked or not config.trading_enabled
+        record.dry_run_reason = "dry run requested" if asked else (config.trading_enabled_reason or None)
         if event.get("now") is not None:
             if config.broker != "paper" and not record.dry_run:
                 raise ConfigError("a replayed 'now' is honoured only with the paper broker or a dry run")

@@ -168,3 +168,19 @@ def test_a_cycle_through_the_real_alpaca_broker_and_the_stub(tmp_path):
         assert all(b["type"] == "market" for b in sent)
         again = run({}, env=env)
         assert again["status"] == "no_change" and len(stub.state.submitted()) == len(sent)
+
+
+def test_live_money_needs_trading_enabled_set_explicitly(tmp_path):
+    from _alpaca_stub import alpaca_stub
+
+    sample = SampleProvider().data.closes.loc["2022-06-01"]
+    with alpaca_stub() as stub:
+        stub.state.set_now(SLOT)
+        stub.state.prices.update({s: float(sample[s]) for s in SYMBOLS})
+        stub.state.fill_market_orders = True
+        live_money = {**stub.env(), "APCA_PAPER": "false"}
+        cautious = run({}, env=live_env(tmp_path, **live_money))
+        assert cautious["status"] == "dry_run" and "TRADING_ENABLED=true" in cautious["dry_run_reason"]
+        assert cautious["broker"] == "alpaca-live" and stub.state.submitted() == []
+        meant = run({}, env=live_env(tmp_path, TRADING_ENABLED="true", **live_money))
+        assert meant["status"] == "traded" and len(stub.state.submitted()) == len(cautious["orders"]) > 0

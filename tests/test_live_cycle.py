@@ -184,3 +184,19 @@ def test_live_money_needs_trading_enabled_set_explicitly(tmp_path):
         assert cautious["broker"] == "alpaca-live" and stub.state.submitted() == []
         meant = run({}, env=live_env(tmp_path, TRADING_ENABLED="true", **live_money))
         assert meant["status"] == "traded" and len(stub.state.submitted()) == len(cautious["orders"]) > 0
+
+
+def test_stop_loss_and_take_profit_become_bracket_orders_on_alpaca(tmp_path):
+    from _alpaca_stub import alpaca_stub
+
+    sample = SampleProvider().data.closes.loc["2022-06-01"]
+    with alpaca_stub() as stub:
+        stub.state.set_now(SLOT)
+        stub.state.prices.update({s: float(sample[s]) for s in SYMBOLS})
+        env = live_env(tmp_path, STRATEGY_STOP_LOSS="0.02", STRATEGY_TAKE_PROFIT="0.4", **stub.env())
+        summary = run({}, env=env)
+        assert summary["status"] == "traded", summary
+        for body, order in zip(stub.state.submitted(), summary["orders"]):
+            assert body["order_class"] == "bracket" and body["side"] == "buy"
+            assert float(body["stop_loss"]["stop_price"]) == pytest.approx(order["price"] * 0.98, abs=0.01)
+            assert float(body["take_profit"]["limit_price"]) == pytest.approx(order["price"] * 1.4, abs=0.01)

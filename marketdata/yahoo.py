@@ -282,17 +282,20 @@ class YahooProvider:
                 continue
             for gap in _gaps(cached, start, end):
                 plan[_widened(gap, cached)].append(symbol)
+        planned = {s for syms in plan.values() for s in syms}
+        if progress is not None and len(wanted) > len(planned):
+            progress(len(wanted) - len(planned))  # already cached (or unreadable): nothing to wait for
         unfetched: dict[str, str] = {}
         if plan and self.offline:
-            unfetched = {s: "offline" for syms in plan.values() for s in syms}
+            unfetched = dict.fromkeys(planned, "offline")
+            if progress is not None:
+                progress(len(planned))
         elif plan:
             unfetched = self._fill(plan, report, progress)
         for symbol in wanted:
             if symbol in report.failed:
                 continue
             self._read_window(symbol, report, unfetched.get(symbol))
-        if progress is not None and not plan:
-            progress(len(wanted))
         return report
 
     # ----------------------------------------------------------------------------------------------------------

@@ -58,10 +58,13 @@ def test_first_fetch_downloads_once_per_symbol_in_one_batch_and_matches_yahoo(st
         np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=1e-6)
 
 
-def test_batches_split_the_symbols(stub, make):
-    report = make(batch_size=2).fetch(["AAPL", "KO", "MSFT", "JPM", "XOM"], *JUNE)
-    assert report.downloads == 3
+def test_batches_split_the_symbols_and_progress_counts_every_symbol(stub, make):
+    make().fetch(["AAPL"], *JUNE)
+    ticks: list[int] = []
+    report = make(batch_size=2).fetch(["AAPL", "KO", "MSFT", "JPM", "XOM"], *JUNE, progress=ticks.append)
+    assert report.downloads == 2  # AAPL was cached; four symbols in batches of two
     assert sorted(report.frames) == ["AAPL", "JPM", "KO", "MSFT", "XOM"]
+    assert ticks == [1, 2, 2]
 
 
 def test_cache_hit_makes_no_second_request_even_from_a_new_process(stub, make):

@@ -345,7 +345,9 @@ class YahooProvider:
         if cached is not None and cached.covered is not None:
             old = cached.bars
             if check_overlap:
+                # Only bars of finished sessions are compared: a stored intraday bar is expected to differ.
                 both = old.index.intersection(fetched.index)
+                both = both[(both >= pd.Timestamp(cached.covered[0])) & (both <= pd.Timestamp(cached.covered[1]))]
                 if len(both) and not np.allclose(old.loc[both, "close"], fetched.loc[both, "close"], rtol=1e-5):
                     return min(cached.covered[0], lo), max(cached.covered[1], hi)
             keep = old[(old.index < pd.Timestamp(lo)) | (old.index > pd.Timestamp(hi))]
@@ -534,7 +536,10 @@ def _widened(gap: tuple[dt.date, dt.date], cached) -> tuple[dt.date, dt.date]:
     if cached is None or cached.covered is None or cached.bars.empty:
         return gap
     dates = cached.bars.index
-    if lo > cached.covered[1]:  # a tail gap: start from the last cached bar
+    dates = dates[(dates >= pd.Timestamp(cached.covered[0])) & (dates <= pd.Timestamp(cached.covered[1]))]
+    if not len(dates):
+        return gap
+    if lo > cached.covered[1]:  # a tail gap: start from the last complete cached bar
         lo = min(lo, dates.max().date())
     elif hi < cached.covered[0]:  # a head gap: end at the first cached bar
         hi = max(hi, dates.min().date())

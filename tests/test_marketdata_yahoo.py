@@ -106,6 +106,17 @@ def test_the_current_session_bar_is_fetched_again(stub, make):
     assert stub.history_requests["KO"] == 1
     provider.fetch(["KO"], dt.date(2022, 6, 1), dt.date(2022, 6, 15))  # today's bar may have moved
     assert stub.history_requests["KO"] == 2
+    # Store an intraday price for 2022-06-15, as a run during that session would have seen.
+    cached = provider.cache.read("KO")
+    bars = cached.bars.copy()
+    bars.loc[pd.Timestamp("2022-06-15"), "close"] *= 1.01
+    provider.cache.write("KO", bars, covered=cached.covered, fetched_at=cached.fetched_at)
+    stub.ranges.clear()
+    next_day = make(today=lambda: dt.date(2022, 6, 16))
+    report = next_day.fetch(["KO"], dt.date(2022, 6, 1), dt.date(2022, 6, 16))
+    assert stub.ranges == [("KO", "2022-06-14", "2022-06-16")]  # the overlap is the last finished bar: no refetch
+    expected = sample_closes("KO", dt.date(2022, 6, 1), dt.date(2022, 6, 16))
+    np.testing.assert_allclose(report.frames["KO"]["close"].to_numpy(), expected.to_numpy(), rtol=1e-6)
 
 
 def test_a_new_dividend_adjustment_refetches_the_whole_symbol(stub, make):

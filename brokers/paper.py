@@ -68,6 +68,8 @@ class PaperBroker:
         self.market = calendar or MarketCalendar()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._read() as db:
+                db.executescript(_SCHEMA)
             with self._write() as db:
                 db.execute("INSERT OR IGNORE INTO account (id, cash, initial_cash, created_at) VALUES (1, ?, ?, ?)",
                            (cash, cash, self.now().isoformat()))
@@ -83,8 +85,15 @@ class PaperBroker:
         # One short-lived connection per call: safe across threads and processes; the timeout waits out writers.
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         db.row_factory = sqlite3.Row
-        db.executescript(_SCHEMA)
         return db
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            yield db
+        finally:
+            db.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -121,9 +130,11 @@ class PaperBroker:
 
     def account(self) -> Account:
         self._settle()
-        with self._write() as db:
+        with self._read() as db:  # one read transaction, so cash and positions agree
+            db.execute("BEGIN")
             cash = float(db.execute("SELECT cash FROM account").fetchone()["cash"])
             held = db.execute("SELECT symbol, qty, avg_price FROM positions").fetchall()
+            db.execute("COMMIT")
         value = 0.0
         for row in held:
             try:
@@ -134,25 +145,25 @@ class PaperBroker:
 
     def positions(self) -> dict[str, BrokerPosition]:
         self._settle()
-        with self._write() as db:
+        with self._read() as db:
             rows = db.execute("SELECT symbol, qty, avg_price FROM positions WHERE qty > 0 ORDER BY symbol").fetchall()
         return {r["symbol"]: BrokerPosition(r["symbol"], int(r["qty"]), float(r["avg_price"])) for r in rows}
 
     def open_orders(self) -> list[BrokerOrder]:
         self._settle()
-        with self._write() as db:
+        with self._read() as db:
             rows = db.execute(f"SELECT * FROM orders WHERE status IN ({_placeholders(OPEN_STATUSES)}) "
                               "ORDER BY submitted_at", tuple(OPEN_STATUSES)).fetchall()
         return [_order(r) for r in rows]
 
     def order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        with self._write() as db:
+        with self._read() as db:
             row = db.execute("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
         return None if row is None else _order(row)
 
     def orders(self) -> list[BrokerOrder]:
         """Every order ever submitted, oldest first (not part of the Broker interface; for tests and reports)."""
-        with self._write() as db:
+        with self._read() as db:
             rows = db.execute("SELECT * FROM orders ORDER BY submitted_at, rowid").fetchall()
         return [_order(r) for r in rows]
 

@@ -200,3 +200,17 @@ def test_stop_loss_and_take_profit_become_bracket_orders_on_alpaca(tmp_path):
             assert body["order_class"] == "bracket" and body["side"] == "buy"
             assert float(body["stop_loss"]["stop_price"]) == pytest.approx(order["price"] * 0.98, abs=0.01)
             assert float(body["take_profit"]["limit_price"]) == pytest.approx(order["price"] * 1.4, abs=0.01)
+
+
+def test_a_cycle_on_yfinance_data_through_the_yahoo_stub(tmp_path, monkeypatch):
+    from _yahoo_stub import YahooStub
+
+    stub = YahooStub().install(monkeypatch)
+    env = live_env(tmp_path, MARKET_DATA="yfinance", PROPHETTREND_CACHE=str(tmp_path / "cache"))
+    summary = run({"now": SLOT, "dry_run": True}, env=env)
+    assert summary["status"] == "dry_run", summary
+    assert summary["provenance"]["data"]["provider"] == "yfinance"
+    assert summary["provenance"]["data"]["last_date"] == "2022-06-01"
+    sample = run({"now": SLOT, "dry_run": True}, env=live_env(tmp_path / "sample"))
+    assert [(o["symbol"], o["side"]) for o in summary["orders"]] == [(o["symbol"], o["side"]) for o in sample["orders"]]
+    assert sum(stub.history_requests.values()) >= len(SYMBOLS)

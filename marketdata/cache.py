@@ -40,7 +40,7 @@ from marketdata.errors import DataError
 ENV_VAR = "PROPHETTREND_CACHE"
 _META_KEY = b"prophettrend"
 _FORMAT = 1
-_SAFE = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=]{0,19}$")
+_SAFE = re.compile(r"^[A-Z0-9^][A-Z0-9.\-^=]{0,19}$")  # tickers, class shares (BRK.B), indices (^GSPC)
 
 
 class CacheCorruptError(DataError):

@@ -200,6 +200,16 @@ def test_replaying_a_moment_is_refused_on_alpaca_unless_dry_run(tmp_path):
     assert "paper broker or a dry run" in summary["error"]["message"]
 
 
+def test_a_dry_run_may_replay_a_moment_on_alpaca(tmp_path):
+    from _alpaca_stub import alpaca_stub
+
+    with alpaca_stub() as stub:
+        stub.state.set_now("2026-01-03T12:00:00-05:00")  # Alpaca's own clock: a Saturday, long after the replay
+        summary = run({"now": SLOT, "dry_run": True}, env=live_env(tmp_path, **stub.env()))
+        assert summary["status"] == "dry_run" and summary["now"] == SLOT, summary
+        assert summary["orders"] and stub.state.submitted() == []
+
+
 def test_unknown_symbols_and_stale_data_are_data_errors(tmp_path):
     unknown = run({"now": SLOT}, env=live_env(tmp_path / "a", UNIVERSE="KO,NOPE"))
     assert unknown["status"] == "error" and unknown["error"]["type"] == "data" and "NOPE" in unknown["error"]["message"]

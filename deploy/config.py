@@ -29,9 +29,10 @@ DEFAULT_SCHEDULES = ("cron(0/15 9-15 ? * MON-FRI *)", "cron(0 16 ? * MON-FRI *)"
 DEFAULT_TIMEZONE = "America/New_York"
 RUNTIME = "python3.12"
 HANDLER = "lambda_function.lambda_handler"
-# From the artifact test's peak RSS (import + first Prophet cycle, about 260 MB): 1024 MB leaves room for
-# a bigger universe and also buys CPU, which Lambda allocates in proportion to memory.
-DEFAULT_MEMORY_MB = 1024
+# From the sandboxed artifact run (benchmarks/bench_layer.py): import + first cycle peaks at about 155 MB RSS
+# (python3.12 x86_64, 20 candidates, CmdStan subprocesses included). 512 MB leaves 3x headroom for a larger
+# universe and fresh yfinance data; Lambda gives CPU in proportion to memory, so raise it to speed up fits.
+DEFAULT_MEMORY_MB = 512
 DEFAULT_TIMEOUT_S = 300
 
 

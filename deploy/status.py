@@ -43,7 +43,7 @@ def status(cfg: DeployConfig, aws: Aws | None = None) -> dict[str, Any]:
                      for v in _paged(lam, "list_layer_versions", "LayerVersions", LayerName=cfg.layer_name)]
     sched = aws.client("scheduler")
     listed = _maybe(lambda: _paged(sched, "list_schedules", "Schedules", GroupName=cfg.schedule_group)) or []
-    for item in listed:
+    for item in sorted(listed, key=lambda i: i["Name"]):
         s = sched.get_schedule(Name=item["Name"], GroupName=cfg.schedule_group)
         out["schedules"].append({"Name": s["Name"], "Expression": s["ScheduleExpression"],
                                  "Timezone": s.get("ScheduleExpressionTimezone", "UTC"), "State": s.get("State")})

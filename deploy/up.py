@@ -290,7 +290,10 @@ class Deployer:
             topic = sns.create_topic(Name=self.cfg.alarm_name, Tags=[{"Key": OWNER_TAG, "Value": self.cfg.function_name}])
             sns.subscribe(TopicArn=topic["TopicArn"], Protocol="email", Endpoint=self.cfg.alarm_email)
             actions = [topic["TopicArn"]]
-        existed = bool(cw.describe_alarms(AlarmNames=[self.cfg.alarm_name])["MetricAlarms"])
+        found = cw.describe_alarms(AlarmNames=[self.cfg.alarm_name])["MetricAlarms"]
+        if found and found[0].get("AlarmActions", []) == actions and found[0].get("Threshold") == 1 \
+                and found[0].get("Period") == 900 and found[0].get("MetricName") == "Errors":
+            return Step("alarm", "unchanged", f"{self.cfg.alarm_name}: Errors >= 1 per 15 min")
         cw.put_metric_alarm(
             AlarmName=self.cfg.alarm_name, AlarmDescription="A ProphetTrend trading cycle failed",
             Namespace="AWS/Lambda", MetricName="Errors",
@@ -298,7 +301,7 @@ class Deployer:
             Statistic="Sum", Period=900, EvaluationPeriods=1, Threshold=1,
             ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
             AlarmActions=actions)
-        return Step("alarm", "updated" if existed else "created", f"{self.cfg.alarm_name}: Errors >= 1 per 15 min")
+        return Step("alarm", "updated" if found else "created", f"{self.cfg.alarm_name}: Errors >= 1 per 15 min")
 
     # -- roles -----------------------------------------------------------------------------------------
 
@@ -415,10 +418,21 @@ class Deployer:
     def ensure_async_config(self, queue_arn: str) -> Step:
         # A failed cycle must not be replayed blindly by Lambda: the next scheduled cycle looks at the broker
         # afresh, and the failed event lands in the queue for a human.
-        self.aws.client("lambda").put_function_event_invoke_config(
-            FunctionName=self.cfg.function_name, MaximumRetryAttempts=0, MaximumEventAgeInSeconds=900,
-            DestinationConfig={"OnFailure": {"Destination": queue_arn}})
-        return Step("async", "updated", "retries 0, max event age 900 s, on failure -> " + self.cfg.dlq_name)
+        client = self.aws.client("lambda")
+        wanted = {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 900,
+                  "DestinationConfig": {"OnFailure": {"Destination": queue_arn}}}
+        try:
+            current = client.get_function_event_invoke_config(FunctionName=self.cfg.function_name)
+        except Exception as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+            current = {}
+        same = (current.get("MaximumRetryAttempts") == 0 and current.get("MaximumEventAgeInSeconds") == 900
+                and current.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination") == queue_arn)
+        if not same:
+            client.put_function_event_invoke_config(FunctionName=self.cfg.function_name, **wanted)
+        return Step("async", "unchanged" if same else "updated",
+                    "retries 0, max event age 900 s, on failure -> " + self.cfg.dlq_name)
 
     # -- schedule --------------------------------------------------------------------------------------
 

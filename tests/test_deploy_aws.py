@@ -81,6 +81,7 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert actions(second, "upload") == ["unchanged"]
     assert actions(second, "secret") == ["unchanged"]
     assert actions(second, "schedule") == ["unchanged", "unchanged"]
+    assert actions(second, "async") == ["unchanged"] and actions(second, "alarm") == ["unchanged"]
     function_step = next(s for s in second if s.resource == "function")
     assert function_step.action == "updated" and "MemorySize" in function_step.detail
 

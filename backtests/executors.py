@@ -108,8 +108,11 @@ class DaskExecutor:
             if self.scheduler:
                 self._client = Client(self.scheduler, timeout="10s")
             else:
+                # No dashboard, and the scheduler's small HTTP server on a free loopback port (never a fixed 8787
+                # that another cluster may hold).
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=self.processes,
-                                             host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+                                             host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                                             scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
                 self._client = Client(self._cluster)
         except (OSError, TimeoutError) as exc:
             self.__exit__()

@@ -28,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one live trading cycle of ProphetTrend and print its summary as JSON. Settings come from "
         "environment variables (see docs/live.md); without Alpaca keys the local SQLite paper broker trades on the "
         "bundled sample. Structured log lines go to stderr.",
+        epilog="Exit codes: 0 the cycle ran (traded, no_change, market_closed, dry_run); 1 the broker or the data "
+        "failed mid-cycle (summary printed); 2 bad configuration or input (one error line).",
     )
-    p.add_argument("--now", default=None,
+    p.add_argument("--now", default=None, metavar="ISO8601",
                    help="replay this moment (ISO 8601, e.g. 2022-06-01T15:45:00-04:00; no offset means New York "
                         "time); honoured only with the paper broker or --dry-run")
     p.add_argument("--dry-run", action="store_true", help="decide and report, submit nothing")

@@ -159,7 +159,10 @@ def refresh_sp500(*, url: str = WIKIPEDIA_URL, dest: str | Path | None = None, t
         response = requests.get(url, timeout=timeout, headers={"User-Agent": "prophettrend (S&P 500 universe refresh)"})
         response.raise_for_status()
     except requests.RequestException as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        if isinstance(exc, requests.ConnectionError):
+            reason = "no connection: the host could not be reached"
+        else:
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise DataError(f"cannot download the S&P 500 table from {url} ({reason}); the previous snapshot is still used") from None
     table = table_from_html(response.text)
     if len(table) < 400 and url == WIKIPEDIA_URL:

@@ -80,8 +80,8 @@ def load_yfinance_for_backtest(symbols: str | None, *, start: str | dt.date | No
               f"{' ...' if len(names) > 20 else ''} (see summary.json data.symbols_missing)", file=sys.stderr)
     incomplete = data.provenance.get("symbols_incomplete") or {}
     if incomplete:
-        print(f"warning: {len(incomplete)} symbol(s) served from the cache without their newest bars "
-              f"(Yahoo unreachable): {', '.join(sorted(incomplete)[:20])}", file=sys.stderr)
+        print(f"warning: {len(incomplete)} symbol(s) served from the cache without part of the window "
+              f"(Yahoo unreachable, or offline mode): {', '.join(sorted(incomplete)[:20])}", file=sys.stderr)
     return data
 
 

@@ -32,7 +32,12 @@ def content_hash(frames: Iterable[pd.DataFrame | None]) -> str:
         if frame is None:
             continue
         digest.update(json.dumps([str(c) for c in frame.columns]).encode())
-        digest.update(np.asarray(frame.index.asi8 if isinstance(frame.index, pd.DatetimeIndex) else frame.index).tobytes())
+        if isinstance(frame.index, pd.DatetimeIndex):
+            # pandas 3 keeps whatever resolution a loader produced (s, ms, us, ns); hash one resolution only
+            days = np.asarray(frame.index.values.astype("datetime64[ns]").astype("int64"))
+        else:
+            days = np.asarray(frame.index)
+        digest.update(days.tobytes())
         digest.update(np.ascontiguousarray(frame.to_numpy(dtype="float64")).tobytes())
     return "sha256:" + digest.hexdigest()
 

@@ -9,6 +9,12 @@ import pytest
 logging.getLogger("cmdstanpy").disabled = True
 logging.getLogger("prophet.plot").disabled = True
 os.environ.setdefault("MPLBACKEND", "Agg")
+if os.environ.get("PROPHETTREND_NETWORK_TESTS") != "1":
+    # libcurl (under yfinance) opens its own sockets, out of reach of the Python guard below; a dead proxy on
+    # loopback makes any request that escapes a stub fail at once instead of reaching the internet.
+    for _name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        os.environ[_name] = "http://127.0.0.1:9"
+    os.environ["no_proxy"] = os.environ["NO_PROXY"] = "127.0.0.1,localhost,::1"
 
 _real_connect = socket.socket.connect
 

@@ -96,3 +96,18 @@ def test_csv_shapes_give_the_same_closes(tmp_path):
     a, b = load_csv(wide), load_csv(long)
     assert a.closes.equals(b.closes[["AAPL", "KO"]])
     assert a.provenance["csv_shape"] == "wide" and b.provenance["csv_shape"] == "long"
+
+
+def test_content_hash_ignores_the_date_resolution():
+    import pandas as pd
+
+    from marketdata.prices import content_hash
+
+    frame = pd.DataFrame({"A": [1.0, 2.0]}, index=pd.to_datetime(["2022-01-03", "2022-01-04"]))
+    for unit in ("s", "ms", "us"):
+        other = frame.copy()
+        other.index = frame.index.as_unit(unit)
+        assert content_hash([other]) == content_hash([frame])
+    changed = frame.copy()
+    changed.iloc[1, 0] = 2.5
+    assert content_hash([changed]) != content_hash([frame])

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from brokers.base import BrokerError
 from brokers.calendar import MarketCalendar
 from live.components import candidate_universe, make_broker, make_provider
-from live.config import ConfigError, LiveConfig
+from live.config import ConfigError, InputError, LiveConfig
 from live.history import load_history
 from live.journal import make_journal
 from live.logs import log, redact, setup_logging
@@ -139,7 +139,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         return _fail(record, journal, logger, secrets, "broker", exc)
     except DataError as exc:
         return _fail(record, journal, logger, secrets, "data", exc)
-    except ValueError as exc:  # e.g. a malformed 'now' in the event
+    except InputError as exc:  # e.g. a malformed 'now' in the event
         return _fail(record, journal, logger, secrets, "input", exc)
     except Exception as exc:  # a bug: still journal and answer, so the next cycle starts from a known record
         logger.exception("unexpected_error")
@@ -154,6 +154,8 @@ def _flag(value: Any) -> bool:
 
 def _fail(record, journal, logger, secrets, kind: str, exc: BaseException) -> dict[str, Any]:
     message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if kind == "internal":
+        message = f"{type(exc).__name__}: {message}"
     log(logger, "cycle_error", logging.ERROR, kind=kind, message=message)
     return _finish(record, journal, logger, secrets, "error", error={"type": kind, "message": message})
 

@@ -34,6 +34,10 @@ class ConfigError(ValueError):
     """A missing or malformed setting; the message is one line naming the variable."""
 
 
+class InputError(ValueError):
+    """A malformed invocation (event or command line), e.g. an unparseable ``now``."""
+
+
 @dataclass(frozen=True)
 class LiveConfig:
     params: StrategyParams

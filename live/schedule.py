@@ -19,7 +19,7 @@ import datetime as dt
 
 from brokers.base import Session
 from brokers.calendar import NEW_YORK, as_aware
-from live.config import SLOT_MINUTES
+from live.config import SLOT_MINUTES, InputError
 
 
 def new_york(moment: dt.datetime) -> dt.datetime:
@@ -65,4 +65,4 @@ def parse_moment(value: object) -> dt.datetime:
     try:
         return as_aware(dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00")))
     except ValueError:
-        raise ValueError(f"now must be an ISO 8601 time such as 2022-06-01T15:45:00-04:00, got {value!r}") from None
+        raise InputError(f"now must be an ISO 8601 time such as 2022-06-01T15:45:00-04:00, got {value!r}") from None

@@ -157,6 +157,19 @@ def test_stale_orders_of_this_strategy_are_cancelled_and_busy_symbols_skipped(tm
         assert {o["symbol"] for o in summary["orders"]}.isdisjoint({"LLY", "MRK"})
 
 
+def test_an_unexpected_failure_is_journaled_and_returned(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(lambda_function, "decide", broken)
+    summary = run({"now": SLOT}, env=live_env(tmp_path))
+    assert summary["status"] == "error" and summary["error"] == {"type": "internal",
+                                                                  "message": "ZeroDivisionError: division by zero"}
+    record = json.loads((tmp_path / "journal.jsonl").read_text())
+    assert record["status"] == "error" and record["inputs"]["account"]["cash"] == 100_000.0
+    assert stored_orders(tmp_path) == []
+
+
 # -- bad configuration and bad data ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("settings, message", [

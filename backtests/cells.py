@@ -1,8 +1,10 @@
 """One sweep cell: a backtest of one parameter set over one train or test period, and where its result is kept.
 
 A cell's key is a hash of everything its result depends on: the parameters, the period, the money and costs,
-and the very rows it is given (warm-up included, nothing after the period's last day). So a finished cell is
-never recomputed, and a change to prices after a period leaves that period's cells untouched.
+the very rows it is given (warm-up included, nothing after the period's last day), and the code that computes it
+(the strategy and backtest sources, Prophet's and Backtrader's versions). So a finished cell is never recomputed,
+a change to prices after a period leaves that period's cells untouched, and a change to the strategy's code
+invalidates them all.
 
 Example:
     >>> from marketdata import load_sample
@@ -23,6 +25,8 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,27 @@ class Cell:
     index: pd.Series | None
 
 
+_ROOT = Path(__file__).resolve().parent.parent
+# Sources whose change can change a backtest's numbers (the sweep's own bookkeeping is not among them).
+_CODE = ["strategies/**/*.py", "marketdata/prices.py", "backtests/backtest.py", "backtests/metrics.py"]
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A hash of the strategy and backtest sources and of the versions of the libraries they lean on."""
+    digest = hashlib.sha256()
+    for pattern in _CODE:
+        for path in sorted(_ROOT.glob(pattern)):
+            digest.update(path.relative_to(_ROOT).as_posix().encode())
+            digest.update(path.read_bytes())
+    for package in ("prophet", "cmdstanpy", "backtrader", "numpy", "pandas", "scipy"):
+        try:
+            digest.update(f"{package}=={version(package)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"{package} missing".encode())
+    return digest.hexdigest()[:16]
+
+
 def make_cell(data: PriceData, index: pd.Series | None, params: StrategyParams, config: BacktestConfig) -> Cell:
     """The cell backtesting ``params`` over ``config``'s period; raises ``DataError`` if warm-up rows are missing."""
     rows = window_for(data, params, config)
@@ -57,6 +82,7 @@ def make_cell(data: PriceData, index: pd.Series | None, params: StrategyParams, 
                    "end": config.end_ts.date().isoformat()},
         "rows": content_hash([rows.closes, rows.opens]),
         "index": None if bench is None else content_hash([bench.to_frame()]),
+        "code": code_fingerprint(),
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return Cell(key, params, config, rows, bench)

@@ -152,6 +152,22 @@ def test_changing_test_window_prices_leaves_every_train_choice_unchanged(local_r
     assert (outcome.computed, outcome.reused) == (2, 6)
 
 
+def test_cell_key_pins_parameters_rows_and_code(monkeypatch):
+    from backtests.backtest import BacktestConfig
+    from strategies import StrategyParams
+
+    data, params = load_sample().select(SYMBOLS), StrategyParams(top_n=1, history=60, refit_every=10)
+    config = BacktestConfig(start="2022-06-01", end="2022-06-30")
+    key = cells.make_cell(data, None, params, config).key
+    assert cells.make_cell(data, None, params, config).key == key
+    assert cells.make_cell(data, None, params.with_(band=0.02), config).key != key
+    assert cells.make_cell(data, None, params, BacktestConfig(start="2022-06-01", end="2022-07-01")).key != key
+    later = _perturbed_after(pd.Timestamp("2022-06-30"))  # rows after the period do not matter
+    assert cells.make_cell(PriceData(later.closes, None, {}), None, params, config).key == key
+    monkeypatch.setattr(cells, "code_fingerprint", lambda: "edited strategy code")
+    assert cells.make_cell(data, None, params, config).key != key
+
+
 @pytest.mark.parametrize("args, message", [
     (["--grid", "bnd=0.1"], "unknown parameter 'bnd'"),
     (["--grid", "band="], "the grid for band has no values"),

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
@@ -212,8 +213,22 @@ def test_cli_up_status_down_one_line_errors(endpoint, artifacts):
     assert r.returncode == 2 and "not deployed" in r.stderr and "Traceback" not in r.stderr
     r = run("status", *common[:2], "--endpoint-url", "http://127.0.0.1:9", e={**env, "AWS_REGION": "", "AWS_DEFAULT_REGION": ""})
     assert r.returncode == 2 and r.stderr.strip() == "error: no AWS region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION"
-    r = run("status", *common[:4], "--endpoint-url", "http://127.0.0.1:9")
+    r = run("status", *common[:4], "--endpoint-url", "http://127.0.0.1:9", e={**env, "AWS_MAX_ATTEMPTS": "1"})
     assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+
+    r = run("logs", *common)
+    assert r.returncode == 2 and r.stderr.startswith("error: no logs yet: log group /aws/lambda/pt-cli")
+    logs = boto3.client("logs", endpoint_url=endpoint, region_name="us-east-1")
+    logs.create_log_group(logGroupName="/aws/lambda/pt-cli")
+    logs.create_log_stream(logGroupName="/aws/lambda/pt-cli", logStreamName="s1")
+    now_ms = int(time.time() * 1000)
+    logs.put_log_events(logGroupName="/aws/lambda/pt-cli", logStreamName="s1", logEvents=[
+        {"timestamp": now_ms - 2000, "message": '{"event": "cycle_start"}'},
+        {"timestamp": now_ms - 1000, "message": '{"event": "cycle_end", "status": "traded"}'}])
+    r = run("logs", *common, "--since", "5")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].endswith('{"event": "cycle_start"}') and "traded" in lines[1]
 
     r = run("down", *common, "--delete-bucket")
     assert r.returncode == 0, r.stderr

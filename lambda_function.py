@@ -108,7 +108,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         # 5. The decision: the very call Backtrader's next() makes.
         held = {s: Position(p.qty, p.avg_entry_price) for s, p in positions.items() if p.qty > 0}
         cash = max(0.0, min(account.cash, account.buying_power))
-        decision = decide(history.data.closes, held, cash, params)
+        decision = decide(history.data.closes, held, cash, params, candidates=universe)
         record.signals = {s: {"price": sig.price, "forecast": sig.forecast, "decision": sig.action,
                               "reason": sig.reason, "in_universe": sig.in_universe}
                           for s, sig in decision.signals.items()}

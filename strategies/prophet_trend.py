@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,17 +48,20 @@ def decide(
     cash: float,
     params: StrategyParams,
     forecaster: Forecaster | None = None,
+    candidates: Sequence[str] | None = None,
 ) -> Decision:
     """Decide at the last row of ``closes`` (rows: dates ascending, columns: symbols; NaN where no price).
 
     ``positions`` maps symbol to :class:`Position`; held symbols are always evaluated, so they can be sold.
-    Pass the same ``forecaster`` across calls to reuse fits within a refit block.
+    Pass the same ``forecaster`` across calls to reuse fits within a refit block. ``candidates`` limits the
+    momentum ranking (default: every column), so a holding outside the universe is evaluated but never ranked.
     """
     if closes.empty:
         raise ValueError("no closes to decide on")
     forecaster = forecaster or Forecaster(params)
     as_of = pd.Timestamp(closes.index[-1])
-    universe = top_n_by_momentum(closes, params.top_n, params.lookback, min_history=params.history)
+    ranked = closes if candidates is None else closes[[c for c in candidates if c in closes.columns]]
+    universe = top_n_by_momentum(ranked, params.top_n, params.lookback, min_history=params.history)
     held = [s for s, p in positions.items() if p.qty > 0]
     evaluate = universe + sorted(s for s in held if s not in universe)
     last = closes.iloc[-1]

@@ -136,3 +136,12 @@ def test_max_weight_caps_a_lone_buy():
     capped = plan_orders(signals, positions, cash=5000.0, params=P.with_(max_weight=0.2))
     assert uncapped[0].qty == 475
     assert capped[0].qty == int(0.2 * (5000.0 + 100 * 50.0) // 10.0) == 200
+
+
+def test_holdings_outside_the_candidates_are_evaluated_but_never_ranked():
+    closes = trend_frame(A=np.linspace(10, 12, 60), B=np.linspace(10, 11, 60), FOREIGN=np.linspace(10, 40, 60))
+    free = decide(closes, {"FOREIGN": Position(1, 10.0)}, 0.0, P.with_(top_n=1))
+    assert free.universe == ["FOREIGN"]
+    limited = decide(closes, {"FOREIGN": Position(1, 10.0)}, 0.0, P.with_(top_n=1), candidates=["A", "B"])
+    assert limited.universe == ["A"]
+    assert "FOREIGN" in limited.signals and limited.signals["FOREIGN"].in_universe is False

@@ -14,6 +14,8 @@ Example (a small sweep; ``--executor dask`` runs the same cells on a Dask LocalC
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -216,15 +218,29 @@ def heatmap_axes(spec: SweepSpec) -> tuple[str, str | None]:
     return axes[0], (axes[1] if len(axes) > 1 else None)
 
 
-def build_parser() -> OneLineErrorParser:
-    import argparse
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only when there is one worth showing (not None, [] or False)."""
 
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=110)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, [], False):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def build_parser() -> OneLineErrorParser:
     p = OneLineErrorParser(
         prog="python -m backtests.sweep",
         description="Sweep a grid of strategy parameters walk-forward: per window choose the best parameters on "
         "train, report them on the following test period. Writes results.csv, oos_summary.json, oos_equity.csv, "
         "heatmap.png and cells/ (one file per finished backtest; a rerun into the same --out reuses them).",
-        formatter_class=lambda prog: argparse.ArgumentDefaultsHelpFormatter(prog, width=110),
+        formatter_class=_DefaultsShown,
+        epilog="example: python -m backtests.sweep --grid band=0.0,0.01,0.02 --grid history=126,252 "
+        "--train 252 --test 63 --out runs/sweep-band   (rerun the same command to resume; "
+        "add --executor dask [--scheduler tcp://HOST:8786] to run on Dask). Exit codes: 0 done, 2 bad input, "
+        "130 interrupted (finished cells are kept).",
     )
     g = p.add_argument_group("grid")
     g.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
@@ -296,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     benchmark = args.benchmark if args.benchmark != "auto" else ("index" if index is not None else "equal-weight")
     if benchmark == "index" and index is None:
         raise UserError("--benchmark index needs the bundled sample; use equal-weight with other data")
-    spec = SweepSpec(**{**spec.__dict__, "benchmark": benchmark})
+    spec = dataclasses.replace(spec, benchmark=benchmark)
     executor = make_executor(args.executor, args.workers, args.scheduler)
 
     def bar(total: int, done: int):

@@ -15,10 +15,16 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import tempfile
+import zipfile
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from clitools import UserError
+
+_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGES = ("backtests", "strategies", "marketdata", "clitools")  # what a cell's task imports from this project
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -87,7 +93,9 @@ class ProcessExecutor:
 class DaskExecutor:
     """Runs tasks on a Dask distributed cluster at ``scheduler``, or on a new LocalCluster of ``workers`` processes.
 
-    The cluster's workers must be able to import this project (same environment or image), as for any Dask task.
+    On a remote cluster this project's own packages are uploaded to the scheduler and the workers first (a zip
+    through ``Client.upload_file``), so they run exactly the code of this checkout; third-party packages (Prophet,
+    Backtrader, pandas...) must be installed there, as for any Dask task.
     """
 
     def __init__(self, scheduler: str | None, workers: int, processes: bool = True) -> None:
@@ -107,6 +115,7 @@ class DaskExecutor:
         try:
             if self.scheduler:
                 self._client = Client(self.scheduler, timeout="10s")
+                self._upload_code()
             else:
                 # No dashboard, and the scheduler's small HTTP server on a free loopback port (never a fixed 8787
                 # that another cluster may hold).
@@ -120,6 +129,18 @@ class DaskExecutor:
             raise UserError(f"cannot reach the Dask scheduler at {where}: {str(exc).splitlines()[0]}") from None
         return self
 
+    def _upload_code(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "prophettrend_code.zip"
+            with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+                for package in _PACKAGES:
+                    for path in sorted((_ROOT / package).rglob("*.py")):
+                        zf.write(path, path.relative_to(_ROOT).as_posix())
+            try:
+                self._client.upload_file(str(archive), load=True)  # load: puts the zip on sys.path
+            except Exception as exc:  # the cluster's own errors come in many types; all mean the same here
+                raise UserError(f"cannot send this project's code to the Dask cluster: {_first_line(exc)}") from None
+
     def run(self, fn, tasks):
         from distributed import as_completed
 
@@ -132,7 +153,17 @@ class DaskExecutor:
             futures[future] = task
         try:
             for future in as_completed(futures):
-                yield futures[future], future.result()
+                try:
+                    result = future.result()
+                except ModuleNotFoundError as exc:
+                    raise UserError(f"the Dask workers cannot import {exc.name!r}: install this project's "
+                                    "dependencies on them") from None
+                except RuntimeError as exc:
+                    if "deserializ" not in str(exc):
+                        raise
+                    raise UserError(f"the Dask cluster cannot read the tasks ({_first_line(exc)}); its scheduler "
+                                    "and workers need this project's dependencies") from None
+                yield futures[future], result
         finally:
             for future in futures:
                 future.cancel()
@@ -144,6 +175,11 @@ class DaskExecutor:
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _task_key(task: Any) -> str:

@@ -70,8 +70,10 @@ class ProcessExecutor:
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if context.get_start_method() == "forkserver":
-            # Workers fork from a server that already imported the backtest stack, so each starts in milliseconds.
-            context.set_forkserver_preload(["backtests.cells"])
+            # Workers fork from a server that already imported the backtest stack and Prophet, so each starts in
+            # milliseconds instead of importing them again (a module that fails to import is skipped).
+            # (strategies.engines.stan first: it silences Prophet's import-time complaint about plotly)
+            context.set_forkserver_preload(["backtests.cells", "strategies.engines.stan", "prophet"])
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
         return self
 

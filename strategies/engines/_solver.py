@@ -97,7 +97,7 @@ class _Problem:
         self.n = len(y)
         self.G = X.T @ X
         self.b = X.T @ y
-        self.yy = float(y @ y)
+        self.X, self.y = X, y
         self.tau = tau
         self.p = X.shape[1]
         self.dslice = design.delta_slice
@@ -107,7 +107,10 @@ class _Problem:
         self.is_delta = ~gauss
 
     def rss(self, theta: np.ndarray) -> float:
-        return max(self.yy - 2 * theta @ self.b + theta @ self.G @ theta, 0.0)
+        # From the residuals, not from the Gram form y'y - 2 theta'b + theta'G theta: with a close fit the latter
+        # cancels away the digits that the noise update needs.
+        resid = self.y - self.X @ theta
+        return float(resid @ resid)
 
     def solve_fixed_u(self, u: float, signs: np.ndarray, max_steps: int
                       ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
@@ -205,7 +208,7 @@ def solve_map(design: Design, tau: float, warm: WarmStart | None = None, *, tol:
         target = _best_u(rss, problem.n)
         if target <= 0:
             raise SolverError("the model fits the data exactly; the noise scale collapses to zero")
-        if abs(target - u) <= tol * u:
+        if abs(target - u) <= tol * u or high - low <= tol * u:
             break
         if target > u:
             low = max(low, u)

@@ -123,6 +123,8 @@ def _cases(closes: pd.DataFrame) -> list[Case]:
         Case("JPM 252 in the 2008 crash", sample("JPM", "2008-11-28", 252), ProphetSettings()),
         Case("GE 100", sample("GE", "2015-03-31", 100), ProphetSettings()),
         Case("XOM 300 cps 0.5", sample("XOM", "2020-04-30", 300), ProphetSettings(changepoint_prior_scale=0.5)),
+        Case("KO 120 yearly+weekly cps 5 (near-collinear columns)", sample("KO", "2011-06-30", 120),
+             ProphetSettings(yearly_seasonality=True, weekly_seasonality=True, changepoint_prior_scale=5.0)),
         Case("MSFT 252 yearly+weekly cps 0.5", sample("MSFT", "2020-09-30", 252),
              ProphetSettings(yearly_seasonality=True, weekly_seasonality=True, changepoint_prior_scale=0.5)),
     ]

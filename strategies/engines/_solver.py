@@ -7,10 +7,11 @@ Stan's ``optimize`` maximises (``~`` statements drop constants; ``jacobian=False
          - (k^2 + m^2) / 50 - sum beta^2 / (2 s^2) - sum |delta| / tau
 
 For a fixed ``u = sigma^2`` this is a ridge-plus-lasso problem in ``theta``; it is solved exactly by an active-set
-method on the signs of ``delta`` (every step is one small linear solve in the Gram matrix, so the cost does not
-grow with the number of rows). For a fixed ``theta`` the best ``u`` solves ``4u^2 + T u - RSS = 0``. Alternating
-the two exact block updates never lowers ``lp`` and stops at a point that satisfies every optimality (KKT)
-condition of the joint problem, which :func:`kkt_residual` verifies.
+method on the signs of ``delta`` (every step is one small linear solve in the Gram matrix, so the cost barely
+grows with the number of rows). For a fixed ``theta`` the best ``u`` solves ``4u^2 + T u - RSS = 0``. The outer
+loop looks for the ``u`` that reproduces itself through both updates, with bracketed Newton steps; where it stops,
+``theta`` is exactly optimal for ``u`` and ``u`` for ``theta``, so every optimality (KKT) condition of the joint
+problem holds, and :func:`kkt_residual` verifies that independently.
 
 Example:
     >>> import numpy as np, pandas as pd

@@ -144,7 +144,7 @@ def assemble(spec: SweepSpec, windows: list[Window], planned: dict[tuple, cells.
     rows, oos_windows, curves = [], [], []
     for window in windows:
         window_rows = []
-        for number, swept in enumerate(spec.param_sets):
+        for number in range(len(spec.param_sets)):
             row = {**window.as_dict(), "param_set": number, **{n: getattr(params[number], n) for n in names}}
             for segment in SEGMENTS:
                 summary = results[planned[(window.number, number, segment)].key]["summary"]

@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import os
 import tempfile
 import types
@@ -200,32 +202,23 @@ class _Reader:
         raise ConfigError(f"{name} must be true or false, got {self.env[name]!r}")
 
     def number(self, name: str, default: float | None, *, optional: bool = False, minimum: float | None = None):
+        return self._parsed(name, default, float, "a number", optional, minimum)
+
+    def integer(self, name: str, default: int | None, *, optional: bool = False, minimum: int | None = None):
+        return self._parsed(name, default, int, "a whole number", optional, minimum)
+
+    def _parsed(self, name: str, default, convert, kind: str, optional: bool, minimum):
         raw = self.text(name, "")
         if not raw:
             return default
         if optional and raw.lower() in ("none", "off"):
             return None
         try:
-            value = float(raw)
+            value = convert(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be a number{' or ' + repr('none') if optional else ''}, got {raw!r}") from None
-        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{name} must be {kind}{' or ' + repr('none') if optional else ''}, got {raw!r}") from None
+        if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{name} must be a finite number, got {raw!r}")
         if minimum is not None and value < minimum:
             raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
-        return value
-
-    def integer(self, name: str, default: int | None, *, optional: bool = False, minimum: int | None = None):
-        raw = self.text(name, "")
-        if not raw:
-            return default
-        if optional and raw.lower() in ("none", "off"):
-            return None
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number{' or ' + repr('none') if optional else ''}, "
-                              f"got {raw!r}") from None
-        if minimum is not None and value < minimum:
-            raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
         return value

@@ -103,7 +103,10 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         history = load_history(provider, universe, sorted(positions), now.date(),
                                calendar.previous_session(now.date()), params)
         record.provenance = {"data": history.data.provenance, "params": params.to_dict(), "broker": broker.name,
-                             "universe": universe, "unpriced_holdings": history.unpriced}
+                             "universe": universe, "unpriced_holdings": history.unpriced,
+                             "unavailable_symbols": history.unavailable}
+        if history.unpriced or history.unavailable:
+            log(logger, "symbols_unavailable", logging.WARNING, universe=history.unavailable, holdings=history.unpriced)
 
         # 5. The decision: the very call Backtrader's next() makes.
         held = {s: Position(p.qty, p.avg_entry_price) for s, p in positions.items() if p.qty > 0}

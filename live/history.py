@@ -8,6 +8,9 @@ Example:
     >>> h = load_history(SampleProvider(), ["KO", "PG"], ["AAPL"], dt.date(2022, 6, 1), dt.date(2022, 5, 31), params)
     >>> h.data.symbols, len(h.data), h.data.closes.index[-1].date().isoformat(), h.unpriced
     (['KO', 'PG', 'AAPL'], 69, '2022-06-01', [])
+    >>> load_history(SampleProvider(), ["KO", "GONE"], ["HELD"], dt.date(2022, 6, 1), dt.date(2022, 5, 31),
+    ...              params).unavailable
+    ['GONE']
 """
 
 from __future__ import annotations
@@ -29,25 +32,22 @@ def history_bars(params: StrategyParams) -> int:
 class History:
     data: PriceData
     unpriced: list[str] = field(default_factory=list)  # held symbols the provider cannot price (left alone)
+    unavailable: list[str] = field(default_factory=list)  # universe symbols the provider cannot serve (skipped)
 
 
 def load_history(provider, universe: list[str], held: list[str], trading_date: dt.date,
                  previous_session: dt.date, params: StrategyParams) -> History:
     """Closes of ``universe`` + ``held`` up to ``trading_date``; refuses data older than ``previous_session``."""
     extra = [s for s in held if s not in universe]
-    bars = history_bars(params)
-    unpriced: list[str] = []
-    try:
-        data = provider.history(universe + extra, end=trading_date, bars=bars)
-    except DataError:
-        if not extra:
-            raise
-        # A holding the provider does not know (bought by hand, delisted) must not stop the whole cycle.
-        data = provider.history(universe, end=trading_date, bars=bars)
-        unpriced = extra
+    # A symbol the provider cannot serve (delisted, renamed, bought by hand) must not stop the whole cycle: the
+    # rest is decided on, and what was dropped is named in the provenance and the log.
+    data = provider.history(universe + extra, end=trading_date, bars=history_bars(params), strict=False)
+    priced = set(data.symbols)
+    unpriced = [s for s in held if s not in priced]
+    unavailable = [s for s in universe if s not in priced]
     last = data.closes.index[-1].date()
     if last < previous_session:
         raise DataError(f"stale prices: {provider.name} data end on {last}, but the trading date is {trading_date} "
                         f"(the last complete session was {previous_session}); replay a moment inside the data "
                         f"with --now or event['now'], or use fresher data (MARKET_DATA)")
-    return History(data, unpriced)
+    return History(data, unpriced, unavailable)

@@ -8,6 +8,9 @@ Example:
     >>> data = SampleProvider().history(["AAPL", "KO"], end=dt.date(2022, 6, 1), bars=3)
     >>> data.closes.index[-1].date().isoformat(), data.symbols
     ('2022-06-01', ['AAPL', 'KO'])
+    >>> partial = SampleProvider().history(["AAPL", "NOPE"], end=dt.date(2022, 6, 1), bars=3, strict=False)
+    >>> partial.symbols, partial.provenance["symbols_missing"]
+    (['AAPL'], {'unknown to sample': ['NOPE']})
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ class PriceProvider(Protocol):
     name: str
 
     def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
-                start: dt.date | None = None) -> PriceData:
+                start: dt.date | None = None, strict: bool = True) -> PriceData:
         """Daily bars for ``symbols`` up to and including ``end`` (never later): the last ``bars`` rows, or from
-        ``start``. Unknown symbols raise :class:`DataError` naming them."""
+        ``start``. Unknown symbols raise :class:`DataError` naming them; with ``strict=False`` they are dropped and
+        listed in ``provenance["symbols_missing"]`` (an error only if none is left)."""
         ...
 
 
@@ -41,8 +45,15 @@ class FrameProvider:
         self.name = name
 
     def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
-                start: dt.date | None = None) -> PriceData:
-        selected = self.data.select(list(symbols))
+                start: dt.date | None = None, strict: bool = True) -> PriceData:
+        wanted = [s.strip().upper() for s in symbols]
+        unknown = [s for s in wanted if s not in self.data.closes.columns]
+        if unknown and not strict and len(unknown) < len(wanted):
+            wanted = [s for s in wanted if s not in unknown]
+        selected = self.data.select(wanted)
+        if unknown and not strict:
+            selected = PriceData(selected.closes, selected.opens,
+                                 {**selected.provenance, "symbols_missing": {f"unknown to {self.name}": unknown}})
         window = selected.between(pd.Timestamp(start) if start else None, pd.Timestamp(end))
         if len(window) == 0:
             raise DataError(f"no prices up to {end} from {self.name}")

@@ -203,11 +203,12 @@ class YahooProvider:
     # PriceProvider
 
     def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
-                start: dt.date | None = None) -> PriceData:
+                start: dt.date | None = None, strict: bool = True) -> PriceData:
         """Daily bars up to and including ``end``: the last ``bars`` rows, or from ``start``.
 
-        Raises :class:`DataError` naming every symbol that could not be had (and why); symbols served from the
-        cache without their newest bars are listed in ``provenance["symbols_incomplete"]``.
+        Raises :class:`DataError` naming every symbol that could not be had (and why); with ``strict=False`` those
+        are dropped and listed in ``provenance["symbols_missing"]`` instead. Symbols served from the cache without
+        their newest bars are listed in ``provenance["symbols_incomplete"]``.
         """
         end = _as_date(end)
         if start is None:
@@ -215,7 +216,7 @@ class YahooProvider:
                 raise DataError("yfinance history needs bars= or start=")
             # Calendar days that hold `bars` trading days, with room for holidays.
             start = end - dt.timedelta(days=math.ceil(bars * 365 / 252) + 10)
-        data = self.load(symbols, _as_date(start), end, strict=True)
+        data = self.load(symbols, _as_date(start), end, strict=strict)
         if bars is not None and len(data) > bars:
             data = data.between(data.closes.index[-bars], None)
         return data

@@ -214,3 +214,16 @@ def test_a_cycle_on_yfinance_data_through_the_yahoo_stub(tmp_path, monkeypatch):
     sample = run({"now": SLOT, "dry_run": True}, env=live_env(tmp_path / "sample"))
     assert [(o["symbol"], o["side"]) for o in summary["orders"]] == [(o["symbol"], o["side"]) for o in sample["orders"]]
     assert sum(stub.history_requests.values()) >= len(SYMBOLS)
+
+
+def test_a_universe_symbol_without_data_is_skipped_and_named_not_fatal(tmp_path):
+    # e.g. a member of the S&P 500 snapshot that has since been delisted: the rest of the book still trades
+    full = run({"now": SLOT}, env=live_env(tmp_path / "full"))
+    partial = run({"now": SLOT}, env=live_env(tmp_path / "partial", UNIVERSE=",".join(SYMBOLS + ["GONE"])))
+    assert partial["status"] == full["status"] == "traded"
+    assert partial["provenance"]["unavailable_symbols"] == ["GONE"]
+    assert full["provenance"]["unavailable_symbols"] == []
+    assert [(o["symbol"], o["side"], o["qty"]) for o in partial["orders"]] == \
+        [(o["symbol"], o["side"], o["qty"]) for o in full["orders"]]
+    only_gone = run({"now": SLOT}, env=live_env(tmp_path / "none", UNIVERSE="GONE,NADA"))
+    assert only_gone["status"] == "error" and "GONE" in only_gone["error"]["message"]

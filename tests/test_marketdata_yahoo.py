@@ -155,6 +155,9 @@ def test_unknown_symbol_is_named_not_a_silent_empty_column(stub, make):
     lenient = provider.load(["AAPL", "ZZZZ"], *JUNE, strict=False)
     assert lenient.symbols == ["AAPL"]
     assert lenient.provenance["symbols_missing"] == {"unknown": ["ZZZZ"]}
+    # the live path asks through the PriceProvider interface, with strict=False for its universe
+    live = provider.history(["AAPL", "ZZZZ"], end=JUNE[1], start=JUNE[0], strict=False)
+    assert live.symbols == ["AAPL"] and live.provenance["symbols_missing"] == {"unknown": ["ZZZZ"]}
 
 
 def test_rate_limit_is_retried_with_backoff_then_succeeds(stub, make):

@@ -179,9 +179,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(argv: list[str] | None = None) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-    return guarded(main, BotoCoreError, ClientError, FileNotFoundError, LookupError, OSError)(argv)
+    def main_with_hints(args: list[str] | None) -> int:
+        try:
+            return main(args)
+        except NoCredentialsError:
+            raise UserError("no AWS credentials found: pass --profile NAME, or set AWS_PROFILE or "
+                            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
+        except NoRegionError:
+            raise UserError("no AWS region: pass --region (e.g. us-east-1) or set AWS_DEFAULT_REGION") from None
+
+    return guarded(main_with_hints, BotoCoreError, ClientError, FileNotFoundError, LookupError, OSError)(argv)
 
 
 if __name__ == "__main__":

@@ -184,3 +184,18 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
     assert code == 2 and err.startswith("error: argument COMMAND: invalid choice")
     r = subprocess.run([sys.executable, "-m", "deploy", "up", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and "--dry-run" in r.stdout and "--endpoint-url" in r.stdout
+
+
+def test_missing_aws_credentials_is_one_line_with_what_to_do(monkeypatch, tmp_path, capsys):
+    from deploy.__main__ import run as deploy_cli
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(SystemExit) as exc:
+        deploy_cli(["status", "--region", "us-east-1", "--endpoint-url", "http://127.0.0.1:9"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no AWS credentials found: pass --profile") and err.count("\n") == 1

@@ -1,4 +1,4 @@
-"""A moto server on 127.0.0.1 (free port) with fake credentials, for deploy tests against the real boto3."""
+"""A moto server on 127.0.0.1 (free port) with fake credentials, for tests against the real boto3."""
 
 from __future__ import annotations
 
@@ -36,3 +36,13 @@ def moto_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@contextmanager
+def moto_environment(monkeypatch) -> Iterator[str]:
+    """A moto server, and this process's environment pointed at it (``AWS_ENDPOINT_URL``, fake credentials)."""
+    with moto_server() as url:
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        for key, value in {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": url}.items():
+            monkeypatch.setenv(key, value)
+        yield url

@@ -128,17 +128,11 @@ def test_limits_reduce_and_skip_buys(tmp_path):
 
 
 def test_journal_to_s3_through_moto(tmp_path, monkeypatch):
-    from moto.server import ThreadedMotoServer
     import boto3
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for key, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            monkeypatch.setenv(key, value)
-        monkeypatch.delenv("AWS_PROFILE", raising=False)
+    from _moto_server import moto_environment
+
+    with moto_environment(monkeypatch):
         boto3.client("s3").create_bucket(Bucket="journal-bucket")
         summary = run({"now": "2022-07-04T15:45:00-04:00"},
                       env=live_env(tmp_path, JOURNAL="s3://journal-bucket/cycles"))
@@ -147,8 +141,6 @@ def test_journal_to_s3_through_moto(tmp_path, monkeypatch):
         assert summary["journal"] == f"s3://journal-bucket/{key}"
         body = json.loads(boto3.client("s3").get_object(Bucket="journal-bucket", Key=key)["Body"].read())
         assert body["status"] == "market_closed" and body["inputs"]["config"]["journal"].startswith("s3://")
-    finally:
-        server.stop()
 
 
 def test_a_cycle_through_the_real_alpaca_broker_and_the_stub(tmp_path):

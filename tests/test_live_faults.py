@@ -261,30 +261,21 @@ def test_secrets_never_reach_the_summary_the_journal_or_the_logs(tmp_path, capsy
 
 def test_keys_from_secrets_manager_and_ssm_through_moto(tmp_path, monkeypatch, capsys):
     import boto3
-    from moto.server import ThreadedMotoServer
 
     from _alpaca_stub import alpaca_stub
+    from _moto_server import moto_environment
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for key, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
-                           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-            monkeypatch.setenv(key, value)
-        with alpaca_stub() as stub:
-            stub.state.set_now("2022-07-04T12:00:00-04:00")  # a holiday: the cycle stops at the clock
-            blob = json.dumps({"APCA_API_KEY_ID": stub.key_id, "APCA_API_SECRET_KEY": stub.secret})
-            boto3.client("secretsmanager").create_secret(Name="prophettrend/alpaca", SecretString=blob)
-            boto3.client("ssm").put_parameter(Name="/prophettrend/alpaca", Value=blob, Type="SecureString")
-            for source in ({"ALPACA_SECRET_NAME": "prophettrend/alpaca"},
-                           {"ALPACA_SSM_PARAMETER": "/prophettrend/alpaca"}):
-                summary = run({}, env=live_env(tmp_path, APCA_API_BASE_URL=stub.url, **source))
-                assert summary["status"] == "market_closed" and summary["broker"] == "alpaca-paper", summary
-                journal = (tmp_path / "journal.jsonl").read_text()
-                _assert_nowhere(stub.secret, json.dumps(summary), journal, capsys.readouterr().err)
-            missing = run({}, env=live_env(tmp_path, ALPACA_SECRET_NAME="no/such/secret"))
-            assert missing["status"] == "error" and missing["error"]["type"] == "config"
-            assert "ResourceNotFoundException" in missing["error"]["message"]
-    finally:
-        server.stop()
+    with moto_environment(monkeypatch), alpaca_stub() as stub:
+        stub.state.set_now("2022-07-04T12:00:00-04:00")  # a holiday: the cycle stops at the clock
+        blob = json.dumps({"APCA_API_KEY_ID": stub.key_id, "APCA_API_SECRET_KEY": stub.secret})
+        boto3.client("secretsmanager").create_secret(Name="prophettrend/alpaca", SecretString=blob)
+        boto3.client("ssm").put_parameter(Name="/prophettrend/alpaca", Value=blob, Type="SecureString")
+        for source in ({"ALPACA_SECRET_NAME": "prophettrend/alpaca"},
+                       {"ALPACA_SSM_PARAMETER": "/prophettrend/alpaca"}):
+            summary = run({}, env=live_env(tmp_path, APCA_API_BASE_URL=stub.url, **source))
+            assert summary["status"] == "market_closed" and summary["broker"] == "alpaca-paper", summary
+            journal = (tmp_path / "journal.jsonl").read_text()
+            _assert_nowhere(stub.secret, json.dumps(summary), journal, capsys.readouterr().err)
+        missing = run({}, env=live_env(tmp_path, ALPACA_SECRET_NAME="no/such/secret"))
+        assert missing["status"] == "error" and missing["error"]["type"] == "config"
+        assert "ResourceNotFoundException" in missing["error"]["message"]

@@ -93,6 +93,18 @@ def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: 
     return data, index
 
 
+def resolve_benchmark(choice: str, index: pd.Series | None) -> str:
+    """``--benchmark``: ``auto`` is the index where the data has one (the sample), else equal-weight buy-and-hold.
+
+    >>> resolve_benchmark("auto", None)
+    'equal-weight'
+    """
+    benchmark = choice if choice != "auto" else ("index" if index is not None else "equal-weight")
+    if benchmark == "index" and index is None:
+        raise ValueError("--benchmark index needs the bundled sample; use equal-weight with other data")
+    return benchmark
+
+
 def format_summary(s: dict) -> str:
     """The summary as a two-column table, strategy vs benchmark."""
     b = s["benchmark"]
@@ -136,10 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     params = params_from_args(args)
     config_kwargs = dict(start=args.start, end=args.end, cash=args.cash, commission=args.commission)
     data, index = load_data(args.data, args.symbols, start=args.start, end=args.end, warmup_bars=params.warmup_bars)
-    benchmark = args.benchmark if args.benchmark != "auto" else ("index" if index is not None else "equal-weight")
-    if benchmark == "index" and index is None:
-        raise ValueError("--benchmark index needs the bundled sample; use equal-weight with other data")
-    config = BacktestConfig(benchmark=benchmark, **config_kwargs)
+    config = BacktestConfig(benchmark=resolve_benchmark(args.benchmark, index), **config_kwargs)
     out = args.out or default_out_dir()
     check_out_dir(out, args.overwrite)  # fail before the long run, not after it
     t0 = time.perf_counter()

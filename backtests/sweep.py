@@ -33,10 +33,10 @@ from backtests.backtest import BacktestConfig
 from backtests.executors import Executor, make_executor
 from backtests.grid import build_params, expand, load_grid_file, parse_grid_flags, parse_set_flags, swept_names
 from backtests.outputs import write_json
-from backtests.run import load_data
+from backtests.run import load_data, resolve_benchmark
 from backtests.sweep_report import format_oos, write_heatmap
 from backtests.walkforward import CHOICE_METRICS, Scheme, Window, choose, split_windows, stitch, stitched_summary
-from clitools import OneLineErrorParser, UserError, guarded
+from clitools import OneLineErrorParser, UserError, guarded, progress
 from marketdata import DataError, PriceData
 from strategies.params import StrategyParams
 
@@ -309,17 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("runs") / f"sweep-{datetime.now():%Y%m%d-%H%M%S}"
     check_out(out)
     data, index = load_data(args.data, args.symbols)
-    benchmark = args.benchmark if args.benchmark != "auto" else ("index" if index is not None else "equal-weight")
-    if benchmark == "index" and index is None:
-        raise UserError("--benchmark index needs the bundled sample; use equal-weight with other data")
-    spec = dataclasses.replace(spec, benchmark=benchmark)
+    spec = dataclasses.replace(spec, benchmark=resolve_benchmark(args.benchmark, index))
     executor = make_executor(args.executor, args.workers, args.scheduler)
 
     def bar(total: int, done: int):
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, initial=done, desc="sweep", unit="cell", leave=False, dynamic_ncols=True,
-                    disable=args.quiet or not sys.stderr.isatty())
+        return progress(total, "sweep", enabled=False if args.quiet else None, unit="cell", initial=done)
 
     echo = (lambda _: None) if args.quiet else (lambda text: print(text, flush=True))
     t0 = time.perf_counter()

@@ -66,10 +66,11 @@ def guarded(main: Callable[[list[str] | None], int], *expected: type[BaseExcepti
     return wrapper
 
 
-def progress(total: int, desc: str, enabled: bool | None = None):
-    """A tqdm bar on a terminal (stderr), silent otherwise."""
+def progress(total: int, desc: str, enabled: bool | None = None, *, unit: str = "bar", initial: int = 0):
+    """A tqdm bar on a terminal (stderr), silent otherwise; ``initial`` counts work already done (a resumed run)."""
     from tqdm.auto import tqdm
 
     if enabled is None:
         enabled = sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit="bar", disable=not enabled, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, leave=False,
+                dynamic_ncols=True)

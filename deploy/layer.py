@@ -217,7 +217,6 @@ def slim(python_dir: Path, target: LayerTarget | None = None, strip: bool = True
     for path in sorted(python_dir.rglob("*"), reverse=True):
         if not path.exists():
             continue
-        rel = path.relative_to(python_dir)
         if path.is_dir() and path.name in ("tests", "__pycache__"):
             _remove(path, report, "tests and bytecode")
         elif path.is_file() and path.name.endswith(SOURCE_SUFFIXES):

@@ -9,21 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import NoReturn
 
-EXIT_BAD_INPUT = 2
+from clitools import EXIT_BAD_INPUT, OneLineErrorParser
+
 EXIT_CYCLE_FAILED = 1
 
 
-class _Parser(argparse.ArgumentParser):
-    # The Lambda zip does not ship clitools, so the one-line error rule is kept here in four lines.
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
-        raise SystemExit(EXIT_BAD_INPUT)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineErrorParser(
         prog="python lambda_function.py",
         description="Run one live trading cycle of ProphetTrend and print its summary as JSON. Settings come from "
         "environment variables (see docs/live.md); without Alpaca keys the local SQLite paper broker trades on the "

@@ -7,7 +7,7 @@ Example:
     >>> cfg.layer_name, cfg.role_name, cfg.schedule_group
     ('prophettrend-deps', 'prophettrend-exec', 'prophettrend')
     >>> cfg.schedules
-    ('cron(0/15 9-15 ? * MON-FRI *)', 'cron(0 16 ? * MON-FRI *)')
+    ('cron(30/15 9 ? * MON-FRI *)', 'cron(0/15 10-15 ? * MON-FRI *)', 'cron(0 16 ? * MON-FRI *)')
     >>> cfg.lambda_arch
     'x86_64'
 """
@@ -21,11 +21,9 @@ from typing import Literal
 Arch = Literal["x86_64", "arm64"]
 SecretBackend = Literal["secretsmanager", "ssm"]
 
-# Every 15 minutes from 09:00 to 15:45 New York time, Monday to Friday, plus one run at the 16:00 close.
-# The 09:00-09:15 ticks land before the 09:30 open: the cycle asks the broker's clock and does nothing
-# while the market is closed, which is cheaper than a third cron for 09:30/09:45. The 16:00 run is a
-# separate schedule because one cron cannot say "every 15 minutes until 15:45, then 16:00".
-DEFAULT_SCHEDULES = ("cron(0/15 9-15 ? * MON-FRI *)", "cron(0 16 ? * MON-FRI *)")
+# Every 15 minutes from 09:30 to 16:00 New York time, Monday to Friday. One cron expression cannot say
+# "from 09:30 to 16:00", so three do: 09:30 and 09:45, 10:00 to 15:45, and 16:00.
+DEFAULT_SCHEDULES = ("cron(30/15 9 ? * MON-FRI *)", "cron(0/15 10-15 ? * MON-FRI *)", "cron(0 16 ? * MON-FRI *)")
 DEFAULT_TIMEZONE = "America/New_York"
 RUNTIME = "python3.12"
 HANDLER = "lambda_function.lambda_handler"

@@ -74,14 +74,14 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert actions(first, "function") == ["created"]
     assert actions(first, "layer") == ["published"]
     assert actions(first, "secret") == ["created"]
-    assert actions(first, "schedule") == ["created", "created"]
+    assert actions(first, "schedule") == ["created"] * 3
 
     second = up(cfg.with_(memory_mb=2048), artifacts)
     assert actions(second, "layer") == ["unchanged"]
     assert actions(second, "bucket") == ["unchanged"]
     assert actions(second, "upload") == ["unchanged"]
     assert actions(second, "secret") == ["unchanged"]
-    assert actions(second, "schedule") == ["unchanged", "unchanged"]
+    assert actions(second, "schedule") == ["unchanged"] * 3
     assert actions(second, "async") == ["unchanged"] and actions(second, "alarm") == ["unchanged"]
     function_step = next(s for s in second if s.resource == "function")
     assert function_step.action == "updated" and "MemorySize" in function_step.detail
@@ -111,9 +111,10 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert invoke_cfg["DestinationConfig"]["OnFailure"]["Destination"] == queue_arn
 
     schedules = c["scheduler"].list_schedules(GroupName="pt-main")["Schedules"]
-    assert len(schedules) == 2
+    assert len(schedules) == 3
     details = [c["scheduler"].get_schedule(Name=s["Name"], GroupName="pt-main") for s in schedules]
-    assert sorted(d["ScheduleExpression"] for d in details) == ["cron(0 16 ? * MON-FRI *)", "cron(0/15 9-15 ? * MON-FRI *)"]
+    assert sorted(d["ScheduleExpression"] for d in details) == [
+        "cron(0 16 ? * MON-FRI *)", "cron(0/15 10-15 ? * MON-FRI *)", "cron(30/15 9 ? * MON-FRI *)"]
     assert {d["ScheduleExpressionTimezone"] for d in details} == {"America/New_York"}
     assert {d["Target"]["Arn"] for d in details} == {conf["FunctionArn"]}
 

@@ -23,3 +23,16 @@ def live_env(state_dir: Path, **overrides: str) -> dict[str, str]:
     }
     env.update(overrides)
     return env
+
+
+def stub_at_slot(stub, symbols, *, fill: bool) -> None:
+    """Put the Alpaca stub's clock at ``SLOT`` with the sample's closes of that day as its prices.
+
+    ``fill``: market orders fill at once while the market is open (the stub's default is to leave them new).
+    """
+    from marketdata.provider import SampleProvider
+
+    day = SampleProvider().data.closes.loc[SLOT[:10]]
+    stub.state.set_now(SLOT)
+    stub.state.prices.update({s: float(day[s]) for s in symbols})
+    stub.state.fill_market_orders = fill

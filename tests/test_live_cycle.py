@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from _live_env import SLOT, SYMBOLS, live_env
+from _live_env import SLOT, SYMBOLS, live_env, stub_at_slot
 from brokers.paper import PaperBroker
 from lambda_function import lambda_handler, run
 from marketdata.provider import SampleProvider
@@ -146,11 +146,8 @@ def test_journal_to_s3_through_moto(tmp_path, monkeypatch):
 def test_a_cycle_through_the_real_alpaca_broker_and_the_stub(tmp_path):
     from _alpaca_stub import alpaca_stub
 
-    sample = SampleProvider().data.closes.loc["2022-06-01"]
     with alpaca_stub() as stub:
-        stub.state.set_now(SLOT)
-        stub.state.prices.update({s: float(sample[s]) for s in SYMBOLS})
-        stub.state.fill_market_orders = True
+        stub_at_slot(stub, SYMBOLS, fill=True)
         env = live_env(tmp_path, **stub.env())
         summary = run({}, env=env)  # no replay: the time is the broker's clock
         assert summary["status"] == "traded", summary
@@ -165,11 +162,8 @@ def test_a_cycle_through_the_real_alpaca_broker_and_the_stub(tmp_path):
 def test_live_money_needs_trading_enabled_set_explicitly(tmp_path):
     from _alpaca_stub import alpaca_stub
 
-    sample = SampleProvider().data.closes.loc["2022-06-01"]
     with alpaca_stub() as stub:
-        stub.state.set_now(SLOT)
-        stub.state.prices.update({s: float(sample[s]) for s in SYMBOLS})
-        stub.state.fill_market_orders = True
+        stub_at_slot(stub, SYMBOLS, fill=True)
         live_money = {**stub.env(), "APCA_PAPER": "false"}
         cautious = run({}, env=live_env(tmp_path, **live_money))
         assert cautious["status"] == "dry_run" and "TRADING_ENABLED=true" in cautious["dry_run_reason"]
@@ -181,10 +175,8 @@ def test_live_money_needs_trading_enabled_set_explicitly(tmp_path):
 def test_stop_loss_and_take_profit_become_bracket_orders_on_alpaca(tmp_path):
     from _alpaca_stub import alpaca_stub
 
-    sample = SampleProvider().data.closes.loc["2022-06-01"]
     with alpaca_stub() as stub:
-        stub.state.set_now(SLOT)
-        stub.state.prices.update({s: float(sample[s]) for s in SYMBOLS})
+        stub_at_slot(stub, SYMBOLS, fill=False)
         env = live_env(tmp_path, STRATEGY_STOP_LOSS="0.02", STRATEGY_TAKE_PROFIT="0.4", **stub.env())
         summary = run({}, env=env)
         assert summary["status"] == "traded", summary

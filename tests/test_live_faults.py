@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import lambda_function
-from _live_env import SLOT, live_env
+from _live_env import SLOT, live_env, stub_at_slot
 from brokers.base import BrokerError
 from brokers.paper import PaperBroker
 from lambda_function import run
@@ -113,11 +113,8 @@ def test_a_retry_after_a_mid_cycle_failure_submits_only_what_is_missing(tmp_path
 def test_an_alpaca_answer_lost_after_the_order_was_taken_is_never_resubmitted(tmp_path):
     from _alpaca_stub import alpaca_stub
 
-    sample = SampleProvider().data.closes.loc["2022-06-01"]
     with alpaca_stub() as stub:
-        stub.state.set_now(SLOT)
-        stub.state.prices.update({s: float(sample[s]) for s in WIDE["UNIVERSE"].split(",")})
-        stub.state.fill_market_orders = True
+        stub_at_slot(stub, WIDE["UNIVERSE"].split(","), fill=True)
         # the 2nd order is taken but its answer is lost, and so is the follow-up lookup
         stub.state.fail("POST", "/v2/orders", status=None, after=1, commit=True)
         stub.state.fail("GET", "/v2/orders:by_client_order_id", status=503, after=2)
@@ -243,11 +240,8 @@ def _assert_nowhere(secret: str, *texts: str) -> None:
 def test_secrets_never_reach_the_summary_the_journal_or_the_logs(tmp_path, capsys):
     from _alpaca_stub import alpaca_stub
 
-    sample = SampleProvider().data.closes.loc["2022-06-01"]
     with alpaca_stub() as stub:
-        stub.state.set_now(SLOT)
-        stub.state.prices.update({s: float(sample[s]) for s in WIDE["UNIVERSE"].split(",")})
-        stub.state.fill_market_orders = True
+        stub_at_slot(stub, WIDE["UNIVERSE"].split(","), fill=True)
         stub.state.fail("POST", "/v2/orders", status=500, after=1, body={"message": f"echo {stub.secret}"})
         env = live_env(tmp_path, LOG_LEVEL="DEBUG", **WIDE, **stub.env())
         results = [run({}, env=env), run({}, env=env)]

@@ -105,15 +105,20 @@ def config_from(args: argparse.Namespace) -> DeployConfig:
         schedules=tuple(get("schedule") or DEFAULT_SCHEDULES), timezone=get("timezone", DEFAULT_TIMEZONE),
         bucket=get("bucket"), role_arn=get("role_arn"), env=_parse_env(get("env", []) or []),
         secret_backend=get("secret_backend", "secretsmanager"), broker=get("broker", "alpaca"),
-        market_data=get("market_data", "yfinance"), alarm_email=get("alarm_email"),
-        python_version=get("python_version", "3.12"))
+        market_data=get("market_data", "yfinance"), alarm_email=get("alarm_email"))
+
+
+def _build_options(args: argparse.Namespace):
+    from deploy.build import BuildOptions
+
+    return BuildOptions(out_dir=args.out, python_version=args.python_version, arch=args.arch, source=args.source,
+                        compile_bytecode=args.compile, strip=not args.no_strip, budget_mb=args.budget_mb)
 
 
 def _build(args: argparse.Namespace):
-    from deploy.build import BuildOptions, build
+    from deploy.build import build
 
-    opts = BuildOptions(out_dir=args.out, python_version=args.python_version, arch=args.arch, source=args.source,
-                        compile_bytecode=args.compile, strip=not args.no_strip, budget_mb=args.budget_mb)
+    opts = _build_options(args)
     print(f"building for python{opts.python_version} {opts.arch} from {opts.source} ...", file=sys.stderr)
     result = build(opts)
     print(f"function.zip: {', '.join(result.manifest.packages)} ({len(result.manifest.files)} files); "
@@ -137,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if bool(args.function_zip) != bool(args.layer_zip):
             raise UserError("--function-zip and --layer-zip go together")
+        built = _build_options(args)  # where `build` writes the zips, so `up` finds them under the same names
         artifacts = (Artifacts(args.function_zip, args.layer_zip) if args.function_zip
-                     else Artifacts(args.out / "function.zip", args.out / f"layer-py{args.python_version}-{args.arch}.zip"))
+                     else Artifacts(built.function_zip, built.layer_zip))
         if args.dry_run:
             print("plan (dry run, nothing called):")
             print("\n".join("  " + line for line in plan(cfg, artifacts)))

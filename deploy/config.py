@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Literal
 
 Arch = Literal["x86_64", "arm64"]
@@ -55,8 +54,6 @@ class DeployConfig:
     market_data: str = "yfinance"
     journal_prefix: str = "journal/"
     alarm_email: str | None = None
-    build_dir: Path = Path("build/lambda")
-    python_version: str = "3.12"
 
     def __post_init__(self) -> None:
         if self.arch not in ("x86_64", "arm64"):
@@ -122,11 +119,3 @@ class DeployConfig:
         """The bucket ``up`` creates when none is given: unique per account and region, lower case."""
         region = self.region or "us-east-1"
         return f"{self.function_name}-{account_id}-{region}".lower()
-
-    @property
-    def function_zip(self) -> Path:
-        return self.build_dir / "function.zip"
-
-    @property
-    def layer_zip(self) -> Path:
-        return self.build_dir / f"layer-py{self.python_version}-{self.arch}.zip"

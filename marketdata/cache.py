@@ -151,17 +151,7 @@ class PriceCache:
         request far after it also fills the gap in between."""
         if start > end:
             return []
-        cached = self.read(symbol)
-        if cached is None or cached.covered is None:
-            return [(start, end)]
-        lo, hi = cached.covered
-        one = dt.timedelta(days=1)
-        gaps = []
-        if start < lo:
-            gaps.append((start, lo - one))
-        if end > hi:
-            gaps.append((hi + one, end))
-        return gaps
+        return missing_ranges(self.read(symbol), start, end)
 
     def symbols(self) -> list[str]:
         """Symbols with a cache file (temporary files left by a crash are not counted)."""
@@ -217,3 +207,17 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def missing_ranges(cached, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """Calendar ranges within ``start..end`` outside what ``cached`` (a read entry, or ``None``) covers."""
+    if cached is None or cached.covered is None:
+        return [(start, end)]
+    lo, hi = cached.covered
+    one = dt.timedelta(days=1)
+    gaps = []
+    if start < lo:
+        gaps.append((start, lo - one))
+    if end > hi:
+        gaps.append((hi + one, end))
+    return gaps

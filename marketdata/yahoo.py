@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from curl_cffi import requests as curl_requests
 
-from marketdata.cache import CacheCorruptError, PriceCache
+from marketdata.cache import CacheCorruptError, PriceCache, missing_ranges
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
 
@@ -281,7 +281,7 @@ class YahooProvider:
                 report.failed[symbol] = "corrupt"
                 report.details[symbol] = str(exc)
                 continue
-            for gap in _gaps(cached, start, end):
+            for gap in missing_ranges(cached, start, end):
                 plan[_widened(gap, cached)].append(symbol)
         planned = {s for syms in plan.values() for s in syms}
         if progress is not None and len(wanted) > len(planned):
@@ -517,18 +517,6 @@ def _empty_bars() -> pd.DataFrame:
     frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in ("open", "high", "low", "close", "volume")})
     frame.index = pd.DatetimeIndex([], name="date")
     return frame
-
-
-def _gaps(cached, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
-    if cached is None or cached.covered is None:
-        return [(start, end)]
-    lo, hi = cached.covered
-    gaps = []
-    if start < lo:
-        gaps.append((start, lo - _ONE_DAY))
-    if end > hi:
-        gaps.append((hi + _ONE_DAY, end))
-    return gaps
 
 
 def _widened(gap: tuple[dt.date, dt.date], cached) -> tuple[dt.date, dt.date]:

@@ -1,9 +1,4 @@
-"""AWS Lambda entry point: one invocation is one trading cycle of the ProphetTrend strategy.
-
-``run()`` reads top to bottom: configuration, market clock and trading window, reconciliation, history of
-universe plus holdings, the same ``strategies.decide`` call the backtest makes, limits, idempotent submission,
-journal, summary. Settings come from environment variables (docs/live.md). Safe to retry or double: order ids are
-derived from strategy, trading date, 15-minute slot, symbol and side, and existing ids are never resubmitted.
+"""AWS Lambda entry point: one invocation is one trading cycle (``live.cycle.run``).
 
 Locally: ``python lambda_function.py --now 2022-06-01T15:45:00-04:00`` replays that moment on the paper broker
 with the bundled sample and prints the summary (``--help`` for more).
@@ -11,170 +6,17 @@ with the bundled sample and prints the summary (``--help`` for more).
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
-import os
 import sys
-from typing import Any, Mapping
+from typing import Any
 
-from brokers.base import BrokerError
-from brokers.calendar import MarketCalendar
-from live.components import candidate_universe, make_broker, make_provider
-from live.config import ConfigError, InputError, LiveConfig
-from live.history import load_history
-from live.journal import make_journal
-from live.logs import log, redact, setup_logging
-from live.orders import apply_limits, skipped_records, submit_idempotently, to_request
-from live.reconcile import reconcile
-from live.record import CycleRecord
-from live.schedule import closed_reason, new_york, parse_moment, slot_of
-from live.secrets import load_alpaca_keys, secret_values
-from marketdata.errors import DataError
-from strategies import Position, decide
+from live.cycle import run
+
+__all__ = ["lambda_handler", "run"]
 
 
-def lambda_handler(event: dict | None, context: Any) -> dict[str, Any]:
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point: ``event`` may carry ``now`` (a replayed moment) and ``dry_run``."""
-    return run(event or {})
-
-
-def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """One trading cycle; returns a JSON-serialisable summary whose ``status`` is one of
-    traded | no_change | market_closed | dry_run | error. Never raises for expected failures."""
-    event = dict(event or {})
-    env = dict(os.environ if env is None else env)
-    logger = setup_logging()  # LOG_LEVEL applies once the configuration is read
-    record = CycleRecord(now=dt.datetime.now(dt.timezone.utc))
-    secrets: list[str] = []
-    journal = None
-    try:
-        # 1. Configuration and secrets (the keys stay in this frame; logs and journal redact them anyway).
-        config = LiveConfig.from_env(env)
-        if config.sandboxed:  # Prophet imports matplotlib, which wants a writable config folder
-            os.environ.setdefault("MPLCONFIGDIR", str(config.state_dir / "matplotlib"))
-        keys = load_alpaca_keys(env) if config.broker == "alpaca" else None
-        secrets = secret_values(keys)
-        logger = setup_logging(config.log_level, secrets)
-        journal = make_journal(config.journal, secrets)
-        params = config.params
-        record.strategy = params.name
-        asked = _flag(event.get("dry_run"))
-        record.dry_run = asked or not config.trading_enabled
-        record.dry_run_reason = "dry run requested" if asked else (config.trading_enabled_reason or None)
-        if event.get("now") is not None:
-            if config.broker != "paper" and not record.dry_run:
-                raise ConfigError("a replayed 'now' is honoured only with the paper broker or a dry run")
-            record.now, record.replayed = parse_moment(event["now"]), True
-        record.inputs["config"] = config.describe()
-        provider = make_provider(config)
-        broker = make_broker(config, provider, record.now if record.replayed else None, keys, env)
-        record.broker = broker.name
-        clock = None if record.replayed else broker.clock()
-        if clock is not None:
-            record.now = clock.now  # the broker's time, not this machine's
-        now = record.now = new_york(record.now)
-        record.trading_date, record.slot = now.date(), slot_of(now)
-        log(logger, "cycle_start", cycle_id=record.cycle_id, now=now.isoformat(), replayed=record.replayed,
-            dry_run=record.dry_run, broker=broker.name)
-
-        # 2. Market clock and trading window: holidays, weekends and early closes come from the exchange calendar.
-        calendar = MarketCalendar()
-        if record.replayed and config.broker != "paper":  # a dry-run replay on Alpaca: Alpaca's today is not then
-            sessions = calendar.sessions(now.date(), now.date())
-        else:
-            sessions = broker.calendar(now.date(), now.date())
-        reason = closed_reason(now, sessions[0] if sessions else None, config.trade_after_open_minutes,
-                               config.trade_before_close_minutes)
-        if reason is None and clock is not None and not clock.is_open:
-            reason = "the broker's clock says the market is closed"
-        if reason is not None:
-            log(logger, "market_closed", reason=reason)
-            return _finish(record, journal, logger, secrets, "market_closed", reason=reason)
-
-        # 3. Reconcile: cancel this strategy's stale open orders; symbols with open orders sit this cycle out.
-        reconciled = reconcile(broker, params.name, now, config.stale_order_minutes)
-        account, positions = broker.account(), broker.positions()
-        record.inputs.update(reconcile=reconciled.describe(), account=account, positions=positions)
-        log(logger, "reconciled", canceled=len(reconciled.canceled), open_symbols=sorted(reconciled.open_symbols),
-            positions={s: p.qty for s, p in positions.items()}, cash=account.cash)
-
-        # 4. History of universe plus holdings, the backtest's window, up to today.
-        universe = candidate_universe(config)
-        history = load_history(provider, universe, sorted(positions), now.date(),
-                               calendar.previous_session(now.date()), params)
-        record.provenance = {"data": history.data.provenance, "params": params.to_dict(), "broker": broker.name,
-                             "universe": universe, "unpriced_holdings": history.unpriced,
-                             "unavailable_symbols": history.unavailable}
-        if history.unpriced or history.unavailable:
-            log(logger, "symbols_unavailable", logging.WARNING, universe=history.unavailable, holdings=history.unpriced)
-
-        # 5. The decision: the very call Backtrader's next() makes.
-        held = {s: Position(p.qty, p.avg_entry_price) for s, p in positions.items() if p.qty > 0}
-        cash = max(0.0, min(account.cash, account.buying_power))
-        decision = decide(history.data.closes, held, cash, params, candidates=universe)
-        record.signals = {s: {"price": sig.price, "forecast": sig.forecast, "decision": sig.action,
-                              "reason": sig.reason, "in_universe": sig.in_universe}
-                          for s, sig in decision.signals.items()}
-        record.inputs.update(as_of=decision.as_of, decision_universe=decision.universe,
-                             target_weights=decision.target_weights, intents=decision.orders)
-        log(logger, "decided", as_of=str(decision.as_of.date()), intents=len(decision.orders),
-            buys=[o.symbol for o in decision.orders if o.side == "buy"],
-            sells=[o.symbol for o in decision.orders if o.side == "sell"])
-
-        # 6. Limits: open orders, holdings, universe, MAX_ORDER_NOTIONAL, MAX_POSITIONS.
-        intents, notes = apply_limits(decision.orders, positions, open_symbols=reconciled.open_symbols,
-                                      universe=universe, max_order_notional=config.max_order_notional,
-                                      max_positions=config.max_positions)
-        record.skipped = skipped_records(notes)
-
-        # 7. Idempotent submission: an id that exists at the broker is reported, never sent again.
-        planned = [(to_request(i, params, now.date(), record.slot), i) for i in intents]
-        record.orders, failure = submit_idempotently(broker, planned, dry_run=record.dry_run, exits=reconciled.exits)
-        for order in record.orders:
-            log(logger, "order", **{k: order.get(k) for k in ("symbol", "side", "qty", "client_order_id", "status", "new")})
-        if failure is not None:
-            raise failure
-        status = "dry_run" if record.dry_run else ("traded" if any(o["new"] for o in record.orders) else "no_change")
-        return _finish(record, journal, logger, secrets, status)
-    except ConfigError as exc:
-        return _fail(record, journal, logger, secrets, "config", exc)
-    except BrokerError as exc:
-        return _fail(record, journal, logger, secrets, "broker", exc)
-    except DataError as exc:
-        return _fail(record, journal, logger, secrets, "data", exc)
-    except InputError as exc:  # e.g. a malformed 'now' in the event
-        return _fail(record, journal, logger, secrets, "input", exc)
-    except Exception as exc:  # a bug: still journal and answer, so the next cycle starts from a known record
-        logger.exception("unexpected_error")
-        return _fail(record, journal, logger, secrets, "internal", exc)
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-def _fail(record, journal, logger, secrets, kind: str, exc: BaseException) -> dict[str, Any]:
-    message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    if kind == "internal":
-        message = f"{type(exc).__name__}: {message}"
-    log(logger, "cycle_error", logging.ERROR, kind=kind, message=message)
-    return _finish(record, journal, logger, secrets, "error", error={"type": kind, "message": message})
-
-
-def _finish(record, journal, logger, secrets, status: str, **extra: Any) -> dict[str, Any]:
-    summary = redact(record.finish(status, **extra), secrets)
-    if journal is not None:
-        try:
-            summary["journal"] = journal.write(record.journal_entry(summary))
-        except Exception as exc:  # the journal failing must not hide what the cycle did
-            message = f"journal write failed: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
-            log(logger, "journal_error", logging.ERROR, message=message)
-            summary["journal_error"] = redact(message, secrets)
-    log(logger, "cycle_end", status=status, orders=len(summary["orders"]), seconds=summary["seconds"],
-        error=summary["error"])
-    return summary
+    return run(event)
 
 
 if __name__ == "__main__":

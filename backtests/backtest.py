@@ -21,7 +21,7 @@ import pandas as pd
 from backtests import metrics
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
-from strategies.backtrader_strategy import BacktestRecorder, ProphetTrendStrategy
+from backtests.backtrader_adapter import BacktestRecorder, ProphetTrendStrategy
 from strategies.forecaster import Forecaster
 from strategies.params import StrategyParams
 

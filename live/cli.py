@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     from live import logs
-    from lambda_function import run
+    from live.cycle import run
 
     event = {"dry_run": args.dry_run}
     if args.now is not None:

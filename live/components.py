@@ -20,21 +20,16 @@ from live.secrets import AlpacaKeys
 
 
 def make_provider(config: LiveConfig):
-    """The ``PriceProvider`` named by ``MARKET_DATA``."""
-    spec = config.market_data
-    if spec == "sample":
-        from marketdata.provider import SampleProvider
+    """The ``PriceProvider`` named by ``MARKET_DATA``, opened as the backtest opens ``--data``."""
+    from marketdata.errors import DataError
+    from marketdata.provider import open_provider
 
-        return SampleProvider()
-    if spec.startswith("csv:"):
-        from marketdata.provider import CsvProvider
-
-        return CsvProvider(spec[len("csv:"):])
     try:
-        from marketdata.yahoo import YahooProvider  # lazy, so the sample path needs no yfinance
+        return open_provider(config.market_data, cache_dir=config.cache_dir)
     except ModuleNotFoundError as exc:
-        raise ConfigError(f"MARKET_DATA=yfinance is not available in this build ({exc.name} is missing)") from None
-    return YahooProvider(cache_dir=config.cache_dir)
+        raise ConfigError(f"MARKET_DATA={config.market_data} is not available in this build ({exc.name} is missing)") from None
+    except DataError as exc:
+        raise ConfigError(f"MARKET_DATA: {exc}") from None
 
 
 def candidate_universe(config: LiveConfig) -> list[str]:

@@ -50,14 +50,15 @@ def load_csv(path: str | Path, *, adjusted: bool | None = None) -> PriceData:
     frame = frame.assign(**{str(date_col): dates})
     symbol_col = next((lower[n] for n in _SYMBOL_NAMES if n in lower), None)
     origin = str(path)
+    highs = lows = None
     if symbol_col is not None:
-        closes, opens = _long(frame, lower, date_col, symbol_col, path)
+        closes, opens, highs, lows = _long(frame, lower, date_col, symbol_col, path)
         shape = "long"
     else:
         closes, opens = _wide(frame, lower, date_col, path), None
         shape = "wide"
     return PriceData.from_closes(
-        closes, opens=opens, source=f"csv:{path.resolve()}", adjusted=adjusted, origin=origin, extra={"csv_shape": shape}
+        closes, opens=opens, highs=highs, lows=lows, source=f"csv:{path.resolve()}", adjusted=adjusted, origin=origin, extra={"csv_shape": shape}
     )
 
 
@@ -71,11 +72,13 @@ def _long(frame, lower, date_col, symbol_col, path):
         row = frame[dup].iloc[0]
         raise DataError(f"duplicate date {row[date_col].date()} for {row[symbol_col]} in {path}")
     closes = frame.pivot(index=date_col, columns=symbol_col, values=close_col)
-    opens = None
-    if "open" in lower and frame[lower["open"]].notna().any():
-        opens = frame.pivot(index=date_col, columns=symbol_col, values=lower["open"])
+    extra = {}
+    for name in ("open", "high", "low"):
+        if name in lower and frame[lower[name]].notna().any():
+            extra[name] = frame.pivot(index=date_col, columns=symbol_col, values=lower[name])
+            extra[name].columns.name = None
     closes.columns.name = None
-    return closes, opens
+    return closes, extra.get("open"), extra.get("high"), extra.get("low")
 
 
 def _wide(frame, lower, date_col, path):

@@ -44,7 +44,8 @@ def content_hash(frames: Iterable[pd.DataFrame | None]) -> str:
 
 @dataclass(frozen=True)
 class PriceData:
-    """Daily bars as wide frames (rows: dates, columns: symbols). ``opens`` is ``None`` for closes-only data.
+    """Daily bars as wide frames (rows: dates, columns: symbols). ``opens``, ``highs`` and ``lows`` are ``None``
+    for closes-only data (the bundled sample); stops are then simulated on closes (see ``backtests``).
 
     ``provenance`` says where the numbers came from: ``source``, ``adjusted`` (splits and dividends folded in),
     ``fetched_at`` and ``content_hash``; backtests copy it into ``summary.json`` and live runs into the journal.
@@ -53,6 +54,13 @@ class PriceData:
     closes: pd.DataFrame
     opens: pd.DataFrame | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    highs: pd.DataFrame | None = None
+    lows: pd.DataFrame | None = None
+
+    @property
+    def has_ranges(self) -> bool:
+        """Whether every bar's high and low are known (stops can then trigger inside the bar)."""
+        return self.highs is not None and self.lows is not None
 
     @classmethod
     def from_closes(
@@ -60,26 +68,41 @@ class PriceData:
         closes: pd.DataFrame,
         *,
         opens: pd.DataFrame | None = None,
+        highs: pd.DataFrame | None = None,
+        lows: pd.DataFrame | None = None,
         source: str,
         adjusted: bool | None = None,
         fetched_at: str | None = None,
         origin: str = "",
         extra: dict[str, Any] | None = None,
     ) -> "PriceData":
-        """Validate ``closes`` (and ``opens``) and attach provenance; raises :class:`DataError` on bad input."""
+        """Validate ``closes`` (and ``opens``, ``highs``, ``lows``) and attach provenance; raises :class:`DataError`.
+
+        Highs and lows are kept only when both are given; missing values are filled from the open and close, so
+        ``low <= min(open, close)`` and ``high >= max(open, close)`` hold on every bar.
+        """
         closes = _validated(closes, "close", origin)
         if opens is not None:
             opens = _validated(opens, "open", origin).reindex(index=closes.index, columns=closes.columns)
+        if highs is not None and lows is not None:
+            highs = _validated(highs, "high", origin).reindex(index=closes.index, columns=closes.columns)
+            lows = _validated(lows, "low", origin).reindex(index=closes.index, columns=closes.columns)
+            top = closes if opens is None else np.fmax(closes, opens.fillna(closes))
+            bottom = closes if opens is None else np.fmin(closes, opens.fillna(closes))
+            highs = np.fmax(highs.fillna(top), top).where(closes.notna())
+            lows = np.fmin(lows.fillna(bottom), bottom).where(closes.notna())
+        else:
+            highs = lows = None
         provenance: dict[str, Any] = {
             "source": source,
             "adjusted": adjusted,
             "fetched_at": fetched_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "content_hash": content_hash([closes, opens]),
+            "content_hash": content_hash([closes, opens, highs, lows]),
             "first_date": closes.index[0].date().isoformat(),
             "last_date": closes.index[-1].date().isoformat(),
         }
         provenance.update(extra or {})
-        return cls(closes=closes, opens=opens, provenance=provenance)
+        return cls(closes=closes, opens=opens, provenance=provenance, highs=highs, lows=lows)
 
     @property
     def symbols(self) -> list[str]:
@@ -96,9 +119,7 @@ class PriceData:
         missing = [s for s in wanted if s not in self.closes.columns]
         if missing:
             raise DataError(f"unknown symbol(s) {', '.join(missing)}; the data has {', '.join(self.symbols)}")
-        opens = None if self.opens is None else self.opens[wanted]
-        closes = self.closes[wanted]
-        return self._derived(closes, opens)
+        return self._derived(self.closes[wanted], *(None if f is None else f[wanted] for f in self._extras()))
 
     def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> "PriceData":
         """Rows with ``start <= date <= end`` (either bound may be ``None``)."""
@@ -107,17 +128,19 @@ class PriceData:
             mask &= self.closes.index >= start
         if end is not None:
             mask &= self.closes.index <= end
-        closes = self.closes.loc[mask]
-        opens = None if self.opens is None else self.opens.loc[mask]
-        return self._derived(closes, opens)
+        return self._derived(self.closes.loc[mask], *(None if f is None else f.loc[mask] for f in self._extras()))
 
-    def _derived(self, closes: pd.DataFrame, opens: pd.DataFrame | None) -> "PriceData":
+    def _extras(self) -> tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None]:
+        return self.opens, self.highs, self.lows
+
+    def _derived(self, closes: pd.DataFrame, opens: pd.DataFrame | None, highs: pd.DataFrame | None = None,
+                 lows: pd.DataFrame | None = None) -> "PriceData":
         provenance = dict(self.provenance)
-        provenance["content_hash"] = content_hash([closes, opens])
+        provenance["content_hash"] = content_hash([closes, opens, highs, lows])
         if len(closes):
             provenance["first_date"] = closes.index[0].date().isoformat()
             provenance["last_date"] = closes.index[-1].date().isoformat()
-        return replace(self, closes=closes, opens=opens, provenance=provenance)
+        return replace(self, closes=closes, opens=opens, highs=highs, lows=lows, provenance=provenance)
 
 
 def _validated(frame: pd.DataFrame, what: str, origin: str) -> pd.DataFrame:

@@ -1,7 +1,9 @@
 """The interface that serves prices to both homes, and its offline implementations.
 
 The backtest asks for a window of history; the live cycle asks for the history of universe plus holdings up to
-now. Both go through :class:`PriceProvider`. ``marketdata.yahoo`` adds the yfinance provider with its cache.
+now. Both open their provider with :func:`open_provider` from the same spec (``sample``, ``yfinance``,
+``csv:PATH`` or a CSV path) and go through :class:`PriceProvider`. ``marketdata.yahoo`` adds the yfinance provider
+with its cache.
 
 Example:
     >>> import datetime as dt
@@ -16,6 +18,8 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import pandas as pd
@@ -52,8 +56,8 @@ class FrameProvider:
             wanted = [s for s in wanted if s not in unknown]
         selected = self.data.select(wanted)
         if unknown and not strict:
-            selected = PriceData(selected.closes, selected.opens,
-                                 {**selected.provenance, "symbols_missing": {f"unknown to {self.name}": unknown}})
+            selected = replace(selected, provenance={**selected.provenance,
+                                                     "symbols_missing": {f"unknown to {self.name}": unknown}})
         window = selected.between(pd.Timestamp(start) if start else None, pd.Timestamp(end))
         if len(window) == 0:
             raise DataError(f"no prices up to {end} from {self.name}")
@@ -72,3 +76,28 @@ class SampleProvider(FrameProvider):
 class CsvProvider(FrameProvider):
     def __init__(self, path: str) -> None:
         super().__init__(load_csv(path), name=f"csv:{path}")
+
+
+def open_provider(spec: str, *, cache_dir: str | Path | None = None, offline: bool | None = None) -> PriceProvider:
+    """The one way into prices for both homes: ``sample``, ``yfinance``, ``csv:PATH`` or a path to a CSV file.
+
+    Optional sources are imported lazily, so the sample needs no yfinance.
+
+    >>> open_provider("sample").name
+    'sample'
+    >>> open_provider("nope")
+    Traceback (most recent call last):
+    ...
+    marketdata.errors.DataError: unknown price source 'nope': use sample, yfinance, csv:PATH or a path to a CSV file
+    """
+    text = (spec or "").strip()
+    if text == "sample":
+        return SampleProvider()
+    if text == "yfinance":
+        from marketdata.yahoo import YahooProvider  # lazy: the sample path needs no yfinance
+
+        return YahooProvider(cache_dir=cache_dir, offline=offline)
+    path = text[len("csv:"):] if text.startswith("csv:") else text
+    if text.startswith("csv:") or path.lower().endswith(".csv") or Path(path).is_file():
+        return CsvProvider(path)
+    raise DataError(f"unknown price source {spec!r}: use sample, yfinance, csv:PATH or a path to a CSV file")

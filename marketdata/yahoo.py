@@ -243,6 +243,11 @@ class YahooProvider:
         closes.index = pd.DatetimeIndex(closes.index).as_unit("ns")  # one resolution, so the hash is stable
         opens = pd.DataFrame({s: report.frames[s]["open"] for s in order}).reindex(closes.index)
         opens = opens.where(opens > 0)
+        ranges = {}
+        for name in ("high", "low"):
+            if all(name in report.frames[s] for s in order):
+                frame = pd.DataFrame({s: report.frames[s][name] for s in order}).reindex(closes.index)
+                ranges[name + "s"] = frame.where(frame > 0)
         missing: dict[str, list[str]] = defaultdict(list)
         for symbol, reason in sorted(report.failed.items()):
             missing[reason].append(symbol)
@@ -260,7 +265,8 @@ class YahooProvider:
             **(extra or {}),
         }
         return PriceData.from_closes(
-            closes, opens=opens, source=SOURCE, adjusted=self.adjusted,
+            closes, opens=opens, highs=ranges.get("highs"), lows=ranges.get("lows"), source=SOURCE,
+            adjusted=self.adjusted,
             fetched_at=max(report.fetched_at.values()) if report.fetched_at else None,
             origin="yfinance", extra=provenance_extra,
         )

@@ -12,7 +12,8 @@ import pytest
 
 from _live_env import SLOT, SYMBOLS, live_env, stub_at_slot
 from brokers.paper import PaperBroker
-from lambda_function import lambda_handler, run
+from lambda_function import lambda_handler
+from live.cycle import run
 from marketdata.provider import SampleProvider
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import lambda_function
+import live.cycle
 from _live_env import SLOT, live_env, stub_at_slot
 from brokers.base import BrokerError
 from brokers.paper import PaperBroker
-from lambda_function import run
+from live.cycle import run
 from live import cli
 from marketdata.provider import SampleProvider
 
@@ -86,7 +86,7 @@ def test_a_retry_after_a_mid_cycle_failure_submits_only_what_is_missing(tmp_path
     def flaky(config, provider, now, keys, env):
         return FlakyPaperBroker(config.paper_db, provider, now=now, cash=config.paper_cash)
 
-    monkeypatch.setattr(lambda_function, "make_broker", flaky)
+    monkeypatch.setattr(live.cycle, "make_broker", flaky)
     monkeypatch.setattr(FlakyPaperBroker, "submissions", 0)
     monkeypatch.setattr(FlakyPaperBroker, "fail_at", 2)
     env = live_env(tmp_path, **WIDE)
@@ -158,7 +158,7 @@ def test_an_unexpected_failure_is_journaled_and_returned(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(lambda_function, "decide", broken)
+    monkeypatch.setattr(live.cycle, "decide", broken)
     summary = run({"now": SLOT}, env=live_env(tmp_path))
     assert summary["status"] == "error" and summary["error"] == {"type": "internal",
                                                                   "message": "ZeroDivisionError: division by zero"}

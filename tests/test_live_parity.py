@@ -13,7 +13,7 @@ import pandas as pd
 from _live_env import SYMBOLS, live_env
 from backtests.backtest import BacktestConfig, run_backtest
 from brokers.calendar import MarketCalendar
-from lambda_function import run
+from live.cycle import run
 from live.config import LiveConfig
 from marketdata import load_sample
 

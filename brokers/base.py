@@ -26,6 +26,19 @@ class DuplicateOrderError(BrokerError):
     """An order with this ``client_order_id`` already exists (Alpaca answers HTTP 422)."""
 
 
+class OrderRefused(BrokerError):
+    """The broker refused this one order (not tradable, halted, insufficient buying power or quantity, ...).
+
+    Unlike other :class:`BrokerError` s it says nothing about the account or the connection: the cycle records
+    ``reason`` (the broker's own words) and ``status`` (the HTTP status, if any) and goes on with other orders.
+    """
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Clock:
     """The market clock at ``now`` (timezone-aware)."""
@@ -59,6 +72,8 @@ class BrokerPosition:
     qty: int
     avg_entry_price: float
     market_value: float | None = None
+    # shares not reserved by open sell orders (Alpaca's qty_available); None where the broker does not say
+    qty_available: int | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,8 @@ class BrokerOrder:
     filled_avg_price: float | None = None
     # market for entries; limit/stop for the exit legs of a bracket, which stay open while the position is held
     order_type: str = "market"
+    # the exit legs of a bracket or OTO parent (their client ids are the broker's, not ours)
+    legs: tuple["BrokerOrder", ...] = ()
 
     @property
     def is_open(self) -> bool:

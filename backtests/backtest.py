@@ -1,36 +1,43 @@
 """Run the strategy over history in Backtrader and collect equity, trades, forecasts and metrics.
 
+Any :class:`~strategies.Strategy` runs here (a ``StrategyParams`` stands for ProphetTrend with those params).
+
 Example:
     >>> from marketdata import load_sample, load_sample_index
-    >>> from strategies import StrategyParams
+    >>> from strategies import ProphetTrend
     >>> data = load_sample().select(["AAPL", "MSFT", "KO"])
     >>> cfg = BacktestConfig(start="2022-11-01", end="2022-12-28")
-    >>> result = run_backtest(data, StrategyParams(top_n=2, history=60, refit_every=10), cfg, index=load_sample_index())
+    >>> result = run_backtest(data, ProphetTrend(top_n=2, history=60, refit_every=10), cfg, index=load_sample_index())
     >>> list(result.equity.columns)
     ['equity', 'benchmark', 'cash', 'invested']
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+import math
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import backtrader as bt
 import pandas as pd
 
 from backtests import metrics
+from backtests.backtrader_adapter import BacktestRecorder, StrategyAdapter
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
-from backtests.backtrader_adapter import BacktestRecorder, ProphetTrendStrategy
+from strategies.base import Strategy
 from strategies.forecaster import Forecaster
 from strategies.params import StrategyParams
+from strategies.prophet_trend import ProphetTrend
+from strategies.rules import Rules
 
 TRADE_COLUMNS = ["date", "symbol", "side", "qty", "price", "value", "commission", "decision_date", "reason"]
 
 
 @dataclass(frozen=True)
 class BacktestConfig:
-    """The run around the strategy: window, money, costs and benchmark.
+    """The run around the strategy: window, money, costs, benchmark, and the shared rules (limits and stops).
 
     ``benchmark``: ``index`` (the given index series) or ``equal-weight`` (buy-and-hold of the universe).
     """
@@ -40,11 +47,12 @@ class BacktestConfig:
     cash: float = 100_000.0
     commission: float = 0.001
     benchmark: str = "index"
+    rules: Rules = field(default_factory=Rules)
 
     def __post_init__(self) -> None:
-        if self.cash <= 0:
+        if not math.isfinite(self.cash) or self.cash <= 0:
             raise ValueError(f"cash must be positive, got {self.cash}")
-        if not 0 <= self.commission < 0.1:
+        if not (math.isfinite(self.commission) and 0 <= self.commission < 0.1):
             raise ValueError(f"commission must be a fraction in [0, 0.1), got {self.commission}")
         if self.benchmark not in ("index", "equal-weight"):
             raise ValueError(f"benchmark must be index or equal-weight, got {self.benchmark!r}")
@@ -77,10 +85,18 @@ class BacktestResult:
     forecasts: pd.DataFrame
     closes: pd.DataFrame
     rejected: pd.DataFrame
+    skipped: pd.DataFrame | None = None
 
 
-def window_for(data: PriceData, params: StrategyParams, config: BacktestConfig) -> PriceData:
-    """The rows the run needs: ``warmup_bars`` before ``start`` (to warm Prophet up) through ``end``."""
+def as_strategy(strategy: Strategy | StrategyParams, forecaster: Forecaster | None = None) -> Strategy:
+    """A Strategy; ``StrategyParams`` alone stand for ProphetTrend with those params."""
+    if isinstance(strategy, StrategyParams):
+        return ProphetTrend(strategy, forecaster=forecaster)
+    return strategy
+
+
+def window_for(data: PriceData, strategy: Strategy | StrategyParams, config: BacktestConfig) -> PriceData:
+    """The rows the run needs: ``warmup_bars`` before ``start`` (to warm the strategy up) through ``end``."""
     start, end = config.start_ts, config.end_ts
     dates = data.closes.index
     first = dates.searchsorted(start)
@@ -88,28 +104,32 @@ def window_for(data: PriceData, params: StrategyParams, config: BacktestConfig) 
     if last <= first:
         raise DataError(f"no bars between {start.date()} and {end.date()} (the data covers "
                         f"{dates[0].date()} to {dates[-1].date()})")
-    need = params.warmup_bars
+    strategy = as_strategy(strategy)
+    need = strategy.warmup_bars
     if first < need:
+        what = (f"--history {strategy.params.history}: need {need} (history, refit interval and lookback)"
+                if isinstance(strategy, ProphetTrend) else f"{strategy.name}: need {need} warm-up bars")
         raise DataError(
-            f"too few bars before {start.date()} for --history {params.history}: need {need} "
-            f"(history, refit interval and lookback), the data has {first}; choose a later --start or a shorter --history"
+            f"too few bars before {start.date()} for {what}, the data has {first}; choose a later --start"
+            f"{' or a shorter --history' if isinstance(strategy, ProphetTrend) else ''}"
         )
     return data.between(dates[first - need], dates[last - 1])
 
 
 def run_backtest(
     data: PriceData,
-    params: StrategyParams,
+    strategy: Strategy | StrategyParams,
     config: BacktestConfig = BacktestConfig(),
     *,
     index: pd.Series | None = None,
     on_bar: Callable[[], None] | None = None,
     forecaster: Forecaster | None = None,
 ) -> BacktestResult:
-    """Backtest ``params`` on ``data`` over ``config``'s window; ``on_bar`` is called once per bar (progress)."""
-    window = window_for(data, params, config)
+    """Backtest ``strategy`` on ``data`` over ``config``'s window; ``on_bar`` is called once per bar (progress)."""
+    strategy = as_strategy(strategy, forecaster)
+    window = window_for(data, strategy, config)
     closes = window.closes
-    if closes.iloc[params.warmup_bars:].isna().all().all():
+    if closes.iloc[strategy.warmup_bars:].isna().all().all():
         raise DataError("no prices inside the window")
     cerebro = bt.Cerebro(stdstats=False, cheat_on_open=False)
     for symbol in window.symbols:
@@ -117,21 +137,23 @@ def run_backtest(
         opens = close if window.opens is None else window.opens[symbol].fillna(close)
         frame = pd.DataFrame({"open": opens, "high": close, "low": close, "close": close, "volume": 0.0,
                               "openinterest": 0.0}, index=closes.index)
-        if window.opens is not None:
+        if window.has_ranges:  # real highs and lows: stops trigger inside the bar
+            frame["high"] = window.highs[symbol].fillna(frame[["open", "close"]].max(axis=1))
+            frame["low"] = window.lows[symbol].fillna(frame[["open", "close"]].min(axis=1))
+        elif window.opens is not None:
             frame["high"] = frame[["open", "close"]].max(axis=1)
             frame["low"] = frame[["open", "close"]].min(axis=1)
         cerebro.adddata(bt.feeds.PandasData(dataname=frame), name=symbol)
     cerebro.broker.setcash(config.cash)
     cerebro.broker.setcommission(commission=config.commission)
     recorder = BacktestRecorder()
-    forecaster = forecaster or Forecaster(params)
-    cerebro.addstrategy(ProphetTrendStrategy, sparams=params, forecaster=forecaster, start=config.start_ts.date(),
+    cerebro.addstrategy(StrategyAdapter, user_strategy=strategy, rules=config.rules, start=config.start_ts.date(),
                         recorder=recorder, on_bar=on_bar)
     cerebro.run(runonce=False)
-    return _collect(window, params, config, recorder, index)
+    return _collect(window, strategy, config, recorder, index)
 
 
-def _collect(window, params, config, recorder, index) -> BacktestResult:
+def _collect(window, strategy, config, recorder, index) -> BacktestResult:
     equity = pd.DataFrame(recorder.equity).set_index("date")
     equity.index = pd.DatetimeIndex(equity.index, name="date")
     trading = window.closes.loc[equity.index]
@@ -149,7 +171,7 @@ def _collect(window, params, config, recorder, index) -> BacktestResult:
     forecasts = pd.DataFrame(
         [{"date": d.as_of, "symbol": s, "price": sig.price, "forecast": sig.forecast, "action": sig.action,
           "reason": sig.reason}
-         for d in recorder.decisions for s, sig in d.signals.items()],
+         for d in recorder.decisions for s, sig in d.signals.items() if hasattr(sig, "forecast")],
         columns=["date", "symbol", "price", "forecast", "action", "reason"],
     )
     summary: dict[str, Any] = {
@@ -157,15 +179,20 @@ def _collect(window, params, config, recorder, index) -> BacktestResult:
         "end": equity.index[-1].date().isoformat(),
         "bars": int(len(equity)),
         "symbols": window.symbols,
-        "params": params.to_dict(),
-        "config": {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in asdict(config).items()},
+        "strategy": strategy.describe(),
+        "params": asdict(strategy.params),
+        "rules": config.rules.to_dict(),
+        "config": {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in asdict(config).items()
+                   if k != "rules"},
     }
     summary.update(metrics.performance(equity["equity"]))
     summary.update(metrics.trade_stats(trades))
     summary["exposure"] = metrics.exposure(equity["invested"])
     summary["final_equity"] = float(equity["equity"].iloc[-1])
     summary["rejected_orders"] = int(len(rejected))
+    summary["skipped_orders"] = int(len(recorder.skipped))
     bench = metrics.performance(equity["benchmark"])
     summary["benchmark"] = {"name": bench_name, **{k: bench[k] for k in ("total_return", "cagr", "sharpe", "max_drawdown")}}
     summary["data"] = dict(window.provenance)
-    return BacktestResult(summary, equity, trades, forecasts, window.closes, rejected)
+    skipped = pd.DataFrame(recorder.skipped, columns=["decision_date", "symbol", "side", "action", "reason"])
+    return BacktestResult(summary, equity, trades, forecasts, window.closes, rejected, skipped)

@@ -1,66 +1,55 @@
-"""``python -m backtests.run``: backtest ProphetTrend on the bundled sample (or a CSV) and report it.
+"""``python -m backtests.run``: backtest a strategy on the bundled sample (or a CSV, or yfinance) and report it.
 
 Example (a short window; the default run covers 2021-01-01 to 2022-12-28):
 
     python -m backtests.run --start 2022-10-01 --end 2022-12-28 --symbols AAPL,MSFT,KO --top-n 2 --quiet
+    python -m backtests.run --config runs/<run>/config.toml --out runs/again   # the same run again
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
 from backtests.backtest import BacktestConfig, BacktestResult, run_backtest
 from backtests.outputs import check_out_dir, default_out_dir, staged_dir, write_json
+from backtests.strategy_args import add_strategy_arguments, config_from_args
 from clitools import DefaultsHelpFormatter, OneLineErrorParser, guarded, progress
-from marketdata import DataError, PriceData, load_csv, load_sample, load_sample_index
-from strategies.params import StrategyParams
+from marketdata import DataError, PriceData, load_sample_index, open_provider
+from strategies.base import StrategyError
+from strategies.config import StrategyConfig
 
-DEFAULTS = StrategyParams()
 
-
-def _fraction_or_none(text: str) -> float | None:
-    if text.lower() in ("none", "off", "0", ""):
-        return None
-    return float(text)
+RUN_DEFAULTS = {"data": "sample", "start": "2021-01-01", "end": "2022-12-28", "cash": 100_000.0,
+                "commission": 0.001, "benchmark": "auto"}
 
 
 def build_parser() -> OneLineErrorParser:
     p = OneLineErrorParser(
         prog="python -m backtests.run",
-        description="Backtest the ProphetTrend strategy in Backtrader and compare it with a benchmark. "
-        "Writes summary.json, equity.csv, trades.csv and report.png into --out.",
+        description="Backtest a strategy (ProphetTrend by default) in Backtrader under the same rules as the live "
+        "cycle, and compare it with a benchmark. Writes summary.json, equity.csv, trades.csv, config.toml and "
+        "report.png into --out; `--config OUT/config.toml` runs it again.",
+        epilog="Example: python -m backtests.run --strategy ma-crossover --param fast=10 --symbols AAPL,KO,PG "
+        "--start 2022-01-03 --quiet. Exit codes: 0 done, 2 bad input (one error line).",
         formatter_class=DefaultsHelpFormatter,
     )
     g = p.add_argument_group("data and window")
-    g.add_argument("--data", default="sample", help="'sample' (bundled, offline), 'yfinance', or a CSV file (long or wide)")
-    g.add_argument("--symbols", default=None, help="comma-separated symbols to trade (default: every symbol in the data)")
-    g.add_argument("--start", default="2021-01-01", help="first trading day; earlier rows warm the forecast up")
-    g.add_argument("--end", default="2022-12-28", help="last day")
-    g.add_argument("--cash", type=float, default=100_000.0, help="starting cash")
-    g.add_argument("--commission", type=float, default=0.001, help="commission as a fraction of traded value")
-    g.add_argument("--benchmark", choices=["auto", "index", "equal-weight"], default="auto",
-                   help="auto: the S&P 500 index with the sample, else equal-weight buy-and-hold of the universe")
-    s = p.add_argument_group("strategy")
-    s.add_argument("--top-n", type=int, default=DEFAULTS.top_n, help="keep the top N symbols by momentum")
-    s.add_argument("--lookback", type=int, default=DEFAULTS.lookback, help="momentum window in bars")
-    s.add_argument("--history", type=int, default=DEFAULTS.history, help="closes Prophet is fitted on")
-    s.add_argument("--horizon", type=int, default=DEFAULTS.horizon, help="forecast horizon in business days")
-    s.add_argument("--band", type=float, default=DEFAULTS.band, help="no-signal band around the forecast (fraction)")
-    s.add_argument("--mode", choices=["revert", "follow"], default=DEFAULTS.mode, help="revert: buy below forecast")
-    s.add_argument("--refit-every", type=int, default=DEFAULTS.refit_every, help="refit Prophet every N business days")
-    s.add_argument("--cash-fraction", type=float, default=DEFAULTS.cash_fraction, help="share of buying power used")
-    s.add_argument("--max-weight", type=_fraction_or_none, default=None,
-                   help="cap one new position at this fraction of equity (default: no cap, the seed's rule)")
-    s.add_argument("--stop-loss", type=_fraction_or_none, default=None, help="close a position this far below entry, e.g. 0.02 (default: off)")
-    s.add_argument("--take-profit", type=_fraction_or_none, default=None, help="close a position this far above entry, e.g. 0.4 (default: off)")
-    s.add_argument("--engine", choices=["stan", "exact"], default=DEFAULTS.engine, help="forecast engine")
-    s.add_argument("--changepoint-prior-scale", type=float, default=DEFAULTS.changepoint_prior_scale,
-                   help="Prophet's changepoint prior scale")
+    g.add_argument("--data", default=None, help="'sample' (bundled, offline; the default), 'yfinance', or a CSV file "
+                   "(long or wide)")
+    g.add_argument("--symbols", default=None, help="comma-separated symbols to trade (default: the config's universe, "
+                   "else every symbol in the data)")
+    g.add_argument("--start", default=None, help=f"first trading day; earlier rows warm the strategy up ({RUN_DEFAULTS['start']})")
+    g.add_argument("--end", default=None, help=f"last day ({RUN_DEFAULTS['end']})")
+    g.add_argument("--cash", type=float, default=None, help=f"starting cash ({RUN_DEFAULTS['cash']:g})")
+    g.add_argument("--commission", type=float, default=None,
+                   help=f"commission as a fraction of traded value ({RUN_DEFAULTS['commission']:g})")
+    g.add_argument("--benchmark", choices=["auto", "index", "equal-weight"], default=None,
+                   help="auto (default): the S&P 500 index with the sample, else equal-weight buy-and-hold of the universe")
+    add_strategy_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, default=None, help="output folder (default: a new folder under runs/)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
@@ -69,9 +58,19 @@ def build_parser() -> OneLineErrorParser:
     return p
 
 
-def params_from_args(args) -> StrategyParams:
-    names = {f.name for f in fields(StrategyParams)}
-    return StrategyParams(**{k: v for k, v in vars(args).items() if k in names})
+def run_settings(args, config: StrategyConfig) -> dict:
+    """The run's data and window: flags, else the config's ``[backtest]`` table, else the defaults."""
+    settings = dict(RUN_DEFAULTS)
+    settings.update({k: v for k, v in config.backtest.items() if k in RUN_DEFAULTS or k == "symbols"})
+    settings.update({k: getattr(args, k) for k in (*RUN_DEFAULTS, "symbols") if getattr(args, k, None) is not None})
+    if settings.get("symbols") is None and isinstance(config.universe, tuple):
+        settings["symbols"] = ",".join(config.universe)
+    if isinstance(settings.get("symbols"), (list, tuple)):
+        settings["symbols"] = ",".join(settings["symbols"])
+    data = str(settings["data"])
+    if data not in ("sample", "yfinance") and not data.startswith("csv:"):
+        settings["data"] = str(Path(data).resolve())  # a config written by this run must find the file again
+    return settings
 
 
 def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: str | None = None,
@@ -79,15 +78,13 @@ def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: 
     """The prices named by ``--data`` and the index series for the benchmark (only the sample has one).
 
     yfinance fetches only ``start`` - ``warmup_bars`` .. ``end`` (through its cache)."""
-    index = None
-    if spec == "sample":
-        data, index = load_sample(), load_sample_index()
-    elif spec == "yfinance":
+    index = load_sample_index() if spec == "sample" else None
+    if spec == "yfinance":
         from marketdata.yahoo_cli_support import load_yfinance_for_backtest
 
         data = load_yfinance_for_backtest(symbols, start=start, end=end, warmup_bars=warmup_bars)
-    else:
-        data = load_csv(spec)
+    else:  # the sample or a CSV file, opened as the live cycle opens MARKET_DATA
+        data = open_provider(spec).data
     if symbols:
         data = data.select(symbols.split(","))
     return data, index
@@ -122,17 +119,26 @@ def format_summary(s: dict) -> str:
     ]
     width = max(len(r[0]) for r in rows)
     bench_name = b["name"] if len(b["name"]) <= 22 else "equal-weight B&H"
-    lines = [f"ProphetTrend backtest {s['start']} to {s['end']} ({s['bars']} bars, {len(s['symbols'])} symbols)",
+    title = s.get("strategy", {}).get("name", "ProphetTrend")
+    lines = [f"{title} backtest {s['start']} to {s['end']} ({s['bars']} bars, {len(s['symbols'])} symbols)",
              f"{'':{width}}  {'strategy':>14}  {bench_name:>16}"]
     lines += [f"{name:{width}}  {a:>14}  {bb:>16}" for name, a, bb in rows]
     if s.get("rejected_orders"):
         lines.append(f"note: {s['rejected_orders']} order(s) rejected by the broker for lack of cash (see summary.json)")
+    if s.get("skipped_orders"):
+        lines.append(f"note: {s['skipped_orders']} order(s) skipped or reduced by the rules (max_positions, "
+                     f"max_order_notional, buying power; see skipped.csv)")
     return "\n".join(lines)
 
 
-def write_outputs(result: BacktestResult, out: Path, *, plot: bool, overwrite: bool) -> Path:
+def write_outputs(result: BacktestResult, out: Path, *, plot: bool, overwrite: bool,
+                  config_toml: str | None = None) -> Path:
     with staged_dir(out, overwrite) as stage:
         write_json(stage / "summary.json", result.summary)
+        if config_toml is not None:
+            (stage / "config.toml").write_text(config_toml, encoding="utf-8")
+        if result.skipped is not None and len(result.skipped):
+            result.skipped.to_csv(stage / "skipped.csv", index=False, date_format="%Y-%m-%d")
         eq = result.equity[["equity", "benchmark", "cash"]]
         eq.to_csv(stage / "equity.csv", index_label="date", date_format="%Y-%m-%d")
         result.trades.to_csv(stage / "trades.csv", index=False, date_format="%Y-%m-%d")
@@ -145,35 +151,42 @@ def write_outputs(result: BacktestResult, out: Path, *, plot: bool, overwrite: b
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    params = params_from_args(args)
-    config_kwargs = dict(start=args.start, end=args.end, cash=args.cash, commission=args.commission)
-    data, index = load_data(args.data, args.symbols, start=args.start, end=args.end, warmup_bars=params.warmup_bars)
-    config = BacktestConfig(benchmark=resolve_benchmark(args.benchmark, index), **config_kwargs)
+    config = config_from_args(args)
+    settings = run_settings(args, config)
+    strategy = config.build()
     out = args.out or default_out_dir()
     check_out_dir(out, args.overwrite)  # fail before the long run, not after it
+    data, index = load_data(settings["data"], settings.get("symbols"), start=settings["start"], end=settings["end"],
+                            warmup_bars=strategy.warmup_bars)
+    run_config = BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]),
+                                commission=float(settings["commission"]),
+                                benchmark=resolve_benchmark(settings["benchmark"], index), rules=config.rules)
+    ran = config.with_(universe=tuple(data.symbols),
+                       backtest={k: settings[k] for k in RUN_DEFAULTS} | {"symbols": list(data.symbols)})
     t0 = time.perf_counter()
-    bars = int(((data.closes.index >= config.start_ts) & (data.closes.index <= config.end_ts)).sum())
+    bars = int(((data.closes.index >= run_config.start_ts) & (data.closes.index <= run_config.end_ts)).sum())
     with progress(bars, "backtest", enabled=None if not args.quiet else False) as bar:
         started = {"seen": 0}
 
         def tick() -> None:
             started["seen"] += 1
-            if started["seen"] > params.warmup_bars:
+            if started["seen"] > strategy.warmup_bars:
                 bar.update(1)
 
-        result = run_backtest(data, params, config, index=index, on_bar=tick)
+        result = run_backtest(data, strategy, run_config, index=index, on_bar=tick)
+    result.summary["cadence"] = config.cadence.to_dict()
     result.summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    write_outputs(result, out, plot=not args.no_plot, overwrite=args.overwrite)
+    write_outputs(result, out, plot=not args.no_plot, overwrite=args.overwrite, config_toml=ran.to_toml())
     if not args.quiet:
         print(format_summary(result.summary))
         if result.summary.get("data", {}).get("survivorship_note"):
             print(f"note: {result.summary['data']['survivorship_note']}")
-        print(f"wrote {out}/ (summary.json, equity.csv, trades.csv{'' if args.no_plot else ', report.png'}) "
+        print(f"wrote {out}/ (summary.json, equity.csv, trades.csv, config.toml{'' if args.no_plot else ', report.png'}) "
               f"in {result.summary['wall_seconds']:.0f}s")
     return 0
 
 
-cli = guarded(main, DataError)
+cli = guarded(main, DataError, StrategyError)
 
 if __name__ == "__main__":
     sys.exit(cli(sys.argv[1:]))

@@ -46,8 +46,10 @@ CREATE TABLE IF NOT EXISTS orders (
     id TEXT PRIMARY KEY, client_order_id TEXT NOT NULL UNIQUE, symbol TEXT NOT NULL, side TEXT NOT NULL,
     qty INTEGER NOT NULL, status TEXT NOT NULL, submitted_at TEXT NOT NULL, filled_at TEXT,
     filled_qty INTEGER NOT NULL DEFAULT 0, filled_avg_price REAL, stop_loss_price REAL, take_profit_price REAL,
-    note TEXT);
+    note TEXT, order_type TEXT NOT NULL DEFAULT 'market', parent_id TEXT, leg_price REAL);
 """
+# Columns added after the first release: a database made before them gains them on open.
+_LATER_COLUMNS = {"order_type": "TEXT NOT NULL DEFAULT 'market'", "parent_id": "TEXT", "leg_price": "REAL"}
 
 
 class PaperBroker:
@@ -70,6 +72,10 @@ class PaperBroker:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._read() as db:
                 db.executescript(_SCHEMA)
+                have = {row["name"] for row in db.execute("PRAGMA table_info(orders)")}
+                for column, kind in _LATER_COLUMNS.items():
+                    if column not in have:
+                        db.execute(f"ALTER TABLE orders ADD COLUMN {column} {kind}")
             with self._write() as db:
                 db.execute("INSERT OR IGNORE INTO account (id, cash, initial_cash, created_at) VALUES (1, ?, ?, ?)",
                            (cash, cash, self.now().isoformat()))
@@ -232,6 +238,23 @@ class PaperBroker:
         db.execute("UPDATE account SET cash = ?", (cash,))
         db.execute("UPDATE orders SET status = 'filled', filled_qty = qty, filled_avg_price = ?, filled_at = ? "
                    "WHERE id = ?", (price, now.astimezone(dt.timezone.utc).isoformat(), order_id))
+        if order["side"] == "buy":
+            self._open_legs(db, order, now)
+        elif order["parent_id"] is not None:  # one exit leg filled: its sibling is cancelled (one-cancels-other)
+            db.execute("UPDATE orders SET status = 'canceled' WHERE parent_id = ? AND id != ? AND status = 'new'",
+                       (order["parent_id"], order_id))
+
+    @staticmethod
+    def _open_legs(db: sqlite3.Connection, parent: sqlite3.Row, now: dt.datetime) -> None:
+        """A filled bracket entry opens its exit legs, as Alpaca's do: a stop and a limit sell of the same qty."""
+        for kind, price in (("stop", parent["stop_loss_price"]), ("limit", parent["take_profit_price"])):
+            if price is None:
+                continue
+            db.execute(
+                "INSERT INTO orders (id, client_order_id, symbol, side, qty, status, submitted_at, order_type,"
+                " parent_id, leg_price) VALUES (?, ?, ?, 'sell', ?, 'new', ?, ?, ?, ?)",
+                (str(uuid.uuid4()), str(uuid.uuid4()), parent["symbol"], int(parent["qty"]),
+                 now.astimezone(dt.timezone.utc).isoformat(), kind, parent["id"], float(price)))
 
     @staticmethod
     def _reject(db: sqlite3.Connection, order_id: str, note: str) -> None:
@@ -252,6 +275,29 @@ class PaperBroker:
                 still = db.execute("SELECT status FROM orders WHERE id = ?", (row["id"],)).fetchone()
                 if still["status"] == "accepted":
                     self._fill(db, row["id"], price, now)
+        self._trigger_legs(now)
+
+    def _trigger_legs(self, now: dt.datetime) -> None:
+        """Exit legs at the price now (the last close): a stop at or below it, a limit at or above it, fill there.
+
+        Like the backtest on closes-only data, the paper broker sees one price per cycle, so a leg fills at that
+        price, not inside the bar.
+        """
+        with self._read() as db:
+            legs = db.execute("SELECT id, symbol, order_type, leg_price FROM orders WHERE status = 'new' "
+                              "AND parent_id IS NOT NULL ORDER BY submitted_at, rowid").fetchall()
+        for leg in legs:
+            try:
+                price = self.price(leg["symbol"])
+            except BrokerError:
+                continue
+            hit = price <= leg["leg_price"] if leg["order_type"] == "stop" else price >= leg["leg_price"]
+            if not hit:
+                continue
+            with self._write() as db:
+                still = db.execute("SELECT status FROM orders WHERE id = ?", (leg["id"],)).fetchone()
+                if still["status"] == "new":
+                    self._fill(db, leg["id"], price, now)
 
 
 def _placeholders(values) -> str:
@@ -269,4 +315,5 @@ def _order(row: sqlite3.Row) -> BrokerOrder:
         submitted_at=dt.datetime.fromisoformat(row["submitted_at"]),
         filled_qty=int(row["filled_qty"]),
         filled_avg_price=row["filled_avg_price"],
+        order_type=row["order_type"] if "order_type" in row.keys() else "market",
     )

@@ -3,6 +3,11 @@
 Every variable is documented in ``docs/live.md``. Malformed values raise :class:`ConfigError` with one line that
 names the variable. Secrets are not part of the configuration: only *where* to find them (see ``live.secrets``).
 
+The strategy comes from ``STRATEGY_CONFIG`` (the same TOML file a backtest writes and reads), then ``STRATEGY``
+(a name, ``path/to/file.py:Class`` or ``module:Class``), ``STRATEGY_NAME``, ``STRATEGY_<PARAM>`` for its
+parameters, the rules' ``MAX_POSITIONS``, ``MAX_ORDER_NOTIONAL``, ``STOP_LOSS``, ``TAKE_PROFIT``, and
+``CADENCE``/``DECISION_TIME``: environment variables override the file, as flags do in the backtest.
+
 Example:
     >>> cfg = LiveConfig.from_env({"STRATEGY_TOP_N": "5", "MAX_POSITIONS": "8", "STATE_DIR": "/tmp/pt"})
     >>> cfg.params.top_n, cfg.max_positions, cfg.broker, str(cfg.paper_db)
@@ -10,26 +15,30 @@ Example:
     >>> LiveConfig.from_env({"MAX_ORDER_NOTIONAL": "lots"})
     Traceback (most recent call last):
     ...
-    live.config.ConfigError: MAX_ORDER_NOTIONAL must be a number or 'none', got 'lots'
+    live.config.ConfigError: MAX_ORDER_NOTIONAL must be a number or none, got 'lots'
 """
 
 from __future__ import annotations
 
 import math
-
 import os
 import tempfile
-import types
-import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from strategies.params import StrategyParams
+from strategies.base import Strategy, StrategyError
+from strategies.cadence import Cadence
+from strategies.config import StrategyConfig, rules_from
+from strategies.loader import coerce, load_strategy
+from strategies.rules import Rules
 
 BROKERS = ("auto", "paper", "alpaca")
 KEY_SOURCES = ("APCA_API_KEY_ID", "ALPACA_SECRET_NAME", "ALPACA_SSM_PARAMETER")
 SLOT_MINUTES = 15  # the schedule slot in client order ids; a retry inside the slot reuses the same ids
+RULE_VARIABLES = {"max_positions": "MAX_POSITIONS", "max_order_notional": "MAX_ORDER_NOTIONAL",
+                  "stop_loss": "STOP_LOSS", "take_profit": "TAKE_PROFIT"}
+NOT_PARAMS = {"STRATEGY_CONFIG", "STRATEGY_NAME", "STRATEGY_STOP_LOSS", "STRATEGY_TAKE_PROFIT"}
 
 
 class ConfigError(ValueError):
@@ -42,15 +51,13 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class LiveConfig:
-    params: StrategyParams
+    strategy_config: StrategyConfig  # strategy, params, rules, cadence, universe: what a backtest ran with
     broker: str                      # paper | alpaca (auto resolved)
     alpaca_paper: bool               # APCA_PAPER: Alpaca's paper endpoint unless explicitly false
     trading_enabled: bool            # False: every cycle is a dry run (the kill switch)
     trading_enabled_reason: str
     market_data: str                 # sample | yfinance | csv:PATH
     universe: tuple[str, ...] | None  # None: the data provider's default candidates
-    max_order_notional: float | None
-    max_positions: int | None
     stale_order_minutes: float
     trade_after_open_minutes: int
     trade_before_close_minutes: int
@@ -67,7 +74,7 @@ class LiveConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "LiveConfig":
         env = dict(os.environ if env is None else env)
         read = _Reader(env)
-        params = _strategy_params(read)
+        strategy_config = _strategy_config(read)
         broker = read.choice("BROKER", "auto", BROKERS)
         has_keys = any(env.get(k, "").strip() for k in KEY_SOURCES)
         if broker == "auto":
@@ -77,19 +84,20 @@ class LiveConfig:
         sandboxed = _sandboxed(env)
         state_dir = Path(read.text("STATE_DIR", "") or default_state_dir(env))
         universe = read.text("UNIVERSE", "")
+        if not universe and strategy_config.universe is not None:
+            configured = strategy_config.universe
+            universe = "SP500" if configured == "sp500" else ",".join(configured)
         config = cls(
-            params=params,
+            strategy_config=strategy_config,
             broker=broker,
             alpaca_paper=alpaca_paper,
             trading_enabled=enabled,
             trading_enabled_reason=reason,
             market_data=read.text("MARKET_DATA", "sample"),
             universe=tuple(s.strip().upper() for s in universe.split(",") if s.strip()) or None,
-            max_order_notional=read.number("MAX_ORDER_NOTIONAL", 25_000.0, optional=True, minimum=0.01),
-            max_positions=read.integer("MAX_POSITIONS", 20, optional=True, minimum=1),
             stale_order_minutes=read.number("STALE_ORDER_MINUTES", 30.0, minimum=0.0),
             trade_after_open_minutes=read.integer("TRADE_AFTER_OPEN_MINUTES", 15, minimum=0),
-            trade_before_close_minutes=read.integer("TRADE_BEFORE_CLOSE_MINUTES", 10, minimum=0),
+            trade_before_close_minutes=read.integer("TRADE_BEFORE_CLOSE_MINUTES", 5, minimum=0),
             state_dir=state_dir,
             paper_db=Path(read.text("PAPER_DB", "") or state_dir / "paper.sqlite"),
             paper_cash=read.number("PAPER_CASH", 100_000.0, minimum=0.01),
@@ -109,10 +117,39 @@ class LiveConfig:
                               "or ALPACA_SECRET_NAME (Secrets Manager) or ALPACA_SSM_PARAMETER (SSM)")
         return config
 
+    def build_strategy(self) -> Strategy:
+        """A fresh instance of the configured strategy (one per cycle: a strategy may keep state while deciding)."""
+        return self.strategy_config.build()
+
+    @property
+    def strategy_name(self) -> str:
+        return self.strategy_config.name or self.build_strategy().name
+
+    @property
+    def params(self) -> Any:
+        """The strategy's parameters (a dataclass)."""
+        return self.build_strategy().params
+
+    @property
+    def rules(self) -> Rules:
+        return self.strategy_config.rules
+
+    @property
+    def cadence(self) -> Cadence:
+        return self.strategy_config.cadence
+
+    @property
+    def max_positions(self) -> int | None:
+        return self.rules.max_positions
+
+    @property
+    def max_order_notional(self) -> float | None:
+        return self.rules.max_order_notional
+
     def describe(self) -> dict[str, Any]:
         """The settings as plain JSON values for the journal (holds no secrets: the config never has any)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["params"] = self.params.to_dict()
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "strategy_config"}
+        out["strategy"] = self.strategy_config.to_mapping()
         out["universe"] = list(self.universe) if self.universe else None
         for key in ("state_dir", "paper_db", "cache_dir"):
             out[key] = None if out[key] is None else str(out[key])
@@ -148,30 +185,61 @@ def _kill_switch(read: "_Reader", broker: str, alpaca_paper: bool) -> tuple[bool
     return True, ""
 
 
-def _strategy_params(read: "_Reader") -> StrategyParams:
-    hints = typing.get_type_hints(StrategyParams)
-    values: dict[str, Any] = {}
-    for f in fields(StrategyParams):
-        name = "STRATEGY_" + f.name.upper()
-        if not read.env.get(name, "").strip():
-            continue
-        kind = hints[f.name]
-        if kind is bool:
-            values[f.name] = read.boolean(name, f.default)
-        elif kind is int:
-            values[f.name] = read.integer(name, f.default)
-        elif kind is float:
-            values[f.name] = read.number(name, f.default)
-        elif typing.get_origin(kind) in (typing.Union, types.UnionType) and float in typing.get_args(kind):
-            values[f.name] = read.number(name, None, optional=True)
-        else:
-            values[f.name] = read.text(name, f.default)
+def _strategy_config(read: "_Reader") -> StrategyConfig:
+    """The strategy's config: ``STRATEGY_CONFIG`` (a TOML file), overridden by the environment variables."""
+    env = read.env
+    path = read.text("STRATEGY_CONFIG", "")
     try:
-        return StrategyParams(**values)
+        if path:
+            where = Path(path)
+            root = env.get("LAMBDA_TASK_ROOT", "")
+            if not where.is_absolute() and not where.is_file() and root:
+                where = Path(root) / where  # packed into the function zip next to lambda_function.py
+            base = StrategyConfig.load(where)
+        else:
+            base = StrategyConfig()
+    except StrategyError as exc:
+        raise ConfigError(f"STRATEGY_CONFIG: {exc}") from None
+    spec = read.text("STRATEGY", "") or base.strategy
+    try:
+        cls = load_strategy(spec)
+    except StrategyError as exc:
+        raise ConfigError(f"STRATEGY: {exc}") from None
+    params = dict(base.params) if spec == base.strategy else {}
+    known = {f.name for f in fields(cls.Params)}
+    for name, raw in sorted(env.items()):
+        if not name.startswith("STRATEGY_") or name in NOT_PARAMS or not str(raw).strip():
+            continue
+        key = name[len("STRATEGY_"):].lower()
+        if key not in known:
+            raise ConfigError(f"{name}: {cls.name} has no parameter {key!r}; known: {', '.join(sorted(known))}")
+        try:
+            params[key] = coerce(cls, key, str(raw).strip())
+        except StrategyError as exc:
+            raise ConfigError(str(exc).replace(f"parameter {key} ", f"{name} ")) from None
+    rule_values = {key: env[var] for key, var in RULE_VARIABLES.items() if str(env.get(var, "")).strip()}
+    for legacy in ("stop_loss", "take_profit"):  # STRATEGY_STOP_LOSS predates the shared rulebook
+        value = str(env.get(f"STRATEGY_{legacy.upper()}", "")).strip()
+        if value and legacy not in rule_values:
+            rule_values[legacy] = value
+    try:
+        rules = rules_from(rule_values, lambda key: RULE_VARIABLES[key], base=base.rules)
+        cadence = Cadence.parse(read.text("CADENCE", "") or base.cadence.kind,
+                                read.text("DECISION_TIME", "") or base.cadence.decision_time)
+        config = base.with_(strategy=spec, params=params, rules=rules, cadence=cadence,
+                            name=read.text("STRATEGY_NAME", "") or base.name)
+        config.build()
+    except StrategyError as exc:
+        message = str(exc)
+        for key, var in RULE_VARIABLES.items():
+            message = message.replace(f"{key} must", f"{var} must")
+        field_name = message.split(": ", 1)[-1].split(" ", 1)[0]
+        if field_name in known:  # the params' own check, e.g. "band must be a fraction": name the variable
+            message = f"STRATEGY_{field_name.upper()}: {message.split(': ', 1)[-1]}"
+        raise ConfigError(message) from None
     except ValueError as exc:
-        field_name = str(exc).split(" ", 1)[0]
-        label = f"STRATEGY_{field_name.upper()}" if field_name in hints else "STRATEGY_*"
-        raise ConfigError(f"{label}: {exc}") from None
+        raise ConfigError(f"CADENCE/DECISION_TIME: {exc}") from None
+    return config
 
 
 class _Reader:

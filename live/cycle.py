@@ -1,8 +1,13 @@
 """One trading cycle, top to bottom: ``run()`` is what the Lambda handler and ``python lambda_function.py`` call.
-``run()`` reads top to bottom: configuration, market clock and trading window, reconciliation, history of
-universe plus holdings, the same ``strategies.decide`` call the backtest makes, limits, idempotent submission,
-journal, summary. Settings come from environment variables (docs/live.md). Safe to retry or double: order ids are
-derived from strategy, trading date, 15-minute slot, symbol and side, and existing ids are never resubmitted.
+``run()`` reads top to bottom: configuration, market clock and trading window, reconciliation, whether the
+cadence makes a decision now, history of universe plus holdings, the same ``Strategy.decide`` call the backtest
+makes, the shared rulebook (``strategies.rules``), idempotent submission, journal, summary. Settings come from
+environment variables and ``STRATEGY_CONFIG`` (docs/live.md).
+
+Daily cadence: one decision per trading day, at or after the decision time (15:45 New York by default; earlier on
+early-close days). A cycle before it, or after the day's decision was made, reconciles and reports but never
+trades. Order ids are derived from strategy, decision date, symbol and side, and existing ids are never resubmitted,
+so a retried or doubled cycle sends nothing twice.
 """
 
 
@@ -17,16 +22,18 @@ from brokers.base import BrokerError
 from brokers.calendar import MarketCalendar
 from live.components import candidate_universe, make_broker, make_provider
 from live.config import ConfigError, InputError, LiveConfig
+from live.daybook import make_daybook
 from live.history import load_history
 from live.journal import make_journal
 from live.logs import log, redact, setup_logging
-from live.orders import apply_limits, skipped_records, submit_idempotently, to_request
+from live.orders import skipped_records, submit_idempotently, to_request
 from live.reconcile import reconcile
 from live.record import CycleRecord
-from live.schedule import closed_reason, new_york, parse_moment, slot_of
+from live.schedule import closed_reason, decision_due, new_york, parse_moment, slot_of
 from live.secrets import load_alpaca_keys, secret_values
 from marketdata.errors import DataError
-from strategies import Position, decide
+from strategies.base import Position, StrategyError, as_decision
+from strategies.rules import plan_orders
 
 
 def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -47,8 +54,8 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         secrets = secret_values(keys)
         logger = setup_logging(config.log_level, secrets)
         journal = make_journal(config.journal, secrets)
-        params = config.params
-        record.strategy = params.name
+        strategy = config.build_strategy()
+        name = record.strategy = config.strategy_name
         asked = _flag(event.get("dry_run"))
         record.dry_run = asked or not config.trading_enabled
         record.dry_run_reason = "dry run requested" if asked else (config.trading_enabled_reason or None)
@@ -74,8 +81,8 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
             sessions = calendar.sessions(now.date(), now.date())
         else:
             sessions = broker.calendar(now.date(), now.date())
-        reason = closed_reason(now, sessions[0] if sessions else None, config.trade_after_open_minutes,
-                               config.trade_before_close_minutes)
+        session = sessions[0] if sessions else None
+        reason = closed_reason(now, session, config.trade_after_open_minutes, config.trade_before_close_minutes)
         if reason is None and clock is not None and not clock.is_open:
             reason = "the broker's clock says the market is closed"
         if reason is not None:
@@ -83,48 +90,62 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
             return _finish(record, journal, logger, secrets, "market_closed", reason=reason)
 
         # 3. Reconcile: cancel this strategy's stale open orders; symbols with open orders sit this cycle out.
-        reconciled = reconcile(broker, params.name, now, config.stale_order_minutes)
+        reconciled = reconcile(broker, name, now, config.stale_order_minutes)
         account, positions = broker.account(), broker.positions()
         record.inputs.update(reconcile=reconciled.describe(), account=account, positions=positions)
         log(logger, "reconciled", canceled=len(reconciled.canceled), open_symbols=sorted(reconciled.open_symbols),
             positions={s: p.qty for s, p in positions.items()}, cash=account.cash)
 
-        # 4. History of universe plus holdings, the backtest's window, up to today.
+        # 4. The cadence: one decision per trading day, at or after its decision time; other cycles only report.
+        daybook = make_daybook(config.journal, name)
+        wait = decision_due(now, session, config.cadence, daybook.decided(now.date()))
+        record.decision = {"due": wait is None, "reason": wait, **config.cadence.to_dict()}
+        if wait is not None:
+            log(logger, "no_decision", reason=wait)
+            return _finish(record, journal, logger, secrets, "no_change", reason=wait)
+
+        # 5. History of universe plus holdings, the backtest's window, up to today.
         universe = candidate_universe(config)
         history = load_history(provider, universe, sorted(positions), now.date(),
-                               calendar.previous_session(now.date()), params)
-        record.provenance = {"data": history.data.provenance, "params": params.to_dict(), "broker": broker.name,
+                               calendar.previous_session(now.date()), strategy)
+        record.provenance = {"data": history.data.provenance, "strategy": strategy.describe(),
+                             "rules": config.rules.to_dict(), "broker": broker.name,
                              "universe": universe, "unpriced_holdings": history.unpriced,
                              "unavailable_symbols": history.unavailable}
         if history.unpriced or history.unavailable:
             log(logger, "symbols_unavailable", logging.WARNING, universe=history.unavailable, holdings=history.unpriced)
 
-        # 5. The decision: the very call Backtrader's next() makes.
+        # 6. The decision: the very call Backtrader's next() makes, checked against the contract.
         held = {s: Position(p.qty, p.avg_entry_price) for s, p in positions.items() if p.qty > 0}
         cash = max(0.0, min(account.cash, account.buying_power))
-        decision = decide(history.data.closes, held, cash, params, candidates=universe)
+        closes = history.data.closes
+        strategy.candidates = universe  # a holding outside the universe is evaluated, never ranked
+        decision = as_decision(strategy.decide(closes, held, cash), strategy, closes, held)
         record.signals = {s: {"price": sig.price, "forecast": sig.forecast, "decision": sig.action,
                               "reason": sig.reason, "in_universe": sig.in_universe}
-                          for s, sig in decision.signals.items()}
+                          for s, sig in decision.signals.items() if hasattr(sig, "action")}
+        last = closes.iloc[-1]
+        prices = {s: float(v) for s, v in last.items() if v == v}
+
+        # 7. The shared rulebook: sells first, buys sized on today's buying power, limits, stops as brackets.
+        planned, notes = plan_orders(decision, held, cash, prices, config.rules, universe=universe,
+                                     open_symbols=reconciled.open_symbols)
+        record.skipped = skipped_records(notes)
         record.inputs.update(as_of=decision.as_of, decision_universe=decision.universe,
                              target_weights=decision.target_weights, intents=decision.orders)
-        log(logger, "decided", as_of=str(decision.as_of.date()), intents=len(decision.orders),
-            buys=[o.symbol for o in decision.orders if o.side == "buy"],
-            sells=[o.symbol for o in decision.orders if o.side == "sell"])
+        log(logger, "decided", as_of=str(decision.as_of.date()), orders=len(planned),
+            buys=[o.symbol for o in planned if o.side == "buy"], sells=[o.symbol for o in planned if o.side == "sell"])
 
-        # 6. Limits: open orders, holdings, universe, MAX_ORDER_NOTIONAL, MAX_POSITIONS.
-        intents, notes = apply_limits(decision.orders, positions, open_symbols=reconciled.open_symbols,
-                                      universe=universe, max_order_notional=config.max_order_notional,
-                                      max_positions=config.max_positions)
-        record.skipped = skipped_records(notes)
-
-        # 7. Idempotent submission: an id that exists at the broker is reported, never sent again.
-        planned = [(to_request(i, params, now.date(), record.slot), i) for i in intents]
-        record.orders, failure = submit_idempotently(broker, planned, dry_run=record.dry_run, exits=reconciled.exits)
+        # 8. Idempotent submission: an id that exists at the broker is reported, never sent again.
+        requests = [(to_request(o, name, now.date()), o.intent) for o in planned]
+        record.orders, failure = submit_idempotently(broker, requests, dry_run=record.dry_run, exits=reconciled.exits)
         for order in record.orders:
             log(logger, "order", **{k: order.get(k) for k in ("symbol", "side", "qty", "client_order_id", "status", "new")})
         if failure is not None:
             raise failure
+        if not record.dry_run:  # the day is decided: later cycles today only reconcile and report
+            daybook.mark(now.date(), {"cycle_id": record.cycle_id, "at": now.isoformat(),
+                                      "orders": [o["client_order_id"] for o in record.orders]})
         status = "dry_run" if record.dry_run else ("traded" if any(o["new"] for o in record.orders) else "no_change")
         return _finish(record, journal, logger, secrets, status)
     except ConfigError as exc:
@@ -133,6 +154,8 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         return _fail(record, journal, logger, secrets, "broker", exc)
     except DataError as exc:
         return _fail(record, journal, logger, secrets, "data", exc)
+    except StrategyError as exc:  # a decide() that raised its own error or returned junk: nothing is traded
+        return _fail(record, journal, logger, secrets, "strategy", exc)
     except InputError as exc:  # e.g. a malformed 'now' in the event
         return _fail(record, journal, logger, secrets, "input", exc)
     except Exception as exc:  # a bug: still journal and answer, so the next cycle starts from a known record

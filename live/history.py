@@ -3,13 +3,13 @@
 Example:
     >>> import datetime as dt
     >>> from marketdata.provider import SampleProvider
-    >>> from strategies import StrategyParams
-    >>> params = StrategyParams(history=60, refit_every=5)
-    >>> h = load_history(SampleProvider(), ["KO", "PG"], ["AAPL"], dt.date(2022, 6, 1), dt.date(2022, 5, 31), params)
+    >>> from strategies import ProphetTrend
+    >>> strategy = ProphetTrend(history=60, refit_every=5)
+    >>> h = load_history(SampleProvider(), ["KO", "PG"], ["AAPL"], dt.date(2022, 6, 1), dt.date(2022, 5, 31), strategy)
     >>> h.data.symbols, len(h.data), h.data.closes.index[-1].date().isoformat(), h.unpriced
     (['KO', 'PG', 'AAPL'], 69, '2022-06-01', [])
     >>> load_history(SampleProvider(), ["KO", "GONE"], ["HELD"], dt.date(2022, 6, 1), dt.date(2022, 5, 31),
-    ...              params).unavailable
+    ...              strategy).unavailable
     ['GONE']
 """
 
@@ -20,12 +20,7 @@ from dataclasses import dataclass, field
 
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
-from strategies.params import StrategyParams
-
-
-def history_bars(params: StrategyParams) -> int:
-    """Rows handed to ``decide``: exactly the window the Backtrader adapter hands it, so both homes decide alike."""
-    return params.warmup_bars + params.horizon
+from strategies.base import Strategy, decision_window
 
 
 @dataclass(frozen=True)
@@ -36,12 +31,13 @@ class History:
 
 
 def load_history(provider, universe: list[str], held: list[str], trading_date: dt.date,
-                 previous_session: dt.date, params: StrategyParams) -> History:
-    """Closes of ``universe`` + ``held`` up to ``trading_date``; refuses data older than ``previous_session``."""
+                 previous_session: dt.date, strategy: Strategy) -> History:
+    """Closes of ``universe`` + ``held`` up to ``trading_date``, the strategy's decision window (the rows the
+    backtest hands it, ``strategies.decision_window``); refuses data older than ``previous_session``."""
     extra = [s for s in held if s not in universe]
     # A symbol the provider cannot serve (delisted, renamed, bought by hand) must not stop the whole cycle: the
     # rest is decided on, and what was dropped is named in the provenance and the log.
-    data = provider.history(universe + extra, end=trading_date, bars=history_bars(params), strict=False)
+    data = provider.history(universe + extra, end=trading_date, bars=decision_window(strategy), strict=False)
     priced = set(data.symbols)
     unpriced = [s for s in held if s not in priced]
     unavailable = [s for s in universe if s not in priced]

@@ -1,129 +1,63 @@
-"""From the strategy's order intents to broker requests: idempotent ids, limits, and submission.
+"""From the rulebook's planned orders to broker requests: idempotent ids and submission.
 
-The ``client_order_id`` is a pure function of strategy, trading date, 15-minute slot, symbol and side (never the
-quantity), so a retried or duplicated cycle in the same slot names the same orders, finds them at the broker and
-submits nothing new.
+The ``client_order_id`` is a pure function of strategy, decision (the trading date in the daily cadence), symbol
+and side (never the quantity), so a retried or duplicated cycle of the same decision names the same orders, finds
+them at the broker and submits nothing new. Ids fit Alpaca's 48 characters.
 
 Example:
     >>> import datetime as dt
-    >>> client_order_id("prophet-trend", dt.date(2022, 6, 1), 63, "AAPL", "buy")
-    'prophet-trend-20220601-s63-AAPL-buy'
-    >>> is_ours("prophet-trend", "prophet-trend-20220601-s63-AAPL-buy"), is_ours("prophet-trend", "manual-1")
+    >>> client_order_id("prophet-trend", dt.date(2022, 6, 1), "AAPL", "buy")
+    'prophet-trend-20220601-AAPL-buy'
+    >>> is_ours("prophet-trend", "prophet-trend-20220601-AAPL-buy"), is_ours("prophet-trend", "manual-1")
     (True, False)
+    >>> is_ours("prophet-trend", "prophet-trend-fast-20220601-AAPL-buy")  # a variant's order is not ours
+    False
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import math
 import re
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
-from brokers.base import Broker, BrokerError, BrokerOrder, BrokerPosition, DuplicateOrderError, OrderRequest
-from strategies.params import StrategyParams
-from strategies.sizing import OrderIntent
+from brokers.base import Broker, BrokerError, BrokerOrder, DuplicateOrderError, OrderRequest
+from strategies.base import OrderIntent
+from strategies.rules import PlannedOrder, Skipped, skipped_records  # noqa: F401  (re-exported for the cycle)
 
-MAX_ID_LENGTH = 128  # Alpaca's limit on client_order_id
+MAX_ID_LENGTH = 48  # Alpaca refuses a longer client_order_id
 EXIT_ORDER_TYPES = frozenset({"limit", "stop", "stop_limit", "trailing_stop"})
 
 
 def _name_part(name: str) -> str:
-    # Long names are shortened with a hash so every id still fits in 128 characters and stays unique per name.
-    if len(name) <= 40:
+    # Names are at most 20 characters (strategies.loader.check_name); older, longer ones keep a hashed stem.
+    if len(name) <= 20:
         return name
-    return name[:31] + "~" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return name[:11] + "~" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
-def client_order_id(strategy: str, trading_date: dt.date, slot: int, symbol: str, side: str) -> str:
-    """The idempotency key of one order; at most 128 characters."""
-    text = f"{_name_part(strategy)}-{trading_date:%Y%m%d}-s{slot:02d}-{symbol}-{side}"
-    if len(text) > MAX_ID_LENGTH:  # only with absurd symbols; keep the date and slot readable
+def client_order_id(strategy: str, trading_date: dt.date, symbol: str, side: str, slot: int | None = None) -> str:
+    """The idempotency key of one order: daily cadence by date, an intraday one by date and slot; <= 48 chars."""
+    decision = f"{trading_date:%Y%m%d}" + ("" if slot is None else f"s{slot:02d}")
+    text = f"{_name_part(strategy)}-{decision}-{symbol}-{side}"
+    if len(text) > MAX_ID_LENGTH:  # only with absurd symbols; keep the name and decision readable
         text = text[:MAX_ID_LENGTH - 9] + "~" + hashlib.sha256(text.encode()).hexdigest()[:8]
     return text
 
 
 def is_ours(strategy: str, order_id: str | None) -> bool:
-    """Whether an order's client id was made by :func:`client_order_id` for this strategy."""
-    pattern = re.escape(_name_part(strategy)) + r"-\d{8}-s\d{2}-"
+    """Whether an order's client id was made by :func:`client_order_id` for this strategy (ids of the earlier
+    ``-sNN-`` slot format count too, so orders placed before an upgrade are still recognised)."""
+    pattern = re.escape(_name_part(strategy)) + r"-\d{8}(-?s\d{2})?-"
     return bool(order_id) and re.match(pattern, order_id) is not None
 
 
-@dataclass(frozen=True)
-class Skipped:
-    """An intent the limits removed or changed, and why."""
-
-    symbol: str
-    side: str
-    action: str  # skipped | reduced
-    reason: str
-
-
-def apply_limits(
-    intents: Iterable[OrderIntent],
-    positions: Mapping[str, BrokerPosition],
-    *,
-    open_symbols: set[str],
-    universe: Iterable[str],
-    max_order_notional: float | None,
-    max_positions: int | None,
-) -> tuple[list[OrderIntent], list[Skipped]]:
-    """The intents that may be sent, in order, and what was skipped or reduced.
-
-    Symbols with open orders are left alone (the next cycle sees how they end); sells never exceed the shares
-    held; buys must be in the configured universe, fit ``max_order_notional`` (reduced to whole shares) and keep
-    the number of positions within ``max_positions``.
-    """
-    intents = list(intents)
-    universe = set(universe)
-    kept: list[OrderIntent] = []
-    notes: list[Skipped] = []
-    held = {s for s, p in positions.items() if p.qty > 0}
-    for o in (i for i in intents if i.side == "sell"):
-        have = positions[o.symbol].qty if o.symbol in positions else 0
-        if o.symbol in open_symbols:
-            notes.append(Skipped(o.symbol, o.side, "skipped", "an open (or just cancelled) order exists for this symbol"))
-        elif have <= 0:
-            notes.append(Skipped(o.symbol, o.side, "skipped", "not held"))
-        else:
-            if o.qty > have:
-                notes.append(Skipped(o.symbol, o.side, "reduced", f"only {have} held, not {o.qty}"))
-            kept.append(replace(o, qty=min(o.qty, have)))
-            held.discard(o.symbol)
-    for o in (i for i in intents if i.side == "buy"):
-        if o.symbol in open_symbols:
-            notes.append(Skipped(o.symbol, o.side, "skipped", "an open (or just cancelled) order exists for this symbol"))
-            continue
-        if o.symbol not in universe:
-            notes.append(Skipped(o.symbol, o.side, "skipped", "not in the configured universe"))
-            continue
-        if max_positions is not None and o.symbol not in held and len(held) >= max_positions:
-            notes.append(Skipped(o.symbol, o.side, "skipped", f"MAX_POSITIONS={max_positions} reached"))
-            continue
-        qty = o.qty
-        if max_order_notional is not None and qty * o.price > max_order_notional:
-            qty = math.floor(max_order_notional / o.price)
-            if qty < 1:
-                notes.append(Skipped(o.symbol, o.side, "skipped", f"one share exceeds MAX_ORDER_NOTIONAL={max_order_notional:g}"))
-                continue
-            notes.append(Skipped(o.symbol, o.side, "reduced",
-                                 f"{o.qty} -> {qty} shares to stay within MAX_ORDER_NOTIONAL={max_order_notional:g}"))
-        kept.append(replace(o, qty=qty))
-        held.add(o.symbol)
-    return kept, notes
-
-
-def to_request(intent: OrderIntent, params: StrategyParams, trading_date: dt.date, slot: int) -> OrderRequest:
-    """A market order; buys become bracket orders when the strategy has a stop-loss or take-profit."""
-    stop = take = None
-    if intent.side == "buy":
-        if params.stop_loss is not None:
-            stop = round(intent.price * (1 - params.stop_loss), 2)
-        if params.take_profit is not None:
-            take = round(intent.price * (1 + params.take_profit), 2)
-    cid = client_order_id(params.name, trading_date, slot, intent.symbol, intent.side)
-    return OrderRequest(intent.symbol, intent.side, int(intent.qty), cid, stop_loss_price=stop, take_profit_price=take)
+def to_request(order: PlannedOrder, strategy: str, trading_date: dt.date, slot: int | None = None) -> OrderRequest:
+    """A market order; buys with exit prices (the rulebook's stops) become bracket orders."""
+    intent = order.intent
+    cid = client_order_id(strategy, trading_date, intent.symbol, intent.side, slot)
+    return OrderRequest(intent.symbol, intent.side, int(intent.qty), cid, stop_loss_price=order.stop_loss_price,
+                        take_profit_price=order.take_profit_price)
 
 
 def order_record(request: OrderRequest, intent: OrderIntent | None, order: BrokerOrder | None, *, status: str,
@@ -177,6 +111,3 @@ def submit_idempotently(broker: Broker, planned: list[tuple[OrderRequest, OrderI
             return records, exc
     return records, None
 
-
-def skipped_records(notes: list[Skipped]) -> list[dict]:
-    return [asdict(n) for n in notes]

@@ -52,6 +52,7 @@ class CycleRecord:
     orders: list[dict] = field(default_factory=list)
     signals: dict[str, dict] = field(default_factory=dict)
     skipped: list[dict] = field(default_factory=list)
+    decision: dict[str, Any] = field(default_factory=dict)  # whether the cadence made a decision, and why not
     provenance: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)  # journal only: config, account, positions, ...
     started: float = field(default_factory=time.perf_counter)
@@ -77,6 +78,7 @@ class CycleRecord:
             "orders": self.orders,
             "signals": self.signals,
             "skipped": self.skipped,
+            "decision": self.decision,
             "provenance": self.provenance,
             "error": error,
             "cycle_id": self.cycle_id,

@@ -20,6 +20,7 @@ import datetime as dt
 from brokers.base import Session
 from brokers.calendar import NEW_YORK, as_aware
 from live.config import SLOT_MINUTES, InputError
+from strategies.cadence import Cadence
 
 
 def new_york(moment: dt.datetime) -> dt.datetime:
@@ -51,6 +52,25 @@ def closed_reason(now: dt.datetime, session: Session | None, after_open_minutes:
         early = " (early close)" if session.close.time() < dt.time(16, 0) else ""
         return (f"after the trading window, which closed at {end:%H:%M} New York time on {session.date}; "
                 f"the market closes at {session.close:%H:%M}{early}")
+    return None
+
+
+def decision_due(now: dt.datetime, session: Session, cadence: Cadence, decided: dict | None) -> str | None:
+    """Why no decision is made at ``now`` under ``cadence``, or ``None`` when it is due (daily: once a day).
+
+    >>> from brokers.calendar import MarketCalendar
+    >>> session = MarketCalendar().session(dt.date(2022, 6, 1))
+    >>> decision_due(dt.datetime(2022, 6, 1, 10, 15, tzinfo=NEW_YORK), session, Cadence(), None)
+    "before today's decision time, 15:45 New York time (daily cadence)"
+    >>> decision_due(dt.datetime(2022, 6, 1, 15, 52, tzinfo=NEW_YORK), session, Cadence(), None) is None
+    True
+    """
+    local = new_york(now)
+    at = cadence.decision_moment(session.date, session.close.astimezone(NEW_YORK).time())
+    if local.time() < at:
+        return f"before today's decision time, {at:%H:%M} New York time ({cadence.kind} cadence)"
+    if decided is not None:
+        return f"today's decision was made already (cycle {decided.get('cycle_id')}); this cycle only reconciles"
     return None
 
 

@@ -1,4 +1,7 @@
-"""The strategy's parameters: one frozen dataclass shared by the backtest, the live cycle and the sweeps.
+"""ProphetTrend's parameters: one frozen dataclass shared by the backtest, the live cycle and the sweeps.
+
+Stops and order limits are not here: they are the shared rulebook's (``strategies.rules.Rules``), the same for
+every strategy.
 
 Example:
     >>> p = StrategyParams(top_n=5, band=0.02)
@@ -30,8 +33,8 @@ class StrategyParams:
         cash_fraction: share of buying power spread equally over the new buys.
         max_weight: optional cap on one new position as a fraction of equity. ``None`` keeps the seed's rule,
             which puts ~95% of the book into a lone buy signal; 0.2 caps each new position at 20%.
-        stop_loss / take_profit: optional fractions from the entry price that close a position.
-        engine: ``stan`` (stock Prophet) or ``exact`` (the same MAP problem solved exactly; see strategies.engines).
+        engine: ``exact`` (the default: Prophet's MAP problem solved exactly, see strategies.engines) or ``stan``
+            (stock Prophet, the reference).
         changepoint_prior_scale, yearly_seasonality, weekly_seasonality: Prophet settings, fixed explicitly so
             that Prophet's automatic seasonality never switches on mid-backtest.
     """
@@ -45,13 +48,10 @@ class StrategyParams:
     refit_every: int = 5
     cash_fraction: float = 0.95
     max_weight: float | None = None
-    stop_loss: float | None = None
-    take_profit: float | None = None
-    engine: EngineName = "stan"
+    engine: EngineName = "exact"
     changepoint_prior_scale: float = 0.05
     yearly_seasonality: bool = False
     weekly_seasonality: bool = False
-    name: str = "prophet-trend"
 
     def __post_init__(self) -> None:
         def need(ok: bool, message: str) -> None:
@@ -67,12 +67,8 @@ class StrategyParams:
         need(self.refit_every >= 1, f"refit_every must be at least 1, got {self.refit_every}")
         need(0 < self.cash_fraction <= 1, f"cash_fraction must be in (0, 1], got {self.cash_fraction}")
         need(self.max_weight is None or 0 < self.max_weight <= 1, f"max_weight must be in (0, 1], got {self.max_weight}")
-        for label, value in (("stop_loss", self.stop_loss), ("take_profit", self.take_profit)):
-            need(value is None or 0 < value < 10, f"{label} must be a positive fraction such as 0.02, got {value}")
         need(self.engine in ("stan", "exact"), f"engine must be stan or exact, got {self.engine!r}")
         need(self.changepoint_prior_scale > 0, "changepoint_prior_scale must be positive")
-        need(bool(self.name) and self.name.replace("-", "").replace("_", "").isalnum(),
-             f"name must be letters, digits, - or _, got {self.name!r}")
 
     @property
     def warmup_bars(self) -> int:

@@ -1,7 +1,8 @@
-"""The one function both homes call: closes up to now, holdings and parameters in; a decision out.
+"""ProphetTrend as a :class:`~strategies.base.Strategy`: momentum universe, Prophet forecast, mean-reverting signal.
 
-Backtrader's ``next()`` calls :func:`decide` with the history up to the current bar; ``lambda_function.run()``
-calls it with the history up to the moment it runs. Nothing here reads the clock, the network or a broker.
+Both homes call :meth:`ProphetTrend.decide` (the backtest at every bar with the history up to it, the live cycle
+with the history up to the moment it runs); :func:`decide` is the same decision as a plain function. Nothing here
+reads the clock, the network or a broker.
 
 Example:
     >>> import numpy as np, pandas as pd
@@ -16,30 +17,17 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from strategies.forecaster import Forecaster, ForecastPoint
+from strategies.base import Decision, Position, Strategy
+from strategies.forecaster import Forecaster
 from strategies.params import StrategyParams
-from strategies.signals import Position, Signal, decide_action
-from strategies.sizing import OrderIntent, plan_orders, target_weights
+from strategies.signals import Signal, decide_action
+from strategies.sizing import size_signals, target_weights
 from strategies.universe import top_n_by_momentum
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the strategy wants at ``as_of``: the universe, a signal per evaluated symbol, orders and weights."""
-
-    as_of: pd.Timestamp
-    universe: list[str]
-    signals: dict[str, Signal]
-    forecasts: dict[str, ForecastPoint]
-    orders: list[OrderIntent]
-    target_weights: dict[str, float]
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 def decide(
@@ -73,7 +61,39 @@ def decide(
         point = forecasts.get(symbol)
         action, reason = decide_action(price, None if point is None else point.yhat, positions.get(symbol), params)
         signals[symbol] = Signal(symbol, price, None if point is None else point.yhat, action, reason, symbol in universe)
-    orders = plan_orders(list(signals.values()), positions, cash, params)
+    orders = size_signals(list(signals.values()), positions, cash, params)
     prices = {s: float(last[s]) for s in closes.columns if np.isfinite(last[s])}
     weights = target_weights(positions, orders, prices, cash)
-    return Decision(as_of, universe, signals, forecasts, orders, weights, info={"fits": forecaster.fits})
+    return Decision(as_of=as_of, orders=orders, target_weights=weights, universe=universe, signals=signals,
+                    forecasts=forecasts, info={"fits": forecaster.fits})
+
+
+class ProphetTrend(Strategy):
+    """The seed strategy. Parameters: :class:`~strategies.params.StrategyParams`.
+
+    ``candidates`` (set by the home before ``decide``; ``None`` is every column) limits the momentum ranking, so a
+    holding outside the live universe is still evaluated, so it can be sold, but never ranked.
+
+    >>> ProphetTrend(top_n=5).params.top_n, ProphetTrend().warmup_bars
+    (5, 256)
+    """
+
+    name = "prophet-trend"
+    Params = StrategyParams
+
+    def __init__(self, params: StrategyParams | None = None, forecaster: Forecaster | None = None, **overrides: Any):
+        super().__init__(params, **overrides)
+        self.forecaster = forecaster or Forecaster(self.params)
+        self.candidates: Sequence[str] | None = None
+
+    @property
+    def warmup_bars(self) -> int:  # type: ignore[override]
+        return self.params.warmup_bars
+
+    @property
+    def extra_window_bars(self) -> int:
+        # The forecast is read ``horizon`` bars after the refit bar; these rows keep the window's first refit full.
+        return self.params.horizon
+
+    def decide(self, closes: pd.DataFrame, positions: Mapping[str, Position], cash: float) -> Decision:
+        return decide(closes, positions, cash, self.params, self.forecaster, candidates=self.candidates)

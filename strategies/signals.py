@@ -13,17 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from strategies.base import Position
 from strategies.params import StrategyParams
 
 Action = Literal["buy", "sell", "hold"]
-
-
-@dataclass(frozen=True)
-class Position:
-    """A held position: whole shares and the average entry price (for stop-loss and take-profit)."""
-
-    qty: int
-    avg_price: float
 
 
 @dataclass(frozen=True)
@@ -37,12 +30,10 @@ class Signal:
 
 
 def decide_action(price: float, forecast: float | None, position: Position | None, params: StrategyParams) -> tuple[Action, str]:
-    """``(action, reason)`` for one symbol. Holders are never told to buy more; non-holders never to sell."""
+    """``(action, reason)`` for one symbol. Holders are never told to buy more; non-holders never to sell.
+
+    Stops are not decided here: the shared rulebook attaches them to every buy (``strategies.rules``)."""
     held = position is not None and position.qty > 0
-    if held and params.stop_loss is not None and price <= position.avg_price * (1 - params.stop_loss):
-        return "sell", "stop_loss"
-    if held and params.take_profit is not None and price >= position.avg_price * (1 + params.take_profit):
-        return "sell", "take_profit"
     if forecast is None:
         return "hold", "no_forecast"
     below = price < forecast * (1 - params.band)

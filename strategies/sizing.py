@@ -1,51 +1,39 @@
 """Turn signals into whole-share orders and the target weights they imply.
 
-Sells close whole positions; buys share ``cash_fraction`` of buying power (cash plus sale proceeds) equally,
-each capped at ``max_weight`` of equity when that is set.
+Sells close whole positions; buys share ``cash_fraction`` of the buying power available now equally (sale proceeds
+are not counted: a broker credits them only once the sells fill, see ``strategies.rules``), each capped at
+``max_weight`` of equity when that is set.
 
 Example:
     >>> from strategies.params import StrategyParams
     >>> from strategies.signals import Signal
     >>> sig = [Signal("AAA", 10.0, 12.0, "buy", "below_forecast", True)]
-    >>> [(o.symbol, o.side, o.qty) for o in plan_orders(sig, {}, cash=1000.0, params=StrategyParams())]
+    >>> [(o.symbol, o.side, o.qty) for o in size_signals(sig, {}, cash=1000.0, params=StrategyParams())]
     [('AAA', 'buy', 95)]
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
+from strategies.base import OrderIntent, Position
 from strategies.params import StrategyParams
-from strategies.signals import Position, Signal
+from strategies.signals import Signal
 
 
-@dataclass(frozen=True)
-class OrderIntent:
-    """An order the strategy wants: whole shares at market; ``price`` is the reference price it was sized at."""
-
-    symbol: str
-    side: Literal["buy", "sell"]
-    qty: int
-    price: float
-    reason: str
-
-
-def plan_orders(
+def size_signals(
     signals: Sequence[Signal], positions: Mapping[str, Position], cash: float, params: StrategyParams
 ) -> list[OrderIntent]:
-    """Sells first (they fund the buys), then equal-weight buys; symbols in the order of ``signals``."""
+    """Sells first, then equal-weight buys from today's buying power; symbols in the order of ``signals``."""
     orders = []
-    proceeds = 0.0
     for s in signals:
         held = positions.get(s.symbol)
         if s.action == "sell" and held is not None and held.qty > 0:
             orders.append(OrderIntent(s.symbol, "sell", int(held.qty), s.price, s.reason))
-            proceeds += held.qty * s.price
     buys = [s for s in signals if s.action == "buy" and s.in_universe and s.price > 0]
     if buys:
-        budget = params.cash_fraction * max(cash + proceeds, 0.0) / len(buys)
+        budget = params.cash_fraction * max(cash, 0.0) / len(buys)
         if params.max_weight is not None:
             equity = cash + sum(held.qty * s.price for s in signals if (held := positions.get(s.symbol)) is not None)
             budget = min(budget, params.max_weight * equity)

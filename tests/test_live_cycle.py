@@ -40,7 +40,7 @@ def test_cli_replay_trades_on_the_bundled_sample(tmp_path):
     assert summary["now"] == "2022-06-01T15:45:00-04:00" and summary["slot"] == 63
     assert summary["orders"], summary
     for order in summary["orders"]:
-        assert order["client_order_id"] == f"prophet-trend-20220601-s63-{order['symbol']}-{order['side']}"
+        assert order["client_order_id"] == f"prophet-trend-20220601-{order['symbol']}-{order['side']}"
         assert order["status"] == "filled" and order["new"] is True
         assert set(order) >= {"symbol", "side", "qty", "client_order_id", "status"}
     assert set(summary["signals"]) <= set(SYMBOLS)
@@ -51,7 +51,7 @@ def test_cli_replay_trades_on_the_bundled_sample(tmp_path):
     assert sorted(o.client_order_id for o in stored) == sorted(o["client_order_id"] for o in summary["orders"])
     record, = journal_lines(tmp_path)
     assert record["status"] == "traded" and record["cycle_id"] == summary["cycle_id"]
-    assert record["inputs"]["account"]["cash"] == 100_000.0 and record["inputs"]["config"]["params"]["history"] == 60
+    assert record["inputs"]["account"]["cash"] == 100_000.0 and record["inputs"]["config"]["strategy"]["params"]["history"] == 60
     # structured log lines on stderr
     events = [json.loads(line)["event"] for line in done.stderr.splitlines() if line.startswith("{")]
     assert events[0] == "cycle_start" and events[-1] == "cycle_end" and "order" in events
@@ -100,7 +100,8 @@ def test_the_session_opens_at_0930_new_york_time_across_daylight_saving(tmp_path
     before = run({"now": (opening - dt.timedelta(minutes=1)).isoformat(), "dry_run": True}, env=env)
     assert before["status"] == "market_closed" and "09:30 New York time" in before["reason"]
     at_open = run({"now": opening.isoformat(), "dry_run": True}, env=env)
-    assert at_open["status"] == "dry_run", at_open
+    # inside the session now: the daily cadence waits for its decision time instead of calling the market closed
+    assert at_open["status"] == "no_change" and "decision time, 15:45" in at_open["reason"], at_open
     assert at_open["now"].startswith(f"{day}T09:30:00-0")
 
 

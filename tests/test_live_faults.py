@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import live.cycle
+from strategies import ProphetTrend
 from _live_env import SLOT, live_env, stub_at_slot
 from brokers.base import BrokerError
 from brokers.paper import PaperBroker
@@ -158,7 +159,7 @@ def test_an_unexpected_failure_is_journaled_and_returned(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(live.cycle, "decide", broken)
+    monkeypatch.setattr(ProphetTrend, "decide", broken)
     summary = run({"now": SLOT}, env=live_env(tmp_path))
     assert summary["status"] == "error" and summary["error"] == {"type": "internal",
                                                                   "message": "ZeroDivisionError: division by zero"}
@@ -195,7 +196,7 @@ def test_the_cli_process_reports_bad_input_without_a_traceback(tmp_path):
     done = subprocess.run([sys.executable, "lambda_function.py", "--now", SLOT], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr == "error: MAX_POSITIONS must be at least 1, got '-3'\n"
+    assert done.stderr == "error: MAX_POSITIONS must be a whole number of at least 1 or none, got -3\n"
     assert "Traceback" not in done.stderr
     bad_now = subprocess.run([sys.executable, "lambda_function.py", "--now", "yesterday", "--quiet"], cwd=ROOT,
                              env={**clean_env(), **live_env(tmp_path)}, capture_output=True, text=True, timeout=120)

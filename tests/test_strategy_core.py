@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from strategies import Forecaster, Position, StrategyParams, decide, decide_action, plan_orders, top_n_by_momentum
+from strategies import Forecaster, Position, StrategyParams, decide, decide_action, top_n_by_momentum
+from strategies.sizing import size_signals
 from strategies.schedule import forecast_date, refit_anchor, refit_blocks
 from strategies.signals import Signal
 
@@ -82,7 +83,7 @@ def test_sizing_sells_fund_equal_whole_share_buys():
         Signal("X", 30.0, 40.0, "buy", "below_forecast", True),
         Signal("Y", 70.0, 80.0, "buy", "below_forecast", True),
     ]
-    orders = plan_orders(signals, {"OLD": Position(20, 45.0)}, cash=1000.0, params=P)
+    orders = size_signals(signals, {"OLD": Position(20, 45.0)}, cash=1000.0, params=P)
     budget = 0.95 * (1000.0 + 20 * 50.0) / 2
     assert [(o.symbol, o.side, o.qty) for o in orders] == [
         ("OLD", "sell", 20), ("X", "buy", int(budget // 30)), ("Y", "buy", int(budget // 70))]
@@ -132,8 +133,8 @@ def test_params_reject_nonsense():
 def test_max_weight_caps_a_lone_buy():
     signals = [Signal("X", 10.0, 12.0, "buy", "below_forecast", True), Signal("H", 50.0, 50.0, "hold", "holding", True)]
     positions = {"H": Position(100, 40.0)}
-    uncapped = plan_orders(signals, positions, cash=5000.0, params=P)
-    capped = plan_orders(signals, positions, cash=5000.0, params=P.with_(max_weight=0.2))
+    uncapped = size_signals(signals, positions, cash=5000.0, params=P)
+    capped = size_signals(signals, positions, cash=5000.0, params=P.with_(max_weight=0.2))
     assert uncapped[0].qty == 475
     assert capped[0].qty == int(0.2 * (5000.0 + 100 * 50.0) // 10.0) == 200
 

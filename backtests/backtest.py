@@ -148,7 +148,7 @@ def run_backtest(
     cerebro.broker.setcommission(commission=config.commission)
     recorder = BacktestRecorder()
     cerebro.addstrategy(StrategyAdapter, user_strategy=strategy, rules=config.rules, start=config.start_ts.date(),
-                        recorder=recorder, on_bar=on_bar)
+                        recorder=recorder, on_bar=on_bar, intrabar=window.has_ranges)
     cerebro.run(runonce=False)
     return _collect(window, strategy, config, recorder, index)
 

@@ -6,12 +6,14 @@ decision cannot see the future by construction. What the strategy returns goes t
 ``max_positions`` and ``max_order_notional``. Market orders placed at bar t fill at bar t+1's open (its close for
 closes-only data).
 
-Stops: every buy with a stop-loss or take-profit is a Backtrader bracket, the backtest's stand-in for Alpaca's
-broker-side bracket. Its exit legs are a Stop at the stop price and a Limit at the take-profit price, active from
-the bar the entry fills. With highs and lows in the data they trigger inside the bar and fill at their price (at
-the open when the bar gaps through it); with closes only (open = high = low = close) they trigger on a close
-beyond the price and fill at that close. A strategy's own sell of a protected holding cancels its legs first, as
-the live cycle cancels a bracket's legs before selling.
+Stops: every buy with a stop-loss or take-profit carries exit prices, the backtest's stand-in for Alpaca's
+broker-side bracket (and the paper broker's legs):
+- with highs and lows in the data it is a Backtrader bracket: a Stop and a Limit leg that trigger inside the bar
+  and fill at their price (at the open when the bar gaps through it), from the bar after the entry fills;
+- with closes only, the exit is checked on every close from the entry's fill bar on (the paper broker checks its
+  legs at every cycle's price the same way); a close beyond the price triggers a market sell that fills at the
+  next close, and the strategy decides that bar as if the holding were gone, as the live cycle would.
+A strategy's own sell of a protected holding cancels its exits first, as the live cycle cancels a bracket's legs.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class StrategyAdapter(bt.Strategy):
         ("start", None),
         ("recorder", None),
         ("on_bar", None),
+        ("intrabar", False),
     )
 
     def __init__(self) -> None:
@@ -62,7 +65,9 @@ class StrategyAdapter(bt.Strategy):
         self.by_name = {d._name: d for d in self.datas}
         self.dates: list[pd.Timestamp] = []
         self.window = decision_window(self.strategy)
-        self.legs: dict[str, list[bt.Order]] = {}  # open bracket exit legs per symbol
+        self.legs: dict[str, list[bt.Order]] = {}  # open bracket exit legs per symbol (data with highs and lows)
+        self.exits: dict[str, tuple[float | None, float | None]] = {}  # closes-only exits: (stop, take) per symbol
+        self.intrabar = bool(self.p.intrabar)
 
     def prenext(self) -> None:  # feeds are aligned, but keep the calendar complete if one starts late
         self.next()
@@ -80,10 +85,11 @@ class StrategyAdapter(bt.Strategy):
              for d in self.datas},
             index=pd.DatetimeIndex(self.dates[-n:]),
         )
+        exiting = self._check_exits(today, closes.iloc[-1])
         positions = {}
         for d in self.datas:
             pos = self.getposition(d)
-            if pos.size > 0:
+            if pos.size > 0 and d._name not in exiting:
                 positions[d._name] = Position(int(pos.size), float(pos.price))
         cash = float(self.broker.getcash())
         decision = as_decision(self.strategy.decide(closes, positions, cash), self.strategy, closes, positions)
@@ -103,9 +109,11 @@ class StrategyAdapter(bt.Strategy):
             if order.side == "sell":
                 for leg in self.legs.pop(order.symbol, []):
                     self.cancel(leg)
+                self.exits.pop(order.symbol, None)
                 self.sell(data=data, size=order.qty, exectype=bt.Order.Market).addinfo(**info)
-            elif order.stop_loss_price is None and order.take_profit_price is None:
-                self.buy(data=data, size=order.qty, exectype=bt.Order.Market).addinfo(**info)
+            elif (order.stop_loss_price is None and order.take_profit_price is None) or not self.intrabar:
+                self.buy(data=data, size=order.qty, exectype=bt.Order.Market).addinfo(
+                    **info, exits=(order.stop_loss_price, order.take_profit_price))
             else:
                 entry, stop, take = self.buy_bracket(
                     data=data, size=order.qty, exectype=bt.Order.Market,
@@ -118,9 +126,29 @@ class StrategyAdapter(bt.Strategy):
                     leg.addinfo(decision_date=None, reason=EXIT_REASONS[leg.exectype])
                 self.legs.setdefault(order.symbol, []).extend(legs)
 
+    def _check_exits(self, today: pd.Timestamp, last: pd.Series) -> set[str]:
+        """Closes-only exits: sell what crossed its stop or take-profit on this close; returns those symbols."""
+        hit = set()
+        for symbol, (stop, take) in list(self.exits.items()):
+            price = last.get(symbol)
+            size = self.getposition(self.by_name[symbol]).size
+            if price is None or not np.isfinite(price) or size <= 0:
+                continue
+            reason = ("stop_loss" if stop is not None and price <= stop
+                      else "take_profit" if take is not None and price >= take else None)
+            if reason:
+                del self.exits[symbol]
+                self.sell(data=self.by_name[symbol], size=size, exectype=bt.Order.Market).addinfo(
+                    decision_date=today, reason=reason)
+                hit.add(symbol)
+        return hit
+
     def notify_order(self, order: bt.Order) -> None:
         if order.status in (order.Submitted, order.Accepted):
             return
+        exits = order.info.get("exits")
+        if order.status == order.Completed and order.isbuy() and exits and any(v is not None for v in exits):
+            self.exits[order.data._name] = exits  # checked from this (the fill) bar's close on
         side = "buy" if order.isbuy() else "sell"
         name = order.data._name
         if order.status in (order.Completed, order.Canceled, order.Expired) and order in self.legs.get(name, []):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from clitools import OneLineErrorParser, UserError, guarded
-from deploy.config import DEFAULT_MEMORY_MB, DEFAULT_SCHEDULES, DEFAULT_TIMEOUT_S, DEFAULT_TIMEZONE, DeployConfig
+from deploy.config import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, DEFAULT_TIMEZONE, DeployConfig
 
 HELP_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
@@ -35,14 +35,19 @@ def _build_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-strip", action="store_true", help="keep symbols in extension modules")
     g.add_argument("--budget-mb", type=float, default=250.0, help="fail when function + layer unzip to more")
     g.add_argument("--out", type=Path, default=Path("build/lambda"), help="where the zips are written")
+    st = p.add_argument_group("strategy (packed into the function zip; the schedule follows its cadence)")
+    st.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
+                    help="deploy exactly this config, e.g. a backtest's runs/<run>/config.toml")
+    st.add_argument("--strategy", default=None, metavar="SPEC",
+                    help="prophet-trend (default), ma-crossover, path/to/file.py:Class (the file is packed) or module:Class")
+    st.add_argument("--param", action="append", default=None, metavar="KEY=VALUE", help="a strategy parameter, repeatable")
+    st.add_argument("--name", default=None, help="the strategy's name (prefix of its order ids)")
 
 
 def _deploy_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("function")
     g.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, help="MB (from the measured peak, see docs/deploy.md)")
     g.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds")
-    g.add_argument("--schedule", action="append", metavar="EXPR",
-                   help=f"EventBridge Scheduler expression, repeatable (default: {' and '.join(DEFAULT_SCHEDULES)})")
     g.add_argument("--timezone", default=DEFAULT_TIMEZONE, help="time zone of the schedule expressions")
     g.add_argument("--bucket", help="S3 bucket for artifacts and the journal (default: created, named after the account)")
     g.add_argument("--role-arn", help="use this execution role instead of creating a least-privilege one")
@@ -97,13 +102,33 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+def _bundle(args: argparse.Namespace):
+    from deploy.strategy_bundle import strategy_bundle
+
+    return strategy_bundle(getattr(args, "config", None), getattr(args, "strategy", None),
+                           getattr(args, "param", None), getattr(args, "name", None))
+
+
 def config_from(args: argparse.Namespace) -> DeployConfig:
+    from deploy.schedule import schedules_for
+    from deploy.strategy_bundle import CONFIG_NAME
+
     get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
+    env = _parse_env(get("env", []) or [])
+    schedules = None
+    if hasattr(args, "config"):  # build/up: the function runs the packed config, on the schedule its cadence says
+        bundle = _bundle(args)
+        schedules = schedules_for(bundle.config.cadence)
+        clash = sorted(k for k in env if k == "STRATEGY" or k.startswith(("STRATEGY_", "CADENCE", "DECISION_TIME")))
+        if clash:
+            raise UserError(f"--env {clash[0]} would make the function disagree with its config; change the config "
+                            f"(--config/--strategy/--param) instead")
+        env["STRATEGY_CONFIG"] = CONFIG_NAME
     return DeployConfig(
         function_name=args.function_name, region=args.region, profile=args.profile, endpoint_url=args.endpoint_url,
         arch=get("arch", "x86_64"), memory_mb=get("memory", DEFAULT_MEMORY_MB), timeout_s=get("timeout", DEFAULT_TIMEOUT_S),
-        schedules=tuple(get("schedule") or DEFAULT_SCHEDULES), timezone=get("timezone", DEFAULT_TIMEZONE),
-        bucket=get("bucket"), role_arn=get("role_arn"), env=_parse_env(get("env", []) or []),
+        **({"schedules": schedules} if schedules else {}), timezone=get("timezone", DEFAULT_TIMEZONE),
+        bucket=get("bucket"), role_arn=get("role_arn"), env=env,
         secret_backend=get("secret_backend", "secretsmanager"), broker=get("broker", "alpaca"),
         market_data=get("market_data", "yfinance"), alarm_email=get("alarm_email"))
 
@@ -111,8 +136,10 @@ def config_from(args: argparse.Namespace) -> DeployConfig:
 def _build_options(args: argparse.Namespace):
     from deploy.build import BuildOptions
 
+    bundle = _bundle(args)
     return BuildOptions(out_dir=args.out, python_version=args.python_version, arch=args.arch, source=args.source,
-                        compile_bytecode=args.compile, strip=not args.no_strip, budget_mb=args.budget_mb)
+                        compile_bytecode=args.compile, strip=not args.no_strip, budget_mb=args.budget_mb,
+                        extra_files=dict(bundle.files), extra_third_party=bundle.third_party)
 
 
 def _build(args: argparse.Namespace):

@@ -27,7 +27,10 @@ class BuildOptions:
     budget_mb: float = LAMBDA_UNZIPPED_LIMIT / MB
     include_runtime_provided: bool = False
     root: Path = PROJECT_ROOT
-    zip_level: int = 9  # deflate level of the layer zip; 1 is much faster and about 10% bigger
+    zip_level: int = 9
+    # the strategy's config and a user's strategy file, packed beside lambda_function.py (deploy.strategy_bundle)
+    extra_files: dict = field(default_factory=dict, hash=False, compare=False)
+    extra_third_party: frozenset = frozenset()  # deflate level of the layer zip; 1 is much faster and about 10% bigger
 
     @property
     def target(self) -> LayerTarget:
@@ -53,7 +56,8 @@ class BuildResult:
 
 def build(opts: BuildOptions) -> BuildResult:
     """Build both zips for ``opts``; raises ``BudgetError`` (one line) when they do not fit Lambda."""
-    function_zip, manifest = build_function_zip(opts.function_zip, opts.root)
+    function_zip, manifest = build_function_zip(opts.function_zip, opts.root, opts.extra_files)
+    manifest.third_party |= set(opts.extra_third_party)
     layer = build_layer(manifest.third_party, opts.layer_zip, opts.target, source=opts.source,
                         compile_bytecode=opts.compile_bytecode, strip=opts.strip,
                         include_runtime_provided=opts.include_runtime_provided,

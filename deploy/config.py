@@ -6,8 +6,8 @@ Example:
     >>> cfg = DeployConfig(function_name="prophettrend", region="us-east-1")
     >>> cfg.layer_name, cfg.role_name, cfg.schedule_group
     ('prophettrend-deps', 'prophettrend-exec', 'prophettrend')
-    >>> cfg.schedules
-    ('cron(30/15 9 ? * MON-FRI *)', 'cron(0/15 10-15 ? * MON-FRI *)', 'cron(0 16 ? * MON-FRI *)')
+    >>> cfg.schedules  # the default daily cadence: 15:45, and 12:45 for early-close days (deploy.schedule)
+    ('cron(45 12 ? * MON-FRI *)', 'cron(45 15 ? * MON-FRI *)')
     >>> cfg.lambda_arch
     'x86_64'
 """
@@ -17,12 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from deploy.schedule import schedules_for
+from strategies.cadence import Cadence
+
 Arch = Literal["x86_64", "arm64"]
 SecretBackend = Literal["secretsmanager", "ssm"]
 
-# Every 15 minutes from 09:30 to 16:00 New York time, Monday to Friday. One cron expression cannot say
-# "from 09:30 to 16:00", so three do: 09:30 and 09:45, 10:00 to 15:45, and 16:00.
-DEFAULT_SCHEDULES = ("cron(30/15 9 ? * MON-FRI *)", "cron(0/15 10-15 ? * MON-FRI *)", "cron(0 16 ? * MON-FRI *)")
+# The default strategy config's cadence (daily at 15:45 New York time); `up` derives the schedule from the
+# deployed config's cadence, so the schedule is never typed twice.
+DEFAULT_SCHEDULES = schedules_for(Cadence())
 DEFAULT_TIMEZONE = "America/New_York"
 RUNTIME = "python3.12"
 HANDLER = "lambda_function.lambda_handler"

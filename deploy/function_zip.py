@@ -136,8 +136,33 @@ def function_manifest(root: Path = PROJECT_ROOT, entry: str = ENTRY) -> Function
     return manifest
 
 
-def build_function_zip(target: Path, root: Path = PROJECT_ROOT) -> tuple[Path, FunctionManifest]:
-    """Write the reproducible function zip to ``target``; returns it with its manifest."""
+def build_function_zip(target: Path, root: Path = PROJECT_ROOT,
+                       extra: dict[str, bytes] | None = None) -> tuple[Path, FunctionManifest]:
+    """Write the reproducible function zip to ``target``; returns it with its manifest.
+
+    ``extra`` adds files by their name in the zip (the strategy's config and a user's strategy file)."""
     manifest = function_manifest(root)
-    write_zip(root, target, [root / f for f in manifest.files])
+    if not extra:
+        write_zip(root, target, [root / f for f in manifest.files])
+        return Path(target), manifest
+    import tempfile
+
+    # The extra files are laid out next to copies of the project's, so the zip stays one reproducible write.
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(scratch)
+        paths = []
+        for rel in manifest.files:
+            dest = base / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes((root / rel).read_bytes())
+            dest.chmod((root / rel).stat().st_mode & 0o777)
+            paths.append(dest)
+        for rel, data in sorted(extra.items()):
+            dest = base / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+            paths.append(dest)
+            if rel not in manifest.files:
+                manifest.files.append(rel)
+        write_zip(base, target, paths)
     return Path(target), manifest

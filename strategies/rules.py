@@ -43,8 +43,13 @@ class Rules:
     max_order_notional: float | None = MAX_ORDER_NOTIONAL
     stop_loss: float | None = None
     take_profit: float | None = None
+    # A held name is resized toward its target weight only when it is off by more than this (a fraction of
+    # equity): prices and fills drift every bar, and chasing that drift would trade every holding every day.
+    rebalance_band: float = 0.02
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.rebalance_band) and 0 <= self.rebalance_band < 1):
+            raise ValueError(f"rebalance_band must be a fraction in [0, 1), got {self.rebalance_band!r}")
         if self.max_positions is not None and (isinstance(self.max_positions, bool) or int(self.max_positions) != self.max_positions
                                                or self.max_positions < 1):
             raise ValueError(f"max_positions must be a whole number of at least 1 or none, got {self.max_positions!r}")
@@ -96,8 +101,10 @@ class Skipped:
 
 
 def weights_to_orders(weights: Mapping[str, float], positions: Mapping[str, Position], cash: float,
-                      prices: Mapping[str, float]) -> list[OrderIntent]:
+                      prices: Mapping[str, float], band: float = 0.0) -> list[OrderIntent]:
     """Whole-share orders that move the book to ``weights`` of equity at ``prices`` (held and left out: sold).
+
+    A held name whose weight is within ``band`` of its target is left as it is.
 
     >>> weights_to_orders({"AAA": 0.5}, {"BBB": Position(3, 9.0)}, 970.0, {"AAA": 10.0, "BBB": 10.0})
     [OrderIntent(symbol='BBB', side='sell', qty=3, price=10.0, reason='target_weight'), OrderIntent(symbol='AAA', side='buy', qty=50, price=10.0, reason='target_weight')]
@@ -113,6 +120,8 @@ def weights_to_orders(weights: Mapping[str, float], positions: Mapping[str, Posi
             continue  # unpriced: nothing can be sized (a held one is left alone)
         # The epsilon keeps a weight computed as qty * price / equity from rounding one share away.
         want = math.floor(weight * max(equity, 0.0) / price + 1e-9) if weight > 0 else 0
+        if have and want and equity > 0 and abs(have * price / equity - weight) <= band:
+            continue
         if want < have:
             sells.append(OrderIntent(symbol, "sell", have - want, price, "target_weight"))
         elif want > have:
@@ -129,7 +138,8 @@ def plan_orders(decision: Decision, positions: Mapping[str, Position], cash: flo
     order at the broker, which sit the cycle out in both directions.
     """
     intents = list(decision.orders) if decision.orders else (
-        weights_to_orders(decision.target_weights, positions, cash, prices) if decision.target_weights is not None
+        weights_to_orders(decision.target_weights, positions, cash, prices, rules.rebalance_band)
+        if decision.target_weights is not None
         else [])
     allowed = None if universe is None else set(universe)
     blocked = set(open_symbols)

@@ -5,22 +5,24 @@ import pytest
 
 from backtests.backtest import BacktestConfig, run_backtest
 from marketdata import PriceData, load_sample
-from strategies import StrategyParams
+from strategies import Rules, StrategyParams
 
-PARAMS = StrategyParams(top_n=2, lookback=10, history=50, refit_every=3, stop_loss=0.03)
+PARAMS = StrategyParams(top_n=2, lookback=10, history=50, refit_every=3)
+RULES = Rules(stop_loss=0.03)  # brackets too must not peek
 SYMBOLS = ["AAPL", "AMD", "KO", "RRC"]
 
 
 def test_trades_up_to_T_are_identical_with_and_without_the_future():
     data = load_sample().select(SYMBOLS)
     cut = pd.Timestamp("2022-11-15")
-    full = run_backtest(data, PARAMS, BacktestConfig(start="2022-10-03", end="2022-12-28", benchmark="equal-weight"))
+    full = run_backtest(data, PARAMS, BacktestConfig(start="2022-10-03", end="2022-12-28", benchmark="equal-weight",
+                                                      rules=RULES))
     # the future is not just cut but replaced with wild prices: any peek would change the decisions
     closes = data.closes.copy()
     closes.loc[closes.index > cut] *= 5.0
     poisoned = PriceData.from_closes(closes, source="poisoned")
     cutrun = run_backtest(poisoned, PARAMS, BacktestConfig(start="2022-10-03", end="2022-12-28",
-                                                           benchmark="equal-weight"))
+                                                           benchmark="equal-weight", rules=RULES))
     key = ["decision_date", "symbol", "side", "qty"]
     before = full.trades[full.trades["date"] <= cut][key].reset_index(drop=True)
     assert len(before) >= 4
@@ -38,15 +40,18 @@ def test_no_trades_before_start():
 
 
 @pytest.mark.parametrize("stop", [0.01])
-def test_stop_loss_is_honoured(stop):
+def test_stop_loss_brackets_fill_at_the_first_close_beyond_the_stop_on_closes_only_data(stop):
     data = load_sample().select(SYMBOLS)
-    params = PARAMS.with_(stop_loss=stop, band=0.0)
-    result = run_backtest(data, params, BacktestConfig(start="2022-10-03", end="2022-12-28", benchmark="equal-weight"))
-    stops = result.trades[result.trades["reason"] == "stop_loss"]
+    params = PARAMS.with_(band=0.0)
+    result = run_backtest(data, params, BacktestConfig(start="2022-10-03", end="2022-12-28", benchmark="equal-weight",
+                                                       rules=Rules(stop_loss=stop)))
+    trades = result.trades
+    stops = trades[trades["reason"] == "stop_loss"]
     assert len(stops) > 0
     closes = data.closes
     for t in stops.itertuples():
-        buys = result.trades[(result.trades["symbol"] == t.symbol) & (result.trades["side"] == "buy")
-                             & (result.trades["date"] <= t.decision_date)]
-        entry = buys["price"].iloc[-1]
-        assert closes.at[t.decision_date, t.symbol] <= entry * (1 - stop) + 1e-9
+        buy = trades[(trades["symbol"] == t.symbol) & (trades["side"] == "buy") & (trades["date"] <= t.date)].iloc[-1]
+        level = round(closes.at[buy["decision_date"], t.symbol] * (1 - stop), 2)  # the bracket's stop price
+        held = closes.loc[buy["date"]:t.date, t.symbol]
+        assert t.price == pytest.approx(closes.at[t.date, t.symbol])  # closes only: it fills at that close
+        assert held.iloc[-1] <= level and (held.iloc[1:-1] > level).all()  # and the first close through it

@@ -1,0 +1,81 @@
+"""What strategy the function runs: the config a backtest wrote (or flags), packed into the function zip.
+
+``deploy build/up --config runs/<run>/config.toml`` deploys exactly what was backtested: the config goes into the
+zip as ``strategy_config.toml`` (the function's ``STRATEGY_CONFIG``), a user's strategy file goes beside it as
+``user_strategies/<file>.py``, and the schedule is derived from the config's cadence (``deploy.schedule``), so
+nothing else can make the deploy disagree with the backtest.
+
+Example:
+    >>> bundle = strategy_bundle(None, "ma-crossover", ["fast=5"], None)
+    >>> bundle.config.strategy, sorted(bundle.files)
+    ('ma-crossover', ['strategy_config.toml'])
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clitools import UserError
+from strategies.base import StrategyError
+from strategies.config import StrategyConfig
+from strategies.loader import parse_param_flags
+
+CONFIG_NAME = "strategy_config.toml"
+USER_PACKAGE = "user_strategies"
+RESEARCH_ONLY = frozenset({"backtrader", "matplotlib", "dask", "distributed", "jupyter", "IPython", "pytest", "moto",
+                           "backtests", "deploy", "notebooks", "tests", "benchmarks"})
+
+
+@dataclass(frozen=True)
+class StrategyBundle:
+    config: StrategyConfig  # as the function will read it (a user file renamed into user_strategies)
+    files: dict[str, bytes] = field(default_factory=dict)  # extra files for the function zip, by name in the zip
+    third_party: frozenset[str] = frozenset()  # imports of a user file that the layer must provide
+
+
+def strategy_bundle(config_path: Path | None, strategy: str | None, params: list[str] | None,
+                    name: str | None) -> StrategyBundle:
+    """Read ``--config`` (or the defaults), apply ``--strategy``/``--param``/``--name``, and pack it."""
+    try:
+        base = StrategyConfig.load(config_path) if config_path else StrategyConfig()
+        spec = strategy or base.strategy
+        values = dict(base.params) if spec == base.strategy else {}
+        values.update(parse_param_flags(params))
+        config = base.with_(strategy=spec, params=values, name=name or base.name, backtest={})
+        config.build()
+    except StrategyError as exc:
+        raise UserError(str(exc)) from None
+    files: dict[str, bytes] = {}
+    third_party: set[str] = set()
+    where, _, cls_name = config.strategy.rpartition(":")
+    if where.endswith(".py") or "/" in where:
+        source = Path(where)
+        text = source.read_text(encoding="utf-8")
+        third_party = _checked_imports(source, text)
+        module = f"{USER_PACKAGE}.{source.stem}"
+        files[f"{USER_PACKAGE}/__init__.py"] = b""
+        files[f"{USER_PACKAGE}/{source.stem}.py"] = text.encode("utf-8")
+        config = config.with_(strategy=f"{module}:{cls_name}")
+    files[CONFIG_NAME] = config.to_toml().encode("utf-8")
+    return StrategyBundle(config, files, frozenset(third_party))
+
+
+def _checked_imports(path: Path, text: str) -> set[str]:
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        raise UserError(f"{path} is not valid Python: {exc.msg} (line {exc.lineno})") from None
+    tops: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            tops.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            tops.add(node.module.split(".")[0])
+    bad = sorted(tops & RESEARCH_ONLY)
+    if bad:
+        raise UserError(f"{path} imports {', '.join(bad)}, which never ship to Lambda")
+    project = {"strategies", "marketdata", "brokers", "live", "clitools", "lambda_function"}
+    return {t for t in tops if t not in project and t not in sys.stdlib_module_names and t != "__future__"}

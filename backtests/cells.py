@@ -37,7 +37,8 @@ from marketdata.prices import PriceData, content_hash
 from strategies.params import StrategyParams
 
 # summary.json entries that describe the run rather than measure it; kept out of results.csv.
-_NOT_METRICS = {"start", "end", "bars", "symbols", "params", "config", "data", "benchmark", "wall_seconds"}
+_NOT_METRICS = {"start", "end", "bars", "symbols", "params", "config", "data", "benchmark", "wall_seconds",
+                "strategy", "rules", "skipped_orders"}
 
 
 @dataclass(frozen=True)

@@ -85,10 +85,10 @@ def open_provider(spec: str, *, cache_dir: str | Path | None = None, offline: bo
 
     >>> open_provider("sample").name
     'sample'
-    >>> open_provider("nope")
+    >>> open_provider("nope.csv")
     Traceback (most recent call last):
     ...
-    marketdata.errors.DataError: unknown price source 'nope': use sample, yfinance, csv:PATH or a path to a CSV file
+    marketdata.errors.DataError: no such file: nope.csv
     """
     text = (spec or "").strip()
     if text == "sample":
@@ -97,7 +97,6 @@ def open_provider(spec: str, *, cache_dir: str | Path | None = None, offline: bo
         from marketdata.yahoo import YahooProvider  # lazy: the sample path needs no yfinance
 
         return YahooProvider(cache_dir=cache_dir, offline=offline)
-    path = text[len("csv:"):] if text.startswith("csv:") else text
-    if text.startswith("csv:") or path.lower().endswith(".csv") or Path(path).is_file():
-        return CsvProvider(path)
-    raise DataError(f"unknown price source {spec!r}: use sample, yfinance, csv:PATH or a path to a CSV file")
+    if not text:
+        raise DataError("no price source given: use sample, yfinance, csv:PATH or a path to a CSV file")
+    return CsvProvider(text[len("csv:"):] if text.startswith("csv:") else text)

@@ -21,7 +21,8 @@ def run_dir(tmp_path_factory):
 
 
 def test_writes_all_outputs(run_dir):
-    assert sorted(p.name for p in run_dir.iterdir()) == ["equity.csv", "report.png", "summary.json", "trades.csv"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.toml", "equity.csv", "report.png", "skipped.csv",
+                                                         "summary.json", "trades.csv"]
     s = json.loads((run_dir / "summary.json").read_text())
     for key in ("start", "end", "symbols", "params", "total_return", "cagr", "sharpe", "sortino", "max_drawdown",
                 "volatility", "trades", "win_rate", "exposure", "benchmark", "data"):

@@ -74,14 +74,14 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert actions(first, "function") == ["created"]
     assert actions(first, "layer") == ["published"]
     assert actions(first, "secret") == ["created"]
-    assert actions(first, "schedule") == ["created"] * 3
+    assert actions(first, "schedule") == ["created"] * 2
 
     second = up(cfg.with_(memory_mb=2048), artifacts)
     assert actions(second, "layer") == ["unchanged"]
     assert actions(second, "bucket") == ["unchanged"]
     assert actions(second, "upload") == ["unchanged"]
     assert actions(second, "secret") == ["unchanged"]
-    assert actions(second, "schedule") == ["unchanged"] * 3
+    assert actions(second, "schedule") == ["unchanged"] * 2
     assert actions(second, "async") == ["unchanged"] and actions(second, "alarm") == ["unchanged"]
     function_step = next(s for s in second if s.resource == "function")
     assert function_step.action == "updated" and "MemorySize" in function_step.detail
@@ -111,10 +111,10 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert invoke_cfg["DestinationConfig"]["OnFailure"]["Destination"] == queue_arn
 
     schedules = c["scheduler"].list_schedules(GroupName="pt-main")["Schedules"]
-    assert len(schedules) == 3
+    assert len(schedules) == 2  # the default daily cadence: 15:45, and 12:45 for early-close days
     details = [c["scheduler"].get_schedule(Name=s["Name"], GroupName="pt-main") for s in schedules]
     assert sorted(d["ScheduleExpression"] for d in details) == [
-        "cron(0 16 ? * MON-FRI *)", "cron(0/15 10-15 ? * MON-FRI *)", "cron(30/15 9 ? * MON-FRI *)"]
+        "cron(45 12 ? * MON-FRI *)", "cron(45 15 ? * MON-FRI *)"]
     assert {d["ScheduleExpressionTimezone"] for d in details} == {"America/New_York"}
     assert {d["Target"]["Arn"] for d in details} == {conf["FunctionArn"]}
 
@@ -143,7 +143,7 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert state["function"]["FunctionName"] == "pt-main" and state["async"]["MaximumRetryAttempts"] == 0
     assert len(state["layers"]) == 2 and state["secret"]["secretsmanager"] == "pt-main/alpaca"
     text = render(state)
-    assert "cron(0 16 ? * MON-FRI *) America/New_York" in text and SECRET not in text
+    assert "cron(45 15 ? * MON-FRI *) America/New_York" in text and SECRET not in text
 
     gone = down(cfg)
     assert actions(gone, "function") == ["deleted"] and actions(gone, "bucket") == ["kept"]
@@ -236,12 +236,19 @@ def test_cli_up_status_down_one_line_errors(endpoint, artifacts):
     assert "function    deleted   pt-cli" in r.stdout and "bucket      deleted" in r.stdout
 
 
-def test_dry_run_prints_the_plan_without_aws():
+def test_dry_run_prints_the_plan_without_aws(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    config = tmp_path / "config.toml"
+    config.write_text('strategy = "ma-crossover"\ndecision_time = "11:30"\n[params]\nfast = 5\n')
     r = subprocess.run([sys.executable, "-m", "deploy", "up", "--dry-run", "--region", "eu-west-1", "--memory", "512",
-                        "--schedule", "cron(0/30 10-15 ? * MON-FRI *)", "--endpoint-url", "http://127.0.0.1:9"],
+                        "--config", str(config), "--endpoint-url", "http://127.0.0.1:9"],
                        cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "512 MB" in r.stdout and "cron(0/30 10-15 ? * MON-FRI *)" in r.stdout and "America/New_York" in r.stdout
+    # the schedule is the config's cadence, nothing typed twice: 11:30 New York time only (before any early close)
+    assert "512 MB" in r.stdout and "cron(30 11 ? * MON-FRI *); " not in r.stdout and "America/New_York" in r.stdout
+    assert "cron(30 11 ? * MON-FRI *)" in r.stdout and "cron(45 15" not in r.stdout and "STRATEGY_CONFIG" in r.stdout
+    clash = subprocess.run([sys.executable, "-m", "deploy", "up", "--dry-run", "--region", "eu-west-1",
+                            "--env", "STRATEGY_TOP_N=3"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert clash.returncode == 2 and "disagree" in clash.stderr
     assert "retries 0" in r.stdout

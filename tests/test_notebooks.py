@@ -61,5 +61,5 @@ def test_backtest_notebook_runs_and_draws(monkeypatch):
     assert _outputs(nb, "error") == []
     assert _images(nb) >= 4  # equity and drawdown, monthly returns, trades per symbol, one symbol up close
     text = _text(nb)
-    assert "ProphetTrend backtest 2022-10-03 to 2022-12-28" in text and "SP500" in text
+    assert "prophet-trend backtest 2022-10-03 to 2022-12-28" in text and "SP500" in text
     assert "4 symbols" in text

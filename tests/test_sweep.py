@@ -192,9 +192,9 @@ def test_grid_file_and_set_values_are_typed(tmp_path):
     from backtests.grid import expand, load_grid_file
 
     path = tmp_path / "grid.toml"
-    path.write_text('[grid]\nband = [0.0, 0.02]\nstop_loss = ["none", 0.05]\n[set]\ntop_n = 3\n')
+    path.write_text('[grid]\nband = [0.0, 0.02]\nmax_weight = ["none", 0.05]\n[set]\ntop_n = 3\n')
     grids, fixed = load_grid_file(path)
-    assert expand(grids)[1] == {"band": 0.0, "stop_loss": 0.05} and fixed == {"top_n": 3}
+    assert expand(grids)[1] == {"band": 0.0, "max_weight": 0.05} and fixed == {"top_n": 3}
     bad = tmp_path / "grid.yaml"
     bad.write_text("grid:\n  history: [60, sixty]\n")
     with pytest.raises(UserError, match="'sixty' for history is not a int"):

@@ -3,11 +3,15 @@
 Paper endpoint unless told otherwise. Orders are whole-share market orders, ``time_in_force=day``; a buy that
 carries a stop-loss and/or take-profit price goes as one bracket order (``order_class=bracket``, both exits) or
 ``oto`` (one exit), with exits good till cancelled so they keep protecting the position after the first day, as
-the backtest's bracket does. The ``client_order_id`` is passed through, so Alpaca itself refuses a second order
-with the same id (HTTP 422), which surfaces as :class:`~brokers.base.DuplicateOrderError`.
+the backtest's bracket does. The ``client_order_id`` (at most 48 characters, Alpaca's limit) is passed through,
+so Alpaca itself refuses a second order with the same id (HTTP 422), which surfaces as
+:class:`~brokers.base.DuplicateOrderError` -- except when that 422 answers alpaca-py's own resend of this very
+call's order (see :meth:`AlpacaBroker.submit`).
 
 Every failure (HTTP error, network, unexpected answer) becomes a :class:`~brokers.base.BrokerError` with a
-one-line message that never contains the secret key. Times come back timezone-aware in America/New_York.
+one-line message that never contains the secret key; Alpaca refusing one order (HTTP 403/422: not tradable,
+halted, insufficient buying power or quantity, ...) is the narrower :class:`~brokers.base.OrderRefused`, carrying
+Alpaca's own words, so a cycle can record it and go on. Times come back timezone-aware in America/New_York.
 
 Example:
     >>> broker = AlpacaBroker.from_env({"APCA_API_KEY_ID": "PKEXAMPLE", "APCA_API_SECRET_KEY": "s3cret"})
@@ -23,6 +27,7 @@ import datetime as dt
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -31,13 +36,15 @@ from zoneinfo import ZoneInfo
 import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
+from alpaca.common.enums import Sort
 from alpaca.trading.enums import OrderClass, OrderSide, QueryOrderStatus, TimeInForce
 from alpaca.trading.requests import (
     GetCalendarRequest, GetOrdersRequest, MarketOrderRequest, StopLossRequest, TakeProfitRequest,
 )
 
 from brokers.base import (
-    Account, BrokerError, BrokerOrder, BrokerPosition, Clock, DuplicateOrderError, OrderRequest, Session,
+    Account, BrokerError, BrokerOrder, BrokerPosition, Clock, DuplicateOrderError, OrderRefused, OrderRequest,
+    Session,
 )
 
 ET = ZoneInfo("America/New_York")
@@ -47,19 +54,42 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _LIVE_HOST = "api.alpaca.markets"
 _PAPER_HOST = "paper-api.alpaca.markets"
+MAX_CLIENT_ORDER_ID = 48  # Alpaca refuses longer ids with HTTP 422
+PAGE_SIZE = 500  # Alpaca's largest page of orders
+# a 403 about the keys or the whole account, not about one order: the cycle must stop, not skip a symbol
+_ACCOUNT_LEVEL = re.compile(r"forbidden|not authori[sz]ed|unauthori[sz]ed|account (is )?(blocked|restricted|"
+                            r"suspended|disabled|not (active|allowed|authori[sz]ed))|trading_blocked|account_blocked",
+                            re.IGNORECASE)
 
 
 class _TimeoutAdapter(requests.adapters.HTTPAdapter):
-    """alpaca-py sends requests without a timeout; a hung socket would otherwise hold a Lambda until it is killed."""
+    """alpaca-py sends requests without a timeout; a hung socket would otherwise hold a Lambda until it is killed.
+
+    It also notes, per thread, the status of every answer while :meth:`watch` is on, so ``submit`` can tell that
+    alpaca-py resent an order by itself (its ``RESTClient`` retries 429 and 504 without telling the caller).
+    """
 
     def __init__(self, timeout: float) -> None:
         super().__init__()
         self._timeout = timeout
+        self._local = threading.local()
+
+    def watch(self) -> list[tuple[str, str, int]]:
+        """Start noting answers in this thread; returns the list that fills up: (method, path, status)."""
+        self._local.seen = []
+        return self._local.seen
+
+    def unwatch(self) -> None:
+        self._local.seen = None
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
-        return super().send(request, **kwargs)
+        response = super().send(request, **kwargs)
+        seen = getattr(self._local, "seen", None)
+        if seen is not None:
+            seen.append((request.method or "", urlsplit(request.url or "").path, response.status_code))
+        return response
 
 
 def parse_flag(value: str, name: str) -> bool:
@@ -85,10 +115,11 @@ class AlpacaBroker:
         url: base URL override (alpaca-py's ``url_override``, without ``/v2``), e.g. a test stub.
         timeout: seconds per HTTP request before giving up.
         bracket_time_in_force: ``gtc`` (default: the exits outlive the day) or ``day``.
+        retry_wait: seconds alpaca-py waits before resending after HTTP 429/504 (its default, 3, when ``None``).
     """
 
     def __init__(self, key_id: str, secret_key: str, *, paper: bool = True, url: str | None = None,
-                 timeout: float = 10.0, bracket_time_in_force: str = "gtc") -> None:
+                 timeout: float = 10.0, bracket_time_in_force: str = "gtc", retry_wait: float | None = None) -> None:
         if not key_id or not secret_key:
             raise BrokerError("Alpaca needs both an API key id and a secret key")
         if bracket_time_in_force not in ("gtc", "day"):
@@ -101,11 +132,14 @@ class AlpacaBroker:
         self._client = TradingClient(api_key=key_id, secret_key=secret_key, paper=paper, url_override=self.url)
         base = self._client._base_url
         self._base_url = str(getattr(base, "value", base))  # BaseURL is a str Enum: str() gives its name
+        if retry_wait is not None:
+            self._client._retry_wait = retry_wait  # RESTClient's own setting; its constructor is not exposed
+        self._adapter: _TimeoutAdapter | None = None
         session = getattr(self._client, "_session", None)
         if isinstance(session, requests.Session):
-            adapter = _TimeoutAdapter(timeout)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
+            self._adapter = _TimeoutAdapter(timeout)
+            session.mount("https://", self._adapter)
+            session.mount("http://", self._adapter)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> "AlpacaBroker":
@@ -166,7 +200,8 @@ class AlpacaBroker:
         def get() -> dict[str, BrokerPosition]:
             return {p.symbol: BrokerPosition(
                 symbol=p.symbol, qty=_whole(p.qty), avg_entry_price=float(p.avg_entry_price),
-                market_value=None if p.market_value is None else float(p.market_value))
+                market_value=None if p.market_value is None else float(p.market_value),
+                qty_available=None if p.qty_available is None else _whole(p.qty_available))
                 for p in self._client.get_all_positions()}
         return self._call("positions", get)
 
@@ -177,11 +212,47 @@ class AlpacaBroker:
             return [_order(o) for o in self._client.get_orders(flt)]
         return self._call("open orders", get)
 
+    def orders_since(self, since: dt.datetime) -> list[BrokerOrder]:
+        """Every order submitted after ``since`` (exclusive), whatever its status, oldest first, bracket and OTO
+        exits nested as ``legs`` of their entry; all pages (Alpaca gives at most 500 orders per request)."""
+        if since.tzinfo is None:
+            raise BrokerError("orders_since needs a timezone-aware time")
+
+        def get() -> list[BrokerOrder]:
+            out: list[BrokerOrder] = []
+            seen: set[str] = set()
+            after = since
+            while True:
+                flt = GetOrdersRequest(status=QueryOrderStatus.ALL, after=after, limit=PAGE_SIZE,
+                                       direction=Sort.ASC, nested=True)
+                page = [_order(o) for o in self._client.get_orders(flt)]
+                fresh = [o for o in page if o.id not in seen]
+                out.extend(fresh)
+                seen.update(o.id for o in fresh)
+                if len(page) < PAGE_SIZE:
+                    return out
+                if not fresh or page[-1].submitted_at is None:
+                    # a full page at one instant: paging by time cannot go on without losing orders
+                    raise BrokerError(f"more than {PAGE_SIZE} orders share one submission time; cannot page on")
+                # Alpaca's times have nanoseconds, alpaca-py keeps microseconds: the boundary page may repeat
+                # an order, which ``seen`` drops, but never skips one
+                after = page[-1].submitted_at
+        return self._call("orders since", get)
+
     def submit(self, request: OrderRequest) -> BrokerOrder:
-        """Submit a market (or bracket/oto) order; :class:`DuplicateOrderError` if the id was used before.
+        """Submit a market (or bracket/oto) order; :class:`DuplicateOrderError` if the id was used before,
+        :class:`OrderRefused` if Alpaca refuses this order (HTTP 403/422, Alpaca's words as ``reason``).
 
         If the answer is lost (network error, HTTP 5xx) the order may still have been taken, so it is looked up
         by ``client_order_id`` once: found, it is returned; not found, the error is raised.
+
+        alpaca-py resends a POST answered with 429 or 504 by itself. When Alpaca had taken the first attempt,
+        the resend meets "client_order_id must be unique": the order is ours, placed by this very call. That
+        case is told apart from a genuinely reused id by what this call saw on the wire: the duplicate answer
+        counts as our own order only if an earlier attempt of this same submit was answered 429/5xx and the
+        order found by the id has this request's symbol, side and quantity. A duplicate answer to the first
+        attempt is always a :class:`DuplicateOrderError`. (The live cycle looks the id up before submitting
+        and holds a per-strategy lease, so nobody else sends that id meanwhile.)
         """
         what = f"submit {request.side} {request.qty} {request.symbol}"
         try:
@@ -193,25 +264,51 @@ class AlpacaBroker:
             raise BrokerError(f"alpaca {what} refused: qty must be a positive whole number of shares")
         if request.side not in ("buy", "sell"):
             raise BrokerError(f"alpaca {what} refused: side must be buy or sell")
-        if not request.client_order_id or len(request.client_order_id) > 128:
-            raise BrokerError(f"alpaca {what} refused: client_order_id must be 1 to 128 characters")
+        cid = request.client_order_id
+        if not cid or len(cid) > MAX_CLIENT_ORDER_ID:
+            raise OrderRefused(f"alpaca {what} refused: client_order_id must be 1 to {MAX_CLIENT_ORDER_ID} "
+                               f"characters, got {len(cid or '')}")
         order = self._market_order(request, qty)
+        attempts = self._adapter.watch() if self._adapter else []
         try:
             placed = self._client.submit_order(order)
             return _order(placed)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a BrokerError below
-            error = self._translate(what, exc)
+            error = self._translate(what, exc, order_level=True)
+            if isinstance(error, DuplicateOrderError) and _resent_after_failure(attempts):
+                found = self._lookup_quietly(cid)
+                if found is not None and (found.symbol, found.side, found.qty) == (request.symbol, request.side, qty):
+                    return found
             if _answer_lost(exc):
-                try:
-                    found = self.order_by_client_id(request.client_order_id)
-                except BrokerError:
-                    found = None
+                found = self._lookup_quietly(cid)
                 if found is not None:
                     return found
             raise error from None
+        finally:
+            if self._adapter:
+                self._adapter.unwatch()
 
     def cancel(self, order_id: str) -> None:
-        self._call(f"cancel {order_id}", lambda: self._client.cancel_order_by_id(order_id))
+        """Ask Alpaca to cancel; the order may stay ``pending_cancel`` (still open) for a while afterwards.
+
+        Cancelling an order already ``pending_cancel`` or ``canceled`` is done, not an error (one exit of a
+        bracket cancels its sibling, so a second cancel finds it going already)."""
+        try:
+            self._call(f"cancel {order_id}", lambda: self._client.cancel_order_by_id(order_id))
+        except BrokerError:
+            try:
+                status = self._client.get_order_by_id(order_id).status.value
+            except Exception:  # noqa: BLE001 - the cancel's own error is the one to report
+                status = None
+            if status in ("pending_cancel", "canceled"):
+                return
+            raise
+
+    def _lookup_quietly(self, client_order_id: str) -> BrokerOrder | None:
+        try:
+            return self.order_by_client_id(client_order_id)
+        except BrokerError:
+            return None
 
     def order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
         def get() -> BrokerOrder | None:
@@ -244,7 +341,8 @@ class AlpacaBroker:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a BrokerError
             raise self._translate(what, exc) from None
 
-    def _translate(self, what: str, exc: Exception) -> BrokerError:
+    def _translate(self, what: str, exc: Exception, *, order_level: bool = False) -> BrokerError:
+        """The one-line error for ``exc``; with ``order_level`` a 403/422 about this order is :class:`OrderRefused`."""
         if isinstance(exc, BrokerError):
             return exc
         if isinstance(exc, APIError):
@@ -252,7 +350,12 @@ class AlpacaBroker:
             detail = _api_detail(exc)
             if status == 422 and "client_order_id" in detail.lower() and "unique" in detail.lower():
                 return DuplicateOrderError(self._clean(f"alpaca {what}: client_order_id already used ({detail})"))
-            return BrokerError(self._clean(f"alpaca {what} failed: HTTP {status}: {detail}"))
+            message = self._clean(f"alpaca {what} failed: HTTP {status}: {detail}")
+            if order_level and (status == 422 or (status == 403 and not _ACCOUNT_LEVEL.search(detail))):
+                err = OrderRefused(self._clean(detail), status)
+                err.args = (message,)  # str(err) keeps the context; err.reason is Alpaca's own words
+                return err
+            return BrokerError(message)
         if isinstance(exc, requests.RequestException):
             host = urlsplit(self._base_url).netloc
             return BrokerError(self._clean(f"alpaca {what} failed: {type(exc).__name__} talking to {host}"))
@@ -271,6 +374,12 @@ def tick(price: float) -> float:
     (101.23, 0.1235)
     """
     return round(float(price), 2 if price >= 1 else 4)
+
+
+def _resent_after_failure(attempts: list[tuple[str, str, int]]) -> bool:
+    """Whether alpaca-py resent this submit: an earlier POST of it was answered 429 or 5xx."""
+    posts = [status for method, path, status in attempts if method == "POST" and path.endswith("/orders")]
+    return len(posts) >= 2 and any(s == 429 or s >= 500 for s in posts[:-1])
 
 
 def _answer_lost(exc: Exception) -> bool:
@@ -310,6 +419,7 @@ def _whole(x: Any) -> int:
 
 
 def _order(o: Any) -> BrokerOrder:
+    """alpaca-py's ``Order`` as a :class:`BrokerOrder`, nested exit legs included."""
     kind = o.type or o.order_type
     filled = _whole(o.filled_qty)
     return BrokerOrder(
@@ -319,4 +429,5 @@ def _order(o: Any) -> BrokerOrder:
         # Alpaca may say 0 before anything filled
         filled_avg_price=float(o.filled_avg_price) if o.filled_avg_price not in (None, "") and filled else None,
         order_type=kind.value if kind is not None else "market",
+        legs=tuple(_order(leg) for leg in (o.legs or ())),
     )

@@ -131,11 +131,17 @@ class Broker(Protocol):
     def open_orders(self) -> list[BrokerOrder]: ...
 
     def submit(self, request: OrderRequest) -> BrokerOrder:
-        """Submit; raises :class:`DuplicateOrderError` when ``client_order_id`` was used before."""
+        """Submit; raises :class:`DuplicateOrderError` when ``client_order_id`` was used before, and
+        :class:`OrderRefused` when the broker refuses this one order."""
         ...
 
     def cancel(self, order_id: str) -> None: ...
 
     def order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
         """The order with this client order id, whatever its status, or ``None``."""
+        ...
+
+    def orders_since(self, since: dt.datetime) -> list[BrokerOrder]:
+        """Every order submitted after ``since`` (timezone-aware, exclusive), whatever its status, oldest first;
+        the exit legs of a bracket or OTO entry come nested in its ``legs``, not as orders of their own."""
         ...

@@ -8,6 +8,11 @@ does. The clock is the NYSE calendar at ``now`` (a fixed, replayed moment, or th
 Orders submitted while the market is closed are accepted and stay open; they fill at the first moment the broker
 is asked anything while the market is open (as a queued market order fills at the open).
 
+Like Alpaca it refuses an order it cannot take with :class:`~brokers.base.OrderRefused` and keeps no record of
+it: a symbol it has no price for, a buy beyond the buying power (cash minus what open buys reserve at the
+moment's price; a sale's proceeds count once it fills), a sell beyond the shares available (held minus those
+held for open sells, ``qty_available``), a ``client_order_id`` over 48 characters.
+
 Example:
     >>> import datetime as dt, tempfile, os
     >>> from marketdata.provider import SampleProvider
@@ -20,6 +25,10 @@ Example:
     ('filled', 10, 10)
     >>> round(broker.account().cash, 2) == round(10_000.0 - 10 * order.filled_avg_price, 2)
     True
+    >>> broker.submit(OrderRequest("KO", "sell", 11, client_order_id="doc-ko-sell"))
+    Traceback (most recent call last):
+    ...
+    brokers.base.OrderRefused: insufficient qty available for order (requested: 11, available: 10)
 """
 
 from __future__ import annotations
@@ -32,11 +41,13 @@ from pathlib import Path
 from typing import Iterator
 
 from brokers.base import (
-    Account, BrokerError, BrokerOrder, BrokerPosition, Clock, DuplicateOrderError, OPEN_STATUSES, OrderRequest,
-    Session,
+    Account, BrokerError, BrokerOrder, BrokerPosition, Clock, DuplicateOrderError, OPEN_STATUSES, OrderRefused,
+    OrderRequest, Session,
 )
 from brokers.calendar import NEW_YORK, MarketCalendar, as_aware
 from marketdata.errors import DataError
+
+MAX_CLIENT_ORDER_ID = 48  # as Alpaca
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS account (id INTEGER PRIMARY KEY CHECK (id = 1), cash REAL NOT NULL,
@@ -147,13 +158,25 @@ class PaperBroker:
                 value += row["qty"] * self.price(row["symbol"])
             except BrokerError:
                 value += row["qty"] * row["avg_price"]
-        return Account(cash=cash, buying_power=cash, equity=cash + value)
+        with self._read() as db:
+            reserved = self._reserved_for_buys(db)
+        return Account(cash=cash, buying_power=max(0.0, cash - reserved), equity=cash + value)
 
     def positions(self) -> dict[str, BrokerPosition]:
         self._settle()
         with self._read() as db:
             rows = db.execute("SELECT symbol, qty, avg_price FROM positions WHERE qty > 0 ORDER BY symbol").fetchall()
-        return {r["symbol"]: BrokerPosition(r["symbol"], int(r["qty"]), float(r["avg_price"])) for r in rows}
+            held = {r["symbol"]: self._held_for_sells(db, r["symbol"]) for r in rows}
+        return {r["symbol"]: BrokerPosition(r["symbol"], int(r["qty"]), float(r["avg_price"]),
+                                            qty_available=int(r["qty"]) - held[r["symbol"]]) for r in rows}
+
+    def orders_since(self, since: dt.datetime) -> list[BrokerOrder]:
+        """Every order submitted after ``since`` (exclusive), whatever its status, oldest first (no legs: the
+        paper broker keeps a bracket's prices on its entry)."""
+        if since.tzinfo is None:
+            raise BrokerError("orders_since needs a timezone-aware time")
+        self._settle()
+        return [o for o in self.orders() if o.submitted_at is not None and o.submitted_at > since]
 
     def open_orders(self) -> list[BrokerOrder]:
         self._settle()
@@ -174,27 +197,46 @@ class PaperBroker:
         return [_order(r) for r in rows]
 
     def submit(self, request: OrderRequest) -> BrokerOrder:
+        """Submit a market order; :class:`DuplicateOrderError` for a used id, :class:`OrderRefused` for an order
+        the broker cannot take (nothing is recorded then, as at Alpaca)."""
         if request.side not in ("buy", "sell"):
             raise BrokerError(f"side must be buy or sell, got {request.side!r}")
         if int(request.qty) != request.qty or request.qty < 1:
             raise BrokerError(f"qty must be a whole number of shares >= 1, got {request.qty}")
-        if not request.client_order_id or len(request.client_order_id) > 128:
-            raise BrokerError("client_order_id must be 1 to 128 characters")
+        if not request.client_order_id or len(request.client_order_id) > MAX_CLIENT_ORDER_ID:
+            raise OrderRefused(f"client_order_id must be 1 to {MAX_CLIENT_ORDER_ID} characters")
+        self._settle()
         now = self.now()
         is_open = self.market.clock(now).is_open
-        price = self.price(request.symbol) if is_open else None
+        try:
+            price = self.price(request.symbol)  # also while closed: an unknown symbol is refused at once
+        except BrokerError as exc:
+            raise OrderRefused(str(exc)) from None
+        qty = int(request.qty)
         with self._write() as db:
             taken = db.execute("SELECT 1 FROM orders WHERE client_order_id = ?", (request.client_order_id,))
             if taken.fetchone():
                 raise DuplicateOrderError(f"client_order_id {request.client_order_id} was used before")
+            if request.side == "buy":
+                cash = float(db.execute("SELECT cash FROM account").fetchone()["cash"])
+                power = cash - self._reserved_for_buys(db)
+                if qty * price * (1 + self.commission) > power + 1e-9:
+                    raise OrderRefused(f"insufficient buying power: {qty * price * (1 + self.commission):.2f} "
+                                       f"needed, {max(power, 0.0):.2f} available")
+            else:
+                row = db.execute("SELECT qty FROM positions WHERE symbol = ?", (request.symbol,)).fetchone()
+                available = (int(row["qty"]) if row else 0) - self._held_for_sells(db, request.symbol)
+                if qty > available:
+                    raise OrderRefused(f"insufficient qty available for order (requested: {qty}, "
+                                       f"available: {available})")
             order_id = str(uuid.uuid4())
             db.execute(
                 "INSERT INTO orders (id, client_order_id, symbol, side, qty, status, submitted_at, stop_loss_price,"
                 " take_profit_price) VALUES (?, ?, ?, ?, ?, 'accepted', ?, ?, ?)",
-                (order_id, request.client_order_id, request.symbol, request.side, int(request.qty),
+                (order_id, request.client_order_id, request.symbol, request.side, qty,
                  now.astimezone(dt.timezone.utc).isoformat(), request.stop_loss_price, request.take_profit_price),
             )
-            if price is not None:
+            if is_open:
                 self._fill(db, order_id, price, now)
             row = db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
         return _order(row)
@@ -255,6 +297,25 @@ class PaperBroker:
                 " parent_id, leg_price) VALUES (?, ?, ?, 'sell', ?, 'new', ?, ?, ?, ?)",
                 (str(uuid.uuid4()), str(uuid.uuid4()), parent["symbol"], int(parent["qty"]),
                  now.astimezone(dt.timezone.utc).isoformat(), kind, parent["id"], float(price)))
+
+    def _reserved_for_buys(self, db: sqlite3.Connection) -> float:
+        """What open buys hold of the cash: their quantity at the moment's price (Alpaca reserves market buys)."""
+        total = 0.0
+        rows = db.execute(f"SELECT symbol, qty - filled_qty AS left FROM orders WHERE side = 'buy' AND status IN "
+                          f"({_placeholders(OPEN_STATUSES)})", tuple(OPEN_STATUSES)).fetchall()
+        for row in rows:
+            try:
+                total += row["left"] * self.price(row["symbol"]) * (1 + self.commission)
+            except BrokerError:
+                pass  # unpriced now: it cannot fill either
+        return total
+
+    @staticmethod
+    def _held_for_sells(db: sqlite3.Connection, symbol: str) -> int:
+        row = db.execute(f"SELECT COALESCE(SUM(qty - filled_qty), 0) AS held FROM orders WHERE symbol = ? AND "
+                         f"side = 'sell' AND status IN ({_placeholders(OPEN_STATUSES)})",
+                         (symbol, *OPEN_STATUSES)).fetchone()
+        return int(row["held"])
 
     @staticmethod
     def _reject(db: sqlite3.Connection, order_id: str, note: str) -> None:

@@ -2,11 +2,33 @@
 
 It speaks the JSON shapes alpaca-py's models parse (``alpaca/trading/models.py``) for exactly the endpoints the
 brokers use: ``GET /v2/account``, ``/v2/clock``, ``/v2/calendar``, ``/v2/positions``, ``GET|POST /v2/orders``,
-``GET /v2/orders:by_client_order_id``, ``GET|DELETE /v2/orders/{id}``. Like Alpaca it checks the
-``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` headers (401 otherwise), refuses a reused ``client_order_id`` with
-422 ``{"code": 40010001, "message": "client_order_id must be unique"}``, answers 404 for unknown orders and 422
-for cancelling a closed one. The market clock and calendar come from the real NYSE calendar
-(exchange_calendars), so holidays and early closes are right.
+``GET /v2/orders:by_client_order_id``, ``GET|DELETE /v2/orders/{id}``. The market clock and calendar come from
+the real NYSE calendar (exchange_calendars), so holidays and early closes are right.
+
+It is as strict as Alpaca where money is concerned (messages and codes as Alpaca sends them):
+
+- headers ``APCA-API-KEY-ID`` / ``APCA-API-SECRET-KEY`` are checked (401 otherwise);
+- a reused ``client_order_id`` gets 422 ``{"code": 40010001, "message": "client_order_id must be unique"}``, one
+  over 48 characters 422 ``client_order_id must be no more than 48 characters``;
+- **reserved shares**: a position's ``qty_available`` is its ``qty`` minus the shares held for open sell orders
+  (a simple sell's unfilled quantity; a bracket or OTO entry's exit legs once the entry filled, counted once per
+  entry, as take-profit and stop-loss hold the same shares); a sell beyond it gets 403 ``insufficient qty
+  available for order (requested: X, available: Y)`` with Alpaca's ``held_for_orders``/``existing_qty`` fields;
+- **buying power** is cash minus what open buys reserve (unfilled quantity times the current price, as Alpaca
+  reserves a market buy), and a sale's proceeds count only once the sell fills; a buy beyond it gets 403
+  ``insufficient buying power``;
+- **cancels are not instant**: ``DELETE /v2/orders/{id}`` answers 204 and the order (with its bracket family)
+  goes ``pending_cancel``; it stays open, still reserving shares and buying power, until ``cancel_delay`` more
+  requests have been answered (default 1: the very next request still sees it), the clock is moved
+  (:meth:`StubState.set_now`) or a test calls :meth:`StubState.settle_cancels`. Cancelling it again gets 422
+  ``order pending cancel``; cancelling a closed order 422 ``order is already in "filled" state``;
+- per-symbol refusals: ``unknown`` symbols get 422 ``asset "X" not found``, ``untradable`` ones 422 ``asset X is
+  not tradable``, ``halted`` ones 403 ``trading is halted for X``;
+- 404 for unknown orders.
+
+A lost answer is a :class:`Fault`: ``fail("POST", "/v2/orders", status=504, commit=True)`` takes the order and
+answers 504, which alpaca-py resends by itself (it retries 429 and 504); the resend then meets
+``client_order_id must be unique``, as on Alpaca.
 
 Everything lives in memory in :class:`StubState`; a test sets the clock, seeds positions and prices, injects
 faults and reads what was received::
@@ -17,6 +39,7 @@ faults and reads what was received::
         stub.state.prices["AAPL"] = 150.0
         stub.state.fill_market_orders = True          # market orders fill at once while the market is open
         stub.state.fail("POST", "/v2/orders", status=None, after=1, commit=True)   # 2nd submit: order kept, answer lost
+        stub.state.halted.add("MSFT")                 # 403 for orders in MSFT
         ...
         stub.state.submitted()                        # JSON bodies of the POST /v2/orders received
 
@@ -26,6 +49,14 @@ Example:
     ...     r = requests.get(stub.url + "/v2/clock", headers=stub.headers(), timeout=5)
     ...     r.status_code, r.json()["is_open"]
     (200, True)
+    >>> with alpaca_stub() as stub:
+    ...     stub.state.set_position("AAPL", 10, 150.0)
+    ...     order = {"symbol": "AAPL", "qty": "6", "side": "sell", "type": "market", "time_in_force": "day"}
+    ...     first = requests.post(stub.url + "/v2/orders", json=order, headers=stub.headers(), timeout=5)
+    ...     again = requests.post(stub.url + "/v2/orders", json=order, headers=stub.headers(), timeout=5)
+    ...     pos = requests.get(stub.url + "/v2/positions", headers=stub.headers(), timeout=5).json()[0]
+    ...     first.status_code, again.status_code, again.json()["message"], pos["qty_available"]
+    (200, 403, 'insufficient qty available for order (requested: 6, available: 4)', '4')
 """
 
 from __future__ import annotations
@@ -51,6 +82,7 @@ UTC = dt.timezone.utc
 OPEN = frozenset({"new", "partially_filled", "accepted", "pending_new", "held", "pending_cancel", "pending_replace",
                   "accepted_for_bidding", "calculated", "done_for_day"})
 _TIME_IN_FORCE = {"day", "gtc", "opg", "cls", "ioc", "fok"}
+MAX_CLIENT_ORDER_ID = 48  # Alpaca refuses longer client_order_ids with 422
 
 
 @lru_cache(maxsize=1)
@@ -131,7 +163,15 @@ class StubState:
     fill_market_orders: bool = False
     received: list[Received] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    # answered requests after a cancel before pending_cancel becomes canceled (None: only on a clock move)
+    cancel_delay: int | None = 1
+    unknown: set[str] = field(default_factory=set)  # 422 asset not found
+    untradable: set[str] = field(default_factory=set)  # 422 asset not tradable
+    halted: set[str] = field(default_factory=set)  # 403 trading halted
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _answered: int = 0
+    _pending_cancels: list[tuple[int, dict]] = field(default_factory=list)  # (due after answer n, order)
+    _last_stamp: dt.datetime | None = None
 
     # ---- set-up helpers -------------------------------------------------------------------------------
     def set_now(self, now: dt.datetime | str) -> None:
@@ -141,6 +181,30 @@ class StubState:
             raise ValueError("the stub clock needs a timezone-aware time")
         with self.lock:
             self.now = t.astimezone(ET)
+            self.settle_cancels()  # time moved on: the broker has long since confirmed them
+
+    def settle_cancels(self) -> list[dict]:
+        """Confirm every ``pending_cancel``: those orders become ``canceled``; returns them."""
+        with self.lock:
+            done = [o for _, o in self._pending_cancels]
+            self._pending_cancels.clear()
+            for o in done:
+                self._confirm_cancel(o)
+            return done
+
+    def _confirm_cancel(self, o: dict) -> None:
+        if o["status"] == "pending_cancel":
+            stamp = self._stamp()
+            o.update(status="canceled", canceled_at=stamp, updated_at=stamp)
+
+    def answered(self) -> None:
+        """One more request answered: confirm the cancels that are due."""
+        with self.lock:
+            self._answered += 1
+            due = [(n, o) for n, o in self._pending_cancels if n <= self._answered]
+            for item in due:
+                self._pending_cancels.remove(item)
+                self._confirm_cancel(item[1])
 
     def set_position(self, symbol: str, qty: int, avg_entry_price: float, price: float | None = None) -> None:
         with self.lock:
@@ -183,6 +247,43 @@ class StubState:
         s = self.session(self.now.date())
         return s is not None and s[0] <= self.now < s[1]
 
+    def qty_available(self, symbol: str) -> int:
+        """The position's shares not held for open sell orders (Alpaca's ``qty_available``)."""
+        with self.lock:
+            held = self.positions.get(symbol, {}).get("qty", 0)
+            return held - self.held_for_orders(symbol)
+
+    def held_for_orders(self, symbol: str) -> int:
+        """Shares reserved by open sells: a simple sell's unfilled quantity, a live exit family's once."""
+        with self.lock:
+            held = 0
+            families: dict[str, int] = {}
+            for o in self.orders:
+                if o["symbol"] != symbol or o["side"] != "sell" or o["status"] not in OPEN:
+                    continue
+                left = int(float(o["qty"])) - int(float(o["filled_qty"]))
+                parent = o.get("_parent_id")
+                if parent is None:
+                    held += left
+                elif self.order(parent)["status"] == "filled":  # exits hold shares only once the entry is in
+                    families[parent] = max(families.get(parent, 0), left)
+            return held + sum(families.values())
+
+    def reserved_for_buys(self) -> float:
+        """Buying power held by open buys: unfilled quantity times the current price (a market buy's reserve)."""
+        with self.lock:
+            total = 0.0
+            for o in self.orders:
+                if o["side"] == "buy" and o["status"] in OPEN and o.get("_parent_id") is None:
+                    left = float(o["qty"]) - float(o["filled_qty"])
+                    total += left * self.prices.get(o["symbol"], 0.0)
+            return total
+
+    def buying_power(self) -> float:
+        """Cash minus what open buys reserve; unfilled sells add nothing until they fill (a cash account)."""
+        with self.lock:
+            return max(0.0, self.cash - self.reserved_for_buys())
+
     def fill(self, key: str, price: float | None = None) -> dict:
         """Fill an open order at ``price`` (default ``prices[symbol]``), moving cash and positions."""
         with self.lock:
@@ -211,10 +312,23 @@ class StubState:
         else:
             self.positions[sym] = pos
         self.prices.setdefault(sym, px)
-        stamp = _utc_stamp(self.now)
+        stamp = self._stamp()
         o.update(status="filled", filled_qty=o["qty"], filled_avg_price=_num(px), filled_at=stamp, updated_at=stamp)
         for leg in self._legs(o):  # the exits go live once the entry is in: the limit works, the stop waits
             leg["status"] = "new" if leg["type"] == "limit" else "held"
+        if o.get("_parent_id"):  # one exit filled: its sibling is cancelled (one-cancels-other)
+            for sibling in self._legs(self.order(o["_parent_id"])):
+                if sibling is not o and sibling["status"] in OPEN:
+                    sibling.update(status="canceled", canceled_at=stamp, updated_at=stamp)
+
+    def _stamp(self) -> str:
+        """The broker's time of an event: the clock, never twice the same instant (Alpaca's are nanoseconds
+        apart), so ``after``/``until`` paging sees a strict order."""
+        t = self.now
+        if self._last_stamp is not None and t <= self._last_stamp:
+            t = self._last_stamp + dt.timedelta(microseconds=1)
+        self._last_stamp = t
+        return _utc_stamp(t)
 
     def _legs(self, o: dict) -> list[dict]:
         return [self.order(i) for i in o.get("_leg_ids", [])]
@@ -230,24 +344,25 @@ class StubState:
             "market_value": _num(value), "cost_basis": _num(cost), "unrealized_pl": _num(value - cost),
             "unrealized_plpc": _num((value - cost) / cost if cost else 0.0), "unrealized_intraday_pl": "0",
             "unrealized_intraday_plpc": "0", "current_price": _num(px), "lastday_price": _num(px),
-            "change_today": "0", "qty_available": str(qty),
+            "change_today": "0", "qty_available": str(qty - self.held_for_orders(sym)),
         }
 
     def account_json(self) -> dict:
         long_value = sum(p["qty"] * self.prices.get(s, p["avg_entry_price"]) for s, p in self.positions.items())
         equity = self.cash + long_value
+        bp = self.buying_power()
         return {
             "id": "a3c6a5e6-5d6b-4f4c-9d6f-1f0c3d1e2b7a", "account_number": "PA3STUB00001", "status": "ACTIVE",
-            "crypto_status": "ACTIVE", "currency": "USD", "buying_power": _num(self.cash),
-            "regt_buying_power": _num(self.cash), "daytrading_buying_power": "0",
-            "non_marginable_buying_power": _num(self.cash), "cash": _num(self.cash), "accrued_fees": "0",
+            "crypto_status": "ACTIVE", "currency": "USD", "buying_power": _num(bp),
+            "regt_buying_power": _num(bp), "daytrading_buying_power": "0",
+            "non_marginable_buying_power": _num(bp), "cash": _num(self.cash), "accrued_fees": "0",
             "pending_transfer_in": "0", "portfolio_value": _num(equity), "pattern_day_trader": False,
             "trading_blocked": False, "transfers_blocked": False, "account_blocked": False,
             "created_at": "2021-01-04T14:30:00.000000Z", "trade_suspended_by_user": False, "multiplier": "1",
             "shorting_enabled": False, "equity": _num(equity), "last_equity": _num(equity),
             "long_market_value": _num(long_value), "short_market_value": "0", "initial_margin": "0",
             "maintenance_margin": "0", "last_maintenance_margin": "0", "sma": "0", "daytrade_count": 0,
-            "options_buying_power": _num(self.cash), "options_approved_level": 0, "options_trading_level": 0,
+            "options_buying_power": _num(bp), "options_approved_level": 0, "options_trading_level": 0,
         }
 
     def clock_json(self) -> dict:
@@ -271,7 +386,7 @@ class StubState:
                 for d, (o, c) in sorted(_nyse_sessions().items()) if lo <= d <= hi]
 
     def _new_order(self, body: dict, *, order_class: str, **over: Any) -> dict:
-        stamp = _utc_stamp(self.now)
+        stamp = self._stamp()
         o = {
             "id": str(uuid.uuid4()), "client_order_id": body.get("client_order_id") or str(uuid.uuid4()),
             "created_at": stamp, "updated_at": stamp, "submitted_at": stamp, "filled_at": None, "expired_at": None,
@@ -310,10 +425,17 @@ class StubState:
         if body["time_in_force"] not in _TIME_IN_FORCE:
             return bad("invalid time_in_force")
         cid = body.get("client_order_id")
-        if cid is not None and len(cid) > 128:
-            return bad("client_order_id must be no more than 128 characters")
+        if cid is not None and len(cid) > MAX_CLIENT_ORDER_ID:
+            return bad(f"client_order_id must be no more than {MAX_CLIENT_ORDER_ID} characters")
         if cid is not None and self.by_client_id(cid) is not None:
             return bad("client_order_id must be unique")
+        sym = body["symbol"]
+        if sym in self.unknown:
+            return bad(f'asset "{sym}" not found')
+        if sym in self.untradable:
+            return 422, {"code": 42210000, "message": f"asset {sym} is not tradable"}
+        if sym in self.halted:
+            return 403, {"code": 40310000, "message": f"trading is halted for {sym}"}
         order_class = body.get("order_class") or "simple"
         tp, sl = body.get("take_profit"), body.get("stop_loss")
         if order_class == "bracket" and not (tp and sl):
@@ -326,16 +448,23 @@ class StubState:
             return bad("take_profit and stop_loss need order_class bracket or oto")
         if order_class not in ("simple", "bracket", "oto"):
             return bad(f"invalid order_class {order_class}")
-        sym, px = body["symbol"], self.prices.get(body["symbol"])
+        px = self.prices.get(sym)
         if tp and sl and float(tp["limit_price"]) <= float(sl["stop_price"]):
             return bad("take_profit.limit_price must be > stop_loss.stop_price")
-        if body["side"] == "buy" and px is not None and qty * px > self.cash:
-            return 403, {"code": 40310000, "message": "insufficient buying power"}
+        if body["side"] == "buy" and px is not None and qty * px > self.buying_power() + 1e-9:
+            return 403, {"code": 40310000, "message": "insufficient buying power",
+                         "buying_power": _num(round(self.buying_power(), 2)), "cost_basis": _num(round(qty * px, 2))}
         if body["side"] == "sell":
-            held = self.positions.get(sym, {}).get("qty", 0)
-            if qty > held:  # the stub account cannot short
-                return 403, {"code": 40310000,
-                             "message": f"insufficient qty available for order (requested: {_num(qty)}, available: {held})"}
+            existing = self.positions.get(sym, {}).get("qty", 0)
+            reserved = self.held_for_orders(sym)
+            available = existing - reserved
+            if qty > available:  # the stub account cannot short
+                related = [o["id"] for o in self.orders if o["symbol"] == sym and o["side"] == "sell"
+                           and o["status"] in OPEN]
+                return 403, {"available": str(available), "code": 40310000, "existing_qty": str(existing),
+                             "held_for_orders": str(reserved), "related_orders": related, "symbol": sym,
+                             "message": f"insufficient qty available for order (requested: {_num(qty)}, "
+                                        f"available: {available})"}
 
         parent = self._new_order(body, order_class="" if order_class == "simple" else order_class)
         legs = []
@@ -348,6 +477,8 @@ class StubState:
             legs.append(self._new_order(leg_body, order_class=order_class, type="stop", order_type="stop",
                                         stop_price=_num(float(sl["stop_price"])), status="held"))
         parent["_leg_ids"] = [leg["id"] for leg in legs]
+        for leg in legs:
+            leg["_parent_id"] = parent["id"]
         self.orders.append(parent)
         self.orders.extend(legs)
         if self.fill_market_orders and px is not None and self.is_open():
@@ -389,17 +520,23 @@ class StubState:
         o = next((o for o in self.orders if o["id"] == order_id), None)
         if o is None:
             return 404, {"code": 40410000, "message": "order not found"}
+        if o["status"] == "pending_cancel":
+            return 422, {"code": 42210000, "message": "order pending cancel"}
         if o["status"] not in OPEN:
-            return 422, {"code": 42210000, "message": f"order is not cancelable (status: {o['status']})"}
-        stamp = _utc_stamp(self.now)
+            return 422, {"code": 42210000, "message": f'order is already in "{o["status"]}" state'}
+        stamp = self._stamp()
         # cancelling an entry cancels its exits; cancelling one exit cancels its sibling (one-cancels-other)
         family = [o] + self._legs(o)
-        for parent in self.orders:
-            if order_id in parent.get("_leg_ids", []):
-                family = self._legs(parent)
+        if o.get("_parent_id"):
+            family = self._legs(self.order(o["_parent_id"]))
+        due = None if self.cancel_delay is None else self._answered + 1 + self.cancel_delay
         for x in family:
             if x["status"] in OPEN:
-                x.update(status="canceled", canceled_at=stamp, updated_at=stamp)
+                x.update(status="pending_cancel", updated_at=stamp)
+                if due is not None:
+                    self._pending_cancels.append((due, x))
+                else:
+                    self._pending_cancels.append((1 << 62, x))  # only a clock move or settle_cancels()
         return 204, None
 
 
@@ -467,10 +604,12 @@ class _Handler(BaseHTTPRequestHandler):
                     self.connection.shutdown(2)
                 return
             else:
-                return self._send(fault.status, fault.body or {"code": 50010000, "message": "internal server error"})
+                self._send(fault.status, fault.body or {"code": 50010000, "message": "internal server error"})
+                return state.answered()
         with state.lock:
             status, payload = self._route(state, method, path, query, body)
         self._send(status, payload)
+        state.answered()
 
     def _route(self, state: StubState, method: str, path: str, q: dict, body: Any) -> tuple[int, Any]:
         not_found = (404, {"code": 40410000, "message": "order not found"})

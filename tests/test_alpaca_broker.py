@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 
 from brokers.alpaca import AlpacaBroker
-from brokers.base import BrokerError, BrokerOrder, DuplicateOrderError, OrderRequest
+import requests
+
+import brokers.alpaca
+from brokers.base import BrokerError, BrokerOrder, DuplicateOrderError, OrderRefused, OrderRequest
 from tests._alpaca_stub import AlpacaStub, alpaca_stub
 
 ET_NAME = "America/New_York"
@@ -120,6 +123,7 @@ def test_positions_are_whole_shares_by_symbol(target):
         assert positions["AAPL"].qty == 5
         assert positions["AAPL"].avg_entry_price == 100.0
         assert positions["AAPL"].market_value == 600.0
+        assert positions["AAPL"].qty_available == 5
 
 
 def test_market_order_goes_out_as_day_market_with_client_id(target):
@@ -187,6 +191,24 @@ def test_cancel_takes_an_order_off_the_book(target):
     after = target.broker.order_by_client_id(target.cid("cancel"))
     assert after.status in ("canceled", "pending_cancel")
     assert placed.id not in {o.id for o in target.broker.open_orders() if o.status != "pending_cancel"}
+
+
+def test_client_order_id_over_48_characters_is_refused_before_sending(target):
+    long_id = target.cid("x" * 48)[:49]
+    with pytest.raises(OrderRefused, match="1 to 48 characters"):
+        target.broker.submit(OrderRequest(target.symbol, "buy", 1, long_id))
+    assert target.broker.order_by_client_id(long_id) is None
+    if target.stub:
+        assert target.stub.state.submitted() == []
+
+
+def test_orders_since_lists_every_status_oldest_first(target):
+    since = target.broker.clock().now - dt.timedelta(minutes=5)
+    first = target.broker.submit(OrderRequest(target.symbol, "buy", 1, target.cid("since-1")))
+    second = target.broker.submit(OrderRequest(target.symbol, "buy", 1, target.cid("since-2")))
+    target.broker.cancel(first.id)
+    mine = [o for o in target.broker.orders_since(since) if o.client_order_id.startswith(target.prefix)]
+    assert [o.id for o in mine] == [first.id, second.id]
 
 
 def test_wrong_secret_is_a_broker_error_that_does_not_leak_it(target):
@@ -335,3 +357,151 @@ def test_from_env_reads_keys_paper_flag_and_url(stub, monkeypatch):
 def test_from_env_refuses_bad_configuration(env, message):
     with pytest.raises(BrokerError, match=message):
         AlpacaBroker.from_env(env)
+
+
+# ---- stub only: Alpaca's strictness (issue 11, item 10) and the broker under it -----------------------------
+
+def test_shares_held_for_open_sells_and_bracket_exits_cannot_be_sold_again(stub):
+    broker = _broker(stub)
+    stub.state.set_position("MSFT", 10, 200.0)
+    broker.submit(OrderRequest("MSFT", "sell", 6, "sell-6"))  # stays open: the stub does not fill it
+    assert (broker.positions()["MSFT"].qty, broker.positions()["MSFT"].qty_available) == (10, 4)
+    with pytest.raises(OrderRefused) as err:
+        broker.submit(OrderRequest("MSFT", "sell", 5, "sell-5"))
+    assert err.value.status == 403
+    assert err.value.reason == "insufficient qty available for order (requested: 5, available: 4)"
+    broker.submit(OrderRequest("MSFT", "sell", 4, "sell-4"))  # exactly what is available
+
+    stub.state.fill_market_orders = True
+    broker.submit(OrderRequest("AAPL", "buy", 10, "b-exits", stop_loss_price=140.0, take_profit_price=170.0))
+    assert broker.positions()["AAPL"].qty_available == 0  # both exits hold the same 10 shares, once
+    with pytest.raises(OrderRefused, match="requested: 1, available: 0"):
+        broker.submit(OrderRequest("AAPL", "sell", 1, "sell-aapl"))
+
+
+def test_a_cancel_is_pending_until_alpaca_confirms_it_and_keeps_its_reservation(stub):
+    stub.state.cancel_delay = None  # confirmed only when the clock moves
+    broker = _broker(stub)
+    stub.state.set_position("MSFT", 10, 200.0)
+    sell = broker.submit(OrderRequest("MSFT", "sell", 10, "sell-all"))
+    broker.cancel(sell.id)
+    assert broker.order_by_client_id("sell-all").status == "pending_cancel"
+    assert sell.id in {o.id for o in broker.open_orders()}
+    assert broker.positions()["MSFT"].qty_available == 0
+    with pytest.raises(OrderRefused, match="available: 0"):
+        broker.submit(OrderRequest("MSFT", "sell", 10, "sell-again"))
+    broker.cancel(sell.id)  # already going: done, not an error
+    stub.state.set_now(stub.state.now + dt.timedelta(seconds=1))
+    assert broker.order_by_client_id("sell-all").status == "canceled"
+    assert broker.positions()["MSFT"].qty_available == 10
+    stub.state.fill_market_orders = True
+    filled = broker.submit(OrderRequest("MSFT", "sell", 1, "sell-one"))
+    with pytest.raises(BrokerError, match='HTTP 422: order is already in "filled" state'):
+        broker.cancel(filled.id)  # a filled order cannot be cancelled: that one is an error
+
+
+def test_a_cancel_is_confirmed_after_the_configured_number_of_requests(stub):
+    stub.state.cancel_delay = 2
+    broker = _broker(stub)
+    buy = broker.submit(OrderRequest("AAPL", "buy", 1, "buy-1"))
+    broker.cancel(buy.id)
+    statuses = [broker.order_by_client_id("buy-1").status for _ in range(3)]
+    assert statuses == ["pending_cancel", "pending_cancel", "canceled"]
+
+
+def test_buying_power_counts_open_buys_and_not_proceeds_of_unfilled_sells(stub):
+    broker = _broker(stub)
+    broker.submit(OrderRequest("AAPL", "buy", 600, "big-buy"))  # 90,000 reserved at the current 150
+    account = broker.account()
+    assert (account.cash, account.buying_power) == (100_000.0, 10_000.0)
+    with pytest.raises(OrderRefused) as err:
+        broker.submit(OrderRequest("AAPL", "buy", 100, "one-more"))
+    assert (err.value.status, err.value.reason) == (403, "insufficient buying power")
+
+    stub.state.set_position("MSFT", 100, 200.0, price=250.0)
+    sell = broker.submit(OrderRequest("MSFT", "sell", 100, "sell-msft"))  # 25,000 once it fills
+    assert broker.account().buying_power == 10_000.0
+    with pytest.raises(OrderRefused, match="insufficient buying power"):
+        broker.submit(OrderRequest("AAPL", "buy", 100, "with-proceeds"))
+    stub.state.fill(sell.id)
+    assert broker.account().buying_power == 35_000.0
+    assert broker.submit(OrderRequest("AAPL", "buy", 100, "with-proceeds")).qty == 100
+
+
+def test_the_stub_refuses_a_client_order_id_over_48_characters_as_alpaca_does(stub):
+    body = {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"}
+    post = lambda cid: requests.post(stub.url + "/v2/orders", json={**body, "client_order_id": cid},
+                                     headers=stub.headers(), timeout=5)
+    refused = post("x" * 49)
+    assert refused.status_code == 422
+    assert refused.json()["message"] == "client_order_id must be no more than 48 characters"
+    assert post("x" * 48).status_code == 200
+
+
+def test_an_order_taken_before_a_504_and_resent_by_alpaca_py_is_reported_as_ours(stub):
+    broker = _broker(stub, retry_wait=0)
+    lost = stub.state.fail("POST", "/v2/orders", status=504, commit=True)
+    order = broker.submit(OrderRequest("AAPL", "buy", 3, "resent-1"))
+    assert lost.seen == 1 and len(stub.state.submitted()) == 2  # alpaca-py resent it by itself ...
+    assert [o["client_order_id"] for o in stub.state.orders] == ["resent-1"]  # ... and Alpaca kept one
+    assert (order.client_order_id, order.symbol, order.side, order.qty) == ("resent-1", "AAPL", "buy", 3)
+    assert order.id == stub.state.orders[0]["id"]
+
+
+def test_a_genuinely_reused_id_stays_a_duplicate_even_after_a_resend(stub):
+    broker = _broker(stub, retry_wait=0)
+    broker.submit(OrderRequest("AAPL", "buy", 1, "taken"))
+    with pytest.raises(DuplicateOrderError):  # first answer already says so: not ours
+        broker.submit(OrderRequest("AAPL", "buy", 1, "taken"))
+    stub.state.fail("POST", "/v2/orders", status=504)  # not taken; the resend meets the older order
+    with pytest.raises(DuplicateOrderError):  # a different order under that id: someone else's
+        broker.submit(OrderRequest("AAPL", "buy", 2, "taken"))
+
+
+@pytest.mark.parametrize("kind, status, reason", [
+    ("untradable", 422, "asset AAPL is not tradable"),
+    ("unknown", 422, 'asset "AAPL" not found'),
+    ("halted", 403, "trading is halted for AAPL"),
+])
+def test_an_untradable_unknown_or_halted_symbol_is_a_refusal_of_that_order(stub, kind, status, reason):
+    getattr(stub.state, kind).add("AAPL")
+    broker = _broker(stub)
+    with pytest.raises(OrderRefused) as err:
+        broker.submit(OrderRequest("AAPL", "buy", 1, f"{kind}-1"))
+    assert (err.value.status, err.value.reason) == (status, reason)
+    assert reason in str(err.value) and "submit buy 1 AAPL" in str(err.value)
+    assert broker.submit(OrderRequest("MSFT", "buy", 1, f"{kind}-2")).symbol == "MSFT"  # the others go on
+
+
+def test_account_level_refusals_stay_broker_errors(stub):
+    stub.state.fail("POST", "/v2/orders", status=403, body={"code": 40310000, "message": "forbidden."})
+    with pytest.raises(BrokerError) as err:
+        _broker(stub).submit(OrderRequest("AAPL", "buy", 1, "forbidden-1"))
+    assert not isinstance(err.value, OrderRefused)
+    stub.state.fail("POST", "/v2/orders", status=500)
+    with pytest.raises(BrokerError) as err:
+        _broker(stub).submit(OrderRequest("AAPL", "buy", 1, "server-1"))
+    assert not isinstance(err.value, OrderRefused)
+    with pytest.raises(BrokerError) as err:
+        AlpacaBroker(stub.key_id, "wrong", url=stub.url).submit(OrderRequest("AAPL", "buy", 1, "auth-1"))
+    assert not isinstance(err.value, OrderRefused) and "HTTP 401" in str(err.value)
+
+
+def test_orders_since_pages_through_everything_with_bracket_legs_nested(stub, monkeypatch):
+    monkeypatch.setattr(brokers.alpaca, "PAGE_SIZE", 2)
+    broker = _broker(stub)
+    since = broker.clock().now - dt.timedelta(seconds=1)
+    stub.state.fill_market_orders = True
+    ids = [broker.submit(OrderRequest("AAPL", "buy", 1, f"p-{i}")).id for i in range(3)]
+    bracket = broker.submit(OrderRequest("MSFT", "buy", 2, "p-bracket", stop_loss_price=240.0, take_profit_price=300.0))
+    stub.state.fill_market_orders = False
+    ids += [bracket.id, broker.submit(OrderRequest("AAPL", "buy", 1, "p-open")).id]
+    broker.cancel(ids[-1])
+    listed = broker.orders_since(since)
+    assert [o.id for o in listed] == ids
+    assert [o.status for o in listed][:4] == ["filled"] * 4 and listed[-1].status in ("pending_cancel", "canceled")
+    legs = listed[3].legs
+    assert sorted(leg.order_type for leg in legs) == ["limit", "stop"] and all(leg.side == "sell" for leg in legs)
+    pages = [r for r in stub.state.received if r.method == "GET" and r.path == "/v2/orders"]
+    assert len(pages) == 3 and all(r.query["status"] == "all" and r.query["nested"].lower() == "true" for r in pages)
+    assert broker.orders_since(broker.clock().now + dt.timedelta(seconds=1)) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from brokers.base import BrokerError, DuplicateOrderError, OrderRequest
+from brokers.base import BrokerError, DuplicateOrderError, OrderRefused, OrderRequest
 from brokers.calendar import NEW_YORK, MarketCalendar
 from brokers.paper import PaperBroker
 from marketdata.provider import SampleProvider
@@ -58,10 +58,56 @@ def test_client_order_id_is_unique_across_instances(tmp_path, prices):
 
 def test_never_sells_more_than_held_nor_spends_more_than_cash(tmp_path, prices):
     broker = PaperBroker(tmp_path / "p.sqlite", prices, now=OPEN_MOMENT, cash=1_000.0)
-    assert broker.submit(OrderRequest("KO", "sell", 1, client_order_id="s")).status == "rejected"
-    assert broker.submit(OrderRequest("UNH", "buy", 100, client_order_id="b")).status == "rejected"
-    assert broker.positions() == {}
+    with pytest.raises(OrderRefused, match=r"insufficient qty available for order \(requested: 1, available: 0\)"):
+        broker.submit(OrderRequest("KO", "sell", 1, client_order_id="s"))
+    with pytest.raises(OrderRefused, match="insufficient buying power"):
+        broker.submit(OrderRequest("UNH", "buy", 100, client_order_id="b"))
+    assert broker.positions() == {} and broker.orders() == []  # refused, as at Alpaca: nothing recorded
     assert broker.account().cash == 1_000.0
+
+
+def test_unknown_symbol_and_overlong_id_are_refusals_of_that_order(tmp_path, prices):
+    saturday = dt.datetime(2022, 6, 4, 10, 0, tzinfo=NEW_YORK)
+    for now in (OPEN_MOMENT, saturday):  # refused at once, not queued to fail later
+        broker = PaperBroker(tmp_path / f"p-{now:%d}.sqlite", prices, now=now)
+        with pytest.raises(OrderRefused, match="no price for NOSUCH"):
+            broker.submit(OrderRequest("NOSUCH", "buy", 1, client_order_id="u"))
+        with pytest.raises(OrderRefused, match="1 to 48 characters"):
+            broker.submit(OrderRequest("KO", "buy", 1, client_order_id="x" * 49))
+        assert broker.orders() == []
+        assert broker.submit(OrderRequest("KO", "buy", 1, client_order_id="x" * 48)).qty == 1
+
+
+def test_queued_orders_hold_shares_and_buying_power_until_they_fill(tmp_path, prices):
+    path = tmp_path / "p.sqlite"
+    PaperBroker(path, prices, now=OPEN_MOMENT, cash=10_000.0).submit(OrderRequest("KO", "buy", 10, "ko-10"))
+    saturday = PaperBroker(path, prices, now=dt.datetime(2022, 6, 4, 10, 0, tzinfo=NEW_YORK))
+    before = saturday.account()
+    saturday.submit(OrderRequest("KO", "sell", 6, client_order_id="sell-6"))  # queued: the market is closed
+    assert (saturday.positions()["KO"].qty, saturday.positions()["KO"].qty_available) == (10, 4)
+    with pytest.raises(OrderRefused, match=r"requested: 5, available: 4"):
+        saturday.submit(OrderRequest("KO", "sell", 5, client_order_id="sell-5"))
+    assert saturday.account().buying_power == before.buying_power  # no proceeds before the sell fills
+    ko = close_on(prices, "KO", "2022-06-03")
+    affordable = int(before.buying_power // ko)
+    saturday.submit(OrderRequest("KO", "buy", affordable, client_order_id="buy-max"))
+    assert saturday.account().buying_power == pytest.approx(before.buying_power - affordable * ko)
+    with pytest.raises(OrderRefused, match="insufficient buying power"):
+        saturday.submit(OrderRequest("KO", "buy", 1, client_order_id="buy-one-more"))
+
+
+def test_orders_since_lists_every_status_oldest_first(tmp_path, prices):
+    path = tmp_path / "p.sqlite"
+    friday = dt.datetime(2022, 6, 3, 15, 0, tzinfo=NEW_YORK)
+    PaperBroker(path, prices, now=friday).submit(OrderRequest("KO", "buy", 1, client_order_id="fri"))
+    saturday = PaperBroker(path, prices, now=dt.datetime(2022, 6, 4, 10, 0, tzinfo=NEW_YORK))
+    doomed = saturday.submit(OrderRequest("PG", "buy", 1, client_order_id="sat"))
+    saturday.cancel(doomed.id)
+    listed = saturday.orders_since(friday - dt.timedelta(seconds=1))
+    assert [(o.client_order_id, o.status) for o in listed] == [("fri", "filled"), ("sat", "canceled")]
+    assert [o.client_order_id for o in saturday.orders_since(friday)] == ["sat"]  # after is exclusive
+    with pytest.raises(BrokerError, match="timezone-aware"):
+        saturday.orders_since(dt.datetime(2022, 6, 1))
 
 
 def test_orders_placed_while_closed_stay_open_fill_later_and_can_be_cancelled(tmp_path, prices):

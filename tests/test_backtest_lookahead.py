@@ -40,7 +40,7 @@ def test_no_trades_before_start():
 
 
 @pytest.mark.parametrize("stop", [0.01])
-def test_stop_loss_brackets_fill_at_the_first_close_beyond_the_stop_on_closes_only_data(stop):
+def test_stop_loss_exits_trigger_on_the_first_close_through_the_stop_and_fill_at_the_next(stop):
     data = load_sample().select(SYMBOLS)
     params = PARAMS.with_(band=0.0)
     result = run_backtest(data, params, BacktestConfig(start="2022-10-03", end="2022-12-28", benchmark="equal-weight",
@@ -50,8 +50,8 @@ def test_stop_loss_brackets_fill_at_the_first_close_beyond_the_stop_on_closes_on
     assert len(stops) > 0
     closes = data.closes
     for t in stops.itertuples():
-        buy = trades[(trades["symbol"] == t.symbol) & (trades["side"] == "buy") & (trades["date"] <= t.date)].iloc[-1]
+        buy = trades[(trades["symbol"] == t.symbol) & (trades["side"] == "buy") & (trades["date"] <= t.decision_date)].iloc[-1]
         level = round(closes.at[buy["decision_date"], t.symbol] * (1 - stop), 2)  # the bracket's stop price
-        held = closes.loc[buy["date"]:t.date, t.symbol]
-        assert t.price == pytest.approx(closes.at[t.date, t.symbol])  # closes only: it fills at that close
-        assert held.iloc[-1] <= level and (held.iloc[1:-1] > level).all()  # and the first close through it
+        watched = closes.loc[buy["date"]:t.decision_date, t.symbol]  # from the entry's fill bar to the trigger
+        assert watched.iloc[-1] <= level and (watched.iloc[:-1] > level).all()
+        assert t.date > t.decision_date and t.price == pytest.approx(closes.at[t.date, t.symbol])  # the next close

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
@@ -42,8 +43,8 @@ class BacktestConfig:
     benchmark: str = "index"
 
     def __post_init__(self) -> None:
-        if self.cash <= 0:
-            raise ValueError(f"cash must be positive, got {self.cash}")
+        if not (math.isfinite(self.cash) and self.cash > 0):
+            raise ValueError(f"cash must be a positive finite amount, got {self.cash}")
         if not 0 <= self.commission < 0.1:
             raise ValueError(f"commission must be a fraction in [0, 0.1), got {self.commission}")
         if self.benchmark not in ("index", "equal-weight"):

@@ -147,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     params = params_from_args(args)
     config_kwargs = dict(start=args.start, end=args.end, cash=args.cash, commission=args.commission)
+    out = args.out or default_out_dir()
+    check_out_dir(out, args.overwrite)  # fail before the data download and the long run, not after them
     data, index = load_data(args.data, args.symbols, start=args.start, end=args.end, warmup_bars=params.warmup_bars)
     config = BacktestConfig(benchmark=resolve_benchmark(args.benchmark, index), **config_kwargs)
-    out = args.out or default_out_dir()
-    check_out_dir(out, args.overwrite)  # fail before the long run, not after it
     t0 = time.perf_counter()
     bars = int(((data.closes.index >= config.start_ts) & (data.closes.index <= config.end_ts)).sum())
     with progress(bars, "backtest", enabled=None if not args.quiet else False) as bar:

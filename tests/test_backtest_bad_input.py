@@ -36,6 +36,21 @@ CASES = {
                        "duplicate date 2022-01-03"),
     "duplicate date wide": (lambda t: ["--data", write(t, "p.csv", "date,A\n2022-01-03,1\n2022-01-03,2\n")],
                             "duplicate date 2022-01-03"),
+    "infinite price wide": (lambda t: ["--data", write(t, "p.csv", "date,A,B\n2022-01-03,1,2\n2022-01-04,inf,2\n")],
+                            "non-finite close price inf for A on 2022-01-04"),
+    "infinite price long": (lambda t: ["--data", write(t, "p.csv", long_csv(["2022-01-03,A,1", "2022-01-04,A,+inf"]))],
+                            "non-finite close price inf for A on 2022-01-04"),
+    "minus infinite price": (lambda t: ["--data", write(t, "p.csv", long_csv(["2022-01-03,A,-inf", "2022-01-04,A,1"]))],
+                             "non-finite close price -inf for A on 2022-01-03"),
+    "infinite open": (lambda t: ["--data", write(t, "p.csv", "date,symbol,open,close\n2022-01-03,A,1,1\n"
+                                                              "2022-01-04,A,Infinity,1\n")],
+                      "non-finite open price inf for A on 2022-01-04"),
+    "duplicated column wide": (lambda t: ["--data", write(t, "p.csv", "date,AAPL,KO,AAPL\n2022-01-03,1,2,3\n")],
+                               "duplicated column 'AAPL'"),
+    "duplicated column any case": (lambda t: ["--data", write(t, "p.csv", "date,AAPL,aapl\n2022-01-03,1,2\n")],
+                                   "duplicated column 'aapl'"),
+    "duplicated column long": (lambda t: ["--data", write(t, "p.csv", "date,symbol,close,Close\n2022-01-03,A,1,2\n")],
+                               "duplicated column 'Close'"),
     "unknown symbol": (lambda t: ["--symbols", "AAPL,NOPE"], "unknown symbol(s) NOPE"),
     "start after end": (lambda t: ["--start", "2022-06-01", "--end", "2022-01-01"], "start 2022-06-01 is after end"),
     "empty window": (lambda t: ["--start", "2024-01-01", "--end", "2024-02-01"], "no bars between"),
@@ -267,3 +282,15 @@ def test_a_failed_final_rename_restores_the_previous_run(tmp_path, monkeypatch):
             (stage / "summary.json").write_text("{}")
     assert json.loads((out / "summary.json").read_text())["old"] is True
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_price_data_refuses_infinite_prices_and_columns_equal_but_for_case():
+    import pandas as pd
+
+    from marketdata import DataError, PriceData
+
+    dates = pd.to_datetime(["2022-01-03", "2022-01-04"])
+    with pytest.raises(DataError, match="non-finite close price inf for B on 2022-01-04"):
+        PriceData.from_closes(pd.DataFrame({"A": [1.0, 2.0], "B": [1.0, float("inf")]}, index=dates), source="t")
+    with pytest.raises(DataError, match="duplicated column AAPL"):
+        PriceData.from_closes(pd.DataFrame([[1.0, 2.0]] * 2, index=dates, columns=["AAPL", "aapl "]), source="t")

@@ -68,7 +68,18 @@ def build_parser() -> OneLineErrorParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _check_cache_dir(args.cache_dir if args.cache_dir is not None else default_cache_dir())
     return {"fetch": _fetch, "info": _info, "clear": _clear, "universe": _universe}[args.command](args)
+
+
+def _check_cache_dir(root: Path) -> None:
+    """A cache folder that is (or lies under) a file is a configuration error, not a failed fetch."""
+    existing = Path(root).expanduser()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise UserError(f"cache folder {root} cannot be used: {existing} is a file, not a folder "
+                        f"(--cache-dir or ${ENV_VAR})")
 
 
 def _symbols(text: str | None, cache_dir) -> tuple[list[str], str]:

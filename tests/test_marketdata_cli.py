@@ -173,6 +173,19 @@ def test_bad_input_is_one_line(stub, tmp_path, capsys, argv, message):
     assert stub.all_requests == 0
 
 
+@pytest.mark.parametrize("command", [["fetch", "--symbols", "KO", "--start", "2022-06-01"], ["info"], ["clear", "--all"]])
+@pytest.mark.parametrize("where", ["flag", "environment"])
+def test_a_cache_folder_under_a_file_is_bad_input(stub, tmp_path, capsys, monkeypatch, command, where):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("mine")
+    cache = blocker / "cache"
+    if where == "environment":
+        monkeypatch.setenv("PROPHETTREND_CACHE", str(cache))
+    code, out, err = run(capsys, *command, *(["--cache-dir", str(cache)] if where == "flag" else []))
+    assert code == 2 and f"{blocker} is a file, not a folder" in one_error_line(err)
+    assert out == "" and stub.all_requests == 0 and blocker.read_text() == "mine"
+
+
 def test_offline_environment_refuses_fetch(stub, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PROPHETTREND_OFFLINE", "1")
     code, _, err = run(capsys, "fetch", "--symbols", "KO", "--cache-dir", str(tmp_path))

@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import math
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -50,8 +49,8 @@ class BacktestConfig:
     rules: Rules = field(default_factory=Rules)
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.cash) or self.cash <= 0:
-            raise ValueError(f"cash must be positive, got {self.cash}")
+        if not (math.isfinite(self.cash) and self.cash > 0):
+            raise ValueError(f"cash must be a positive finite amount, got {self.cash}")
         if not (math.isfinite(self.commission) and 0 <= self.commission < 0.1):
             raise ValueError(f"commission must be a fraction in [0, 0.1), got {self.commission}")
         if self.benchmark not in ("index", "equal-weight"):

@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = run_settings(args, config)
     strategy = config.build()
     out = args.out or default_out_dir()
-    check_out_dir(out, args.overwrite)  # fail before the long run, not after it
+    check_out_dir(out, args.overwrite)  # fail before the data download and the long run, not after them
+    BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]),
+                   commission=float(settings["commission"]), rules=config.rules)  # cash, dates: checked now too
     data, index = load_data(settings["data"], settings.get("symbols"), start=settings["start"], end=settings["end"],
                             warmup_bars=strategy.warmup_bars)
     run_config = BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]),

@@ -9,7 +9,8 @@ Examples:
     python -m marketdata universe --refresh                               # re-read Wikipedia's constituents table
 
 The cache folder is ``--cache-dir``, else ``$PROPHETTREND_CACHE``, else the user cache folder.
-Exit codes: 0 done, 1 done but some symbols failed (named on stderr), 2 bad input or nothing could be done.
+Exit codes: 0 done; 1 some or all symbols could not be fetched or saved (Yahoo, the network, the cache's disk; what
+worked and what did not is named on stderr); 2 bad input (flags, symbols unknown to Yahoo, a damaged cache file).
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from clitools import OneLineErrorParser, UserError, guarded, progress
 from marketdata.cache import ENV_VAR, CacheCorruptError, PriceCache, default_cache_dir
 from marketdata.errors import DataError
 from marketdata.universe import WIKIPEDIA_URL, load_sp500, refresh_sp500, refreshed_path
-from marketdata.yahoo import OFFLINE_ENV_VAR, YahooProvider
+from marketdata.yahoo import OFFLINE_ENV_VAR, FetchReport, YahooProvider
+
+
+EXIT_FETCH_FAILED = 1  # some or all of the fetch failed (Yahoo, network, the cache's disk); 2 is bad input
 
 
 def build_parser() -> OneLineErrorParser:
@@ -37,7 +41,7 @@ def build_parser() -> OneLineErrorParser:
         prog="python -m marketdata",
         description="Warm, inspect and clear the on-disk cache of Yahoo Finance daily bars.",
         epilog=f"Environment: {ENV_VAR} (cache folder), {OFFLINE_ENV_VAR}=1 (serve the cache only). "
-               "Exit codes: 0 done, 1 done but some symbols failed (named on stderr), 2 bad input or nothing done. "
+               "Exit codes: 0 done, 1 some symbols not fetched or not saved (named on stderr), 2 bad input. "
                "See docs/marketdata.md.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
     f = sub.add_parser("fetch", parents=[common], help="download the missing date ranges into the cache",
@@ -64,11 +68,22 @@ def build_parser() -> OneLineErrorParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _check_cache_dir(args.cache_dir if args.cache_dir is not None else default_cache_dir())
     return {"fetch": _fetch, "info": _info, "clear": _clear, "universe": _universe}[args.command](args)
 
 
+def _check_cache_dir(root: Path) -> None:
+    """A cache folder that is (or lies under) a file is a configuration error, not a failed fetch."""
+    existing = Path(root).expanduser()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise UserError(f"cache folder {root} cannot be used: {existing} is a file, not a folder "
+                        f"(--cache-dir or ${ENV_VAR})")
+
+
 def _symbols(text: str | None, cache_dir) -> tuple[list[str], str]:
-    if text:
+    if text is not None:  # an explicitly empty list is an error, not "every symbol"
         symbols = [s.strip().upper() for s in text.split(",") if s.strip()]
         if not symbols:
             raise UserError("--symbols lists no symbols")
@@ -102,21 +117,48 @@ def _fetch(args) -> int:
         report = provider.fetch(symbols, start, end, progress=bar.update)
     print(f"{what}, {start} to {end}: {len(report.frames)} loaded, {len(report.downloaded)} updated from Yahoo "
           f"in {report.downloads} download(s); cache {provider.cache.folder}")
-    for symbol, reason in sorted(report.cache_write_errors.items())[:1]:
-        print(f"warning: could not write the cache ({reason}); {len(report.cache_write_errors)} symbol(s) not saved",
-              file=sys.stderr)
+    return _outcome(report)
+
+
+# Failures the user fixes (the symbols, a damaged file): bad input, exit 2 when they are all that happened.
+_USER_FIXES = ("unknown", "no_bars", "corrupt")
+
+
+def _outcome(report: FetchReport) -> int:
+    """The exit code of a fetch, with one stderr line per kind of problem: what worked and what did not."""
+    problems = []
+    if report.cache_write_errors:
+        reason = next(iter(sorted(report.cache_write_errors.items())))[1]
+        problems.append(f"{len(report.cache_write_errors)} symbol(s) downloaded but not saved, the cache could not "
+                        f"be written ({reason}): {_names(report.cache_write_errors)}")
     if report.incomplete:
-        print(f"warning: {len(report.incomplete)} symbol(s) kept without their missing range (Yahoo unreachable): "
-              f"{', '.join(sorted(report.incomplete)[:20])}", file=sys.stderr)
+        problems.append(f"{len(report.incomplete)} symbol(s) kept without their missing range (Yahoo unreachable): "
+                        f"{_names(report.incomplete)}")
     if report.failed:
-        if not report.frames:
+        problems.append(report.failure_summary())
+    if not problems:
+        return 0
+    saved = [s for s in report.frames if s not in report.cache_write_errors and s not in report.incomplete]
+    if not saved:
+        if not report.cache_write_errors and not report.incomplete and \
+                all(reason in _USER_FIXES for reason in report.failed.values()):
             raise DataError(report.failure_summary())
-        print(f"warning: {report.failure_summary()}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"error: fetch failed, nothing saved: {'; '.join(problems)}", file=sys.stderr)
+        return EXIT_FETCH_FAILED
+    print(f"saved: {len(saved)} symbol(s) complete in the cache: {_names(saved)}", file=sys.stderr)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return EXIT_FETCH_FAILED
+
+
+def _names(symbols) -> str:
+    names = sorted(symbols)
+    return ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
 
 
 def _info(args) -> int:
+    if args.symbols is not None and not args.symbols.replace(",", "").strip():
+        raise UserError("--symbols lists no symbols (use 'all' for every cached symbol)")
     cache = PriceCache(args.cache_dir, adjusted=not args.raw)
     symbols = cache.symbols()
     rows = [cache.describe(s) for s in symbols]
@@ -139,7 +181,7 @@ def _info(args) -> int:
     refreshed = refreshed_path(args.cache_dir).is_file()
     print(f"universe: S&P 500 snapshot of {universe.snapshot_date}, {len(universe.symbols)} symbols "
           f"({'refreshed copy ' + universe.path if refreshed else 'bundled with the package'})")
-    if args.symbols:
+    if args.symbols is not None:
         wanted = symbols if args.symbols.strip().lower() == "all" else [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
         for symbol in wanted:
             if symbol not in symbols:

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +40,7 @@ def load_csv(path: str | Path, *, adjusted: bool | None = None) -> PriceData:
         raise DataError(f"cannot read {path}: {reason}") from None
     if frame.empty:
         raise DataError(f"{path} has no rows")
+    _refuse_duplicated_columns(path)
     lower = {str(c).strip().lower(): c for c in frame.columns}
     date_col = next((lower[n] for n in _DATE_NAMES if n in lower), None)
     if date_col is None:
@@ -60,6 +62,18 @@ def load_csv(path: str | Path, *, adjusted: bool | None = None) -> PriceData:
     return PriceData.from_closes(
         closes, opens=opens, highs=highs, lows=lows, source=f"csv:{path.resolve()}", adjusted=adjusted, origin=origin, extra={"csv_shape": shape}
     )
+
+
+def _refuse_duplicated_columns(path: Path) -> None:
+    """pandas renames a repeated header (``AAPL``, ``AAPL.1``): a second symbol out of a typo. Read it as written."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        header = next(csv.reader(handle), [])
+    seen: set[str] = set()
+    for name in header:
+        key = name.strip().lower()
+        if key in seen:
+            raise DataError(f"duplicated column {name.strip()!r} in {path} (column names are case-insensitive)")
+        seen.add(key)
 
 
 def _long(frame, lower, date_col, symbol_col, path):

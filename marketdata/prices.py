@@ -164,12 +164,20 @@ def _validated(frame: pd.DataFrame, what: str, origin: str) -> pd.DataFrame:
             f"non-numeric {what} price {frame.iat[row, col]!r} for {frame.columns[col]} on {index[row].date()}{where}"
         )
     numeric = numeric.astype("float64")
+    infinite = np.isinf(numeric.to_numpy())
+    if infinite.any():
+        row, col = np.argwhere(infinite)[0]
+        raise DataError(f"non-finite {what} price {numeric.iat[row, col]} for {frame.columns[col]} on "
+                        f"{index[row].date()}{where}")
     if (numeric <= 0).to_numpy().any():
         row, col = np.argwhere((numeric <= 0).to_numpy())[0]
         raise DataError(f"non-positive {what} price for {frame.columns[col]} on {index[row].date()}{where}")
     numeric.index = index
     numeric.index.name = "date"
     numeric.columns = [str(c).strip().upper() for c in numeric.columns]
+    twice = numeric.columns[numeric.columns.duplicated()]
+    if len(twice):
+        raise DataError(f"duplicated column {twice[0]} (symbols are case-insensitive){where}")
     numeric = numeric.sort_index()
     if numeric.isna().all().any():
         empty = [c for c in numeric.columns if numeric[c].isna().all()]

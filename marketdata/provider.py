@@ -10,15 +10,14 @@ Example:
     >>> data = SampleProvider().history(["AAPL", "KO"], end=dt.date(2022, 6, 1), bars=3)
     >>> data.closes.index[-1].date().isoformat(), data.symbols
     ('2022-06-01', ['AAPL', 'KO'])
-    >>> partial = SampleProvider().history(["AAPL", "NOPE"], end=dt.date(2022, 6, 1), bars=3, strict=False)
+    >>> partial = SampleProvider().history(["AAPL", "NOPE", "A/B"], end=dt.date(2022, 6, 1), bars=3, strict=False)
     >>> partial.symbols, partial.provenance["symbols_missing"]
-    (['AAPL'], {'unknown to sample': ['NOPE']})
+    (['AAPL'], {'invalid': ['A/B'], 'unknown': ['NOPE']})
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -28,6 +27,7 @@ from marketdata.csvfile import load_csv
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
 from marketdata.sample import load_sample
+from marketdata.symbols import INVALID, UNKNOWN, describe_missing, is_valid_symbol, with_missing
 
 
 class PriceProvider(Protocol):
@@ -36,8 +36,9 @@ class PriceProvider(Protocol):
     def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
                 start: dt.date | None = None, strict: bool = True) -> PriceData:
         """Daily bars for ``symbols`` up to and including ``end`` (never later): the last ``bars`` rows, or from
-        ``start``. Unknown symbols raise :class:`DataError` naming them; with ``strict=False`` they are dropped and
-        listed in ``provenance["symbols_missing"]`` (an error only if none is left)."""
+        ``start``. Unknown symbols raise :class:`DataError` naming them; with ``strict=False`` they, and junk ones
+        (empty, characters no ticker has), are dropped and listed in ``provenance["symbols_missing"]`` by reason,
+        the same reasons for every provider (see ``marketdata.symbols``); an error only if none is left."""
         ...
 
 
@@ -50,14 +51,19 @@ class FrameProvider:
 
     def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
                 start: dt.date | None = None, strict: bool = True) -> PriceData:
-        wanted = [s.strip().upper() for s in symbols]
-        unknown = [s for s in wanted if s not in self.data.closes.columns]
-        if unknown and not strict and len(unknown) < len(wanted):
-            wanted = [s for s in wanted if s not in unknown]
-        selected = self.data.select(wanted)
-        if unknown and not strict:
-            selected = replace(selected, provenance={**selected.provenance,
-                                                     "symbols_missing": {f"unknown to {self.name}": unknown}})
+        wanted = list(dict.fromkeys(str(s).strip().upper() for s in symbols))
+        if strict:
+            selected = self.data.select(wanted)
+        else:
+            # Junk and unknown symbols are left out and named, as every provider does (marketdata.symbols).
+            known = [s for s in wanted if s in self.data.closes.columns]
+            left_out = [s for s in wanted if s not in self.data.closes.columns]
+            missing = {INVALID: [s for s in left_out if not is_valid_symbol(s)],
+                       UNKNOWN: [s for s in left_out if is_valid_symbol(s)]}
+            missing = {reason: names for reason, names in missing.items() if names}
+            if not known:
+                raise DataError(f"no prices from {self.name}: {describe_missing(missing) or 'no symbols given'}")
+            selected = with_missing(self.data.select(known), missing)
         window = selected.between(pd.Timestamp(start) if start else None, pd.Timestamp(end))
         if len(window) == 0:
             raise DataError(f"no prices up to {end} from {self.name}")

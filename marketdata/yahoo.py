@@ -49,6 +49,7 @@ from curl_cffi import requests as curl_requests
 from marketdata.cache import CacheCorruptError, PriceCache, missing_ranges
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
+from marketdata.symbols import INVALID, describe_missing, split_symbols, with_missing
 
 log = logging.getLogger(__name__)
 
@@ -227,13 +228,22 @@ class YahooProvider:
              progress: Callable[[int], None] | None = None, extra: dict | None = None) -> PriceData:
         """Fetch what is missing and return the window as :class:`PriceData` with provenance.
 
-        ``strict`` raises :class:`DataError` if any symbol failed; otherwise the failures are dropped and listed
-        in ``provenance["symbols_missing"]`` (an error is still raised if nothing at all could be loaded).
+        ``strict`` raises :class:`DataError` if any symbol failed; otherwise the failures, and junk symbols (empty,
+        characters no ticker has), are dropped and listed in ``provenance["symbols_missing"]`` by reason (an error
+        is still raised if nothing at all could be loaded).
         """
+        junk: list[str] = []
+        if not strict:
+            # A junk symbol cannot even be a cache file name: leave it out and name it, as every provider does.
+            symbols, junk = split_symbols(symbols)
+            if not symbols:
+                raise DataError(f"yfinance {start}..{end}: no symbol left: {describe_missing({INVALID: junk})}")
         report = self.fetch(symbols, start, end, progress=progress)
         if report.failed and (strict or not report.frames):
-            raise DataError(f"yfinance {start}..{end}: {report.failure_summary()}")
-        return self.to_price_data(report, extra=extra)
+            also = f"; {describe_missing({INVALID: junk})}" if junk else ""
+            raise DataError(f"yfinance {start}..{end}: {report.failure_summary()}{also}")
+        data = self.to_price_data(report, extra=extra)
+        return with_missing(data, {INVALID: junk}) if junk else data
 
     def to_price_data(self, report: FetchReport, *, extra: dict | None = None) -> PriceData:
         if not report.frames:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -74,13 +75,62 @@ def test_fetch_names_unknown_symbols(stub, tmp_path, capsys):
 def test_fetch_offline_cold_and_warm(stub, tmp_path, capsys):
     args = ["fetch", "--symbols", "KO", "--start", "2022-06-01", "--end", "2022-06-30", "--cache-dir", str(tmp_path)]
     stub.offline = True
-    code, _, err = run(capsys, *args)
-    assert code == 2 and "KO (not cached, and Yahoo could not be reached)" in one_error_line(err)
+    code, _, err = run(capsys, *args)  # nothing saved, and not the user's fault: the fetch failed
+    assert code == 1 and "fetch failed, nothing saved: KO (not cached, and Yahoo could not be reached)" in one_error_line(err)
     stub.offline = False
     assert run(capsys, *args)[0] == 0
     stub.offline = True
     code, out, err = run(capsys, *args[:-4], "--end", "2022-07-15", "--cache-dir", str(tmp_path))
-    assert code == 0 and "1 loaded" in out and "kept without their missing range" in err
+    assert code == 1 and "1 loaded" in out
+    assert "fetch failed, nothing saved: 1 symbol(s) kept without their missing range" in one_error_line(err)
+
+
+def test_fetch_that_saves_nothing_exits_1_and_names_what_failed(stub, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from marketdata.cache import PriceCache
+
+    real_write = PriceCache.write
+
+    def full_disk(self, symbol, *args, **kwargs):
+        if symbol in full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, symbol, *args, **kwargs)
+
+    monkeypatch.setattr(PriceCache, "write", full_disk)
+    args = ["fetch", "--symbols", "AAPL,KO", "--start", "2022-06-01", "--end", "2022-06-30", "--cache-dir", str(tmp_path)]
+    full = {"AAPL", "KO"}
+    code, _, err = run(capsys, *args)
+    assert code == 1
+    assert one_error_line(err) == ("error: fetch failed, nothing saved: 2 symbol(s) downloaded but not saved, the cache "
+                                   "could not be written (No space left on device): AAPL, KO")
+    full = {"KO"}
+    code, _, err = run(capsys, *args)  # AAPL saved, KO not: both named
+    assert code == 1
+    assert "saved: 1 symbol(s) complete in the cache: AAPL" in err
+    assert "warning: 1 symbol(s) downloaded but not saved, the cache could not be written (No space left on device): KO" in err
+    full = set()
+    assert run(capsys, *args)[0] == 0
+
+
+def test_fetch_with_a_real_read_only_cache_exits_1(stub, tmp_path, capsys):
+    cache = tmp_path / "ro"
+    cache.mkdir()
+    cache.chmod(0o555)
+    if os.access(cache, os.W_OK):  # root ignores the mode bits; sysfs refuses new folders even to root
+        cache = Path("/sys") / "prophettrend-test-cache"
+        if not Path("/sys").is_dir() or cache.exists():
+            pytest.skip("no read-only folder available")
+    code, _, err = run(capsys, "fetch", "--symbols", "KO", "--start", "2022-06-01", "--end", "2022-06-30",
+                       "--cache-dir", str(cache))
+    assert code == 1 and "fetch failed, nothing saved" in one_error_line(err)
+
+
+@pytest.mark.parametrize("command", [["fetch", "--start", "2022-06-01"], ["info"]])
+def test_an_empty_symbol_list_is_an_error_not_every_symbol(stub, tmp_path, capsys, command):
+    code, out, err = run(capsys, *command, "--symbols", "", "--cache-dir", str(tmp_path))
+    assert code == 2 and "--symbols lists no symbols" in one_error_line(err)
+    assert stub.all_requests == 0 and out == ""
 
 
 def test_fetch_rate_limited_is_reported(stub, tmp_path, capsys, monkeypatch):
@@ -121,6 +171,19 @@ def test_bad_input_is_one_line(stub, tmp_path, capsys, argv, message):
     code, _, err = run(capsys, *argv, *(["--cache-dir", str(tmp_path)] if argv[0] != "frobnicate" else []))
     assert code == 2 and one_error_line(err).startswith(message)
     assert stub.all_requests == 0
+
+
+@pytest.mark.parametrize("command", [["fetch", "--symbols", "KO", "--start", "2022-06-01"], ["info"], ["clear", "--all"]])
+@pytest.mark.parametrize("where", ["flag", "environment"])
+def test_a_cache_folder_under_a_file_is_bad_input(stub, tmp_path, capsys, monkeypatch, command, where):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("mine")
+    cache = blocker / "cache"
+    if where == "environment":
+        monkeypatch.setenv("PROPHETTREND_CACHE", str(cache))
+    code, out, err = run(capsys, *command, *(["--cache-dir", str(cache)] if where == "flag" else []))
+    assert code == 2 and f"{blocker} is a file, not a folder" in one_error_line(err)
+    assert out == "" and stub.all_requests == 0 and blocker.read_text() == "mine"
 
 
 def test_offline_environment_refuses_fetch(stub, tmp_path, capsys, monkeypatch):

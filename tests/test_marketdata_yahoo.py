@@ -160,6 +160,44 @@ def test_unknown_symbol_is_named_not_a_silent_empty_column(stub, make):
     assert live.symbols == ["AAPL"] and live.provenance["symbols_missing"] == {"unknown": ["ZZZZ"]}
 
 
+JUNK = ["", "  ", "A/B", "BRK B", "../etc"]
+
+
+@pytest.fixture(params=["sample", "yfinance"])
+def any_provider(request, stub, make):
+    from marketdata.provider import SampleProvider
+
+    return SampleProvider() if request.param == "sample" else make()
+
+
+def test_junk_symbols_are_skipped_and_named_the_same_way_by_every_provider(any_provider):
+    data = any_provider.history(["AAPL", *JUNK, "KO", "ZZZZ", "aapl"], end=JUNE[1], start=JUNE[0], strict=False)
+    assert data.symbols == ["AAPL", "KO"]
+    assert data.provenance["symbols_missing"] == {"invalid": ["", "A/B", "BRK B", "../ETC"], "unknown": ["ZZZZ"]}
+    np.testing.assert_allclose(data.closes["KO"].to_numpy(), sample_closes("KO", *JUNE).to_numpy(), rtol=1e-6)
+
+
+def test_only_an_all_junk_request_is_an_error(any_provider):
+    with pytest.raises(DataError, match=r"invalid symbol\(s\) '', 'A/B'"):
+        any_provider.history(["", "A/B"], end=JUNE[1], start=JUNE[0], strict=False)
+    with pytest.raises(DataError, match="ZZZZ"):
+        any_provider.history(["ZZZZ", "A/B"], end=JUNE[1], start=JUNE[0], strict=False)
+    with pytest.raises(DataError, match="A/B"):  # a strict request names the junk symbol and stops
+        any_provider.history(["AAPL", "A/B"], end=JUNE[1], start=JUNE[0])
+
+
+def test_a_junk_universe_symbol_does_not_stop_the_live_cycle_on_yfinance(stub, make):
+    from live.history import load_history
+    from strategies import StrategyParams
+
+    params = StrategyParams(history=60, refit_every=5)
+    history = load_history(make(), ["KO", "PG", "A/B", "", "ZZZZ"], ["AAPL"], dt.date(2022, 6, 1),
+                           dt.date(2022, 5, 31), params)
+    assert history.data.symbols == ["KO", "PG", "AAPL"] and history.unpriced == []
+    assert history.unavailable == ["A/B", "", "ZZZZ"]
+    assert history.data.provenance["symbols_missing"] == {"unknown": ["ZZZZ"], "invalid": ["A/B", ""]}
+
+
 def test_rate_limit_is_retried_with_backoff_then_succeeds(stub, make):
     waits: list[float] = []
     provider = make(retry=RetryPolicy(attempts=3, first_wait=1.0, max_wait=8.0), sleep=waits.append)

@@ -161,7 +161,7 @@ def fig_distribution(eq: pd.DataFrame) -> str:
 
 
 def fig_symbols(per_symbol: pd.DataFrame) -> str:
-    fig = Figure(figsize=(11, 3.2), layout="constrained")
+    fig = Figure(figsize=(11, max(3.2, 0.8 + 0.3 * len(per_symbol))), layout="constrained")
     ax, ah = fig.subplots(1, 2)
     ps = per_symbol.sort_values("pnl")
     y = np.arange(len(ps))

@@ -89,3 +89,129 @@ def trade_stats(trades: pd.DataFrame) -> dict[str, float | int]:
 def exposure(invested: pd.Series) -> float:
     """Share of bars that ended with any position open."""
     return float((invested.astype("float64") > 0).mean()) if len(invested) else 0.0
+
+
+def daily_returns(equity: pd.Series) -> pd.Series:
+    """Bar-to-bar returns of an equity curve (the first bar has none)."""
+    values = equity.astype("float64")
+    return (values / values.shift(1) - 1.0).iloc[1:]
+
+
+def profit_factor(returns: pd.Series) -> float:
+    """Sum of gains over the absolute sum of losses (inf when nothing was lost, 0 with no gains either)."""
+    gains, losses = float(returns[returns > 0].sum()), float(-returns[returns < 0].sum())
+    if losses == 0:
+        return math.inf if gains > 0 else 0.0
+    return gains / losses
+
+
+def relative(equity: pd.Series, benchmark: pd.Series) -> dict[str, float]:
+    """Alpha (annualised, compounded), beta, information ratio (annualised), correlation and tracking error.
+
+    Daily returns, risk-free rate 0: ``alpha = (1 + mean(r - beta * b)) ** 252 - 1``, ``beta = cov(r, b) / var(b)``.
+
+    >>> idx = pd.bdate_range("2022-01-03", periods=5)
+    >>> bench = pd.Series([100.0, 101.0, 100.0, 102.0, 103.0], index=idx)
+    >>> round(relative(2 * bench - 100.0, bench)["correlation"], 6) > 0.99
+    True
+    """
+    r, b = daily_returns(equity), daily_returns(benchmark)
+    if len(r) < 2 or float(b.var(ddof=0)) == 0:
+        return {"alpha": 0.0, "beta": 0.0, "information_ratio": 0.0, "correlation": 0.0, "tracking_error": 0.0}
+    beta = float(((r - r.mean()) * (b - b.mean())).mean() / b.var(ddof=0))
+    alpha = (1.0 + float((r - beta * b).mean())) ** BARS_PER_YEAR - 1.0
+    active = r - b
+    te = float(active.std(ddof=1))
+    ir = float(active.mean()) / te * math.sqrt(BARS_PER_YEAR) if te > 0 else 0.0
+    corr = float(np.corrcoef(r, b)[0, 1]) if r.std() > 0 else 0.0
+    return {"alpha": float(alpha), "beta": beta, "information_ratio": ir, "correlation": corr,
+            "tracking_error": te * math.sqrt(BARS_PER_YEAR)}
+
+
+def drawdown_periods(equity: pd.Series) -> pd.DataFrame:
+    """Every spell under water, deepest first: start (first bar below the peak), valley, end (last bar below),
+    days (calendar days start to end, inclusive, as quantstats counts them), depth, recovered.
+
+    >>> eq = pd.Series([100.0, 90.0, 95.0, 101.0, 99.0], index=pd.bdate_range("2022-01-03", periods=5))
+    >>> drawdown_periods(eq)[["days", "recovered"]].values.tolist()
+    [[2, True], [1, False]]
+    """
+    dd = drawdown(equity.astype("float64"))
+    under = (dd > 0).to_numpy()
+    rows, i, n = [], 0, len(dd)
+    while i < n:
+        if not under[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and under[j + 1]:
+            j += 1
+        spell = dd.iloc[i:j + 1]
+        rows.append({"start": dd.index[i], "valley": spell.idxmax(), "end": dd.index[j],
+                     "days": int((dd.index[j] - dd.index[i]).days) + 1, "depth": float(spell.max()),
+                     "recovered": j + 1 < n})
+        i = j + 1
+    frame = pd.DataFrame(rows, columns=["start", "valley", "end", "days", "depth", "recovered"])
+    return frame.sort_values("depth", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def period_returns(equity: pd.Series, freq: str) -> pd.Series:
+    """Compounded returns per calendar period (``"M"`` months, ``"Y"`` years), labelled by the period's start."""
+    r = daily_returns(equity)
+    if r.empty:
+        return pd.Series(dtype="float64")
+    grouped = (1.0 + r).groupby(r.index.to_period(freq)).prod() - 1.0
+    grouped.index = grouped.index.to_timestamp()
+    return grouped
+
+
+def monthly_table(equity: pd.Series) -> pd.DataFrame:
+    """Monthly returns as a year x month (1..12) table, with the year's compounded return in column ``year``."""
+    months = period_returns(equity, "M")
+    table = pd.DataFrame({"year": months.index.year, "month": months.index.month, "r": months.to_numpy()})
+    grid = table.pivot(index="year", columns="month", values="r").reindex(columns=range(1, 13))
+    years = period_returns(equity, "Y")
+    grid["year"] = pd.Series(years.to_numpy(), index=years.index.year)
+    return grid
+
+
+def rolling_stats(equity: pd.Series, window: int = 63) -> pd.DataFrame:
+    """Rolling annualised Sharpe and volatility over ``window`` bars (NaN until the window is full)."""
+    r = daily_returns(equity)
+    mean, std = r.rolling(window).mean(), r.rolling(window).std(ddof=1)
+    return pd.DataFrame({"sharpe": mean / std.where(std > 0) * math.sqrt(BARS_PER_YEAR),
+                         "volatility": std * math.sqrt(BARS_PER_YEAR)})
+
+
+def extended(equity: pd.Series, benchmark: pd.Series) -> dict[str, Any]:
+    """The tearsheet's return statistics: Calmar, profit factor, longest drawdown, best and worst day and month,
+    and the benchmark-relative ones under ``relative``."""
+    perf = performance(equity)
+    r = daily_returns(equity)
+    months = period_returns(equity, "M")
+    periods = drawdown_periods(equity)
+    longest = periods.sort_values("days", ascending=False, kind="stable").head(1)
+
+    def _day(s: pd.Series, pick: str) -> dict[str, Any]:
+        if s.empty:
+            return {"date": None, "return": 0.0}
+        at = s.idxmin() if pick == "min" else s.idxmax()
+        return {"date": at.date().isoformat(), "return": float(s[at])}
+
+    def _month(found: dict[str, Any]) -> dict[str, Any]:
+        return {**found, "date": found["date"][:7] if found["date"] else None}  # months are named YYYY-MM
+
+    return {
+        "calmar": perf["cagr"] / perf["max_drawdown"] if perf["max_drawdown"] > 0 else 0.0,
+        "profit_factor": profit_factor(r),
+        "longest_drawdown": ({"days": int(longest["days"].iloc[0]),
+                              "start": longest["start"].iloc[0].date().isoformat(),
+                              "end": longest["end"].iloc[0].date().isoformat(),
+                              "recovered": bool(longest["recovered"].iloc[0])}
+                             if len(longest) else {"days": 0, "start": None, "end": None, "recovered": True}),
+        "worst_day": _day(r, "min"),
+        "best_day": _day(r, "max"),
+        "worst_month": _month(_day(months, "min")),
+        "best_month": _month(_day(months, "max")),
+        "relative": relative(equity, benchmark),
+    }

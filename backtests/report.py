@@ -1,4 +1,5 @@
-"""The report picture: equity vs benchmark, drawdown, and one symbol's closes, forecast and trades.
+"""The report picture: equity vs benchmark, drawdown, and the closes, forecast and trades of the symbol that
+mattered most (largest absolute P&L).
 
 Drawn with matplotlib directly on the Agg backend (Backtrader's own plotting forces TkAgg and needs a screen).
 """
@@ -18,10 +19,14 @@ from backtests.metrics import drawdown  # noqa: E402
 
 
 def focus_symbol(result: BacktestResult) -> str | None:
-    """The symbol to draw in detail: the most traded one, else the first with forecasts."""
+    """The symbol to draw in detail: the one with the largest absolute P&L (closed and open, net of commissions),
+    else the first with forecasts."""
     if len(result.trades):
-        counts = result.trades["symbol"].value_counts()
-        return str(sorted(counts.index, key=lambda s: (-counts[s], s))[0])
+        from backtests import round_trips as rt
+
+        trips = rt.round_trips(result.trades, result.closes.reindex(result.equity.index))
+        pnl = trips.groupby("symbol")["pnl"].sum()
+        return str(sorted(pnl.index, key=lambda s: (-abs(pnl[s]), s))[0])
     if len(result.forecasts):
         return str(result.forecasts["symbol"].iloc[0])
     return None

@@ -21,6 +21,9 @@ from clitools import DefaultsHelpFormatter, OneLineErrorParser, guarded, progres
 from marketdata import DataError, PriceData, load_sample_index, open_provider
 from strategies.base import StrategyError
 from strategies.config import StrategyConfig
+# Adjusted closes carry sub-cent digits; four keep a replay of trades.csv within 0.005 a share.
+PRICE_DECIMALS = 4
+OUTPUT_FILES = "summary.json, equity.csv, trades.csv, round_trips.csv, positions.csv, config.toml"
 
 
 RUN_DEFAULTS = {"data": "sample", "start": "2021-01-01", "end": "2022-12-28", "cash": 100_000.0,
@@ -31,8 +34,9 @@ def build_parser() -> OneLineErrorParser:
     p = OneLineErrorParser(
         prog="python -m backtests.run",
         description="Backtest a strategy (ProphetTrend by default) in Backtrader under the same rules as the live "
-        "cycle, and compare it with a benchmark. Writes summary.json, equity.csv, trades.csv, config.toml and "
-        "report.png into --out; `--config OUT/config.toml` runs it again.",
+        "cycle, and compare it with a benchmark. Writes summary.json, equity.csv, trades.csv, round_trips.csv, "
+        "positions.csv, config.toml, report.png and report.html (the tearsheet) into --out; `--config "
+        "OUT/config.toml` runs it again.",
         epilog="Example: python -m backtests.run --strategy ma-crossover --param fast=10 --symbols AAPL,KO,PG "
         "--start 2022-01-03 --quiet. Exit codes: 0 done, 2 bad input (one error line).",
         formatter_class=DefaultsHelpFormatter,
@@ -53,7 +57,7 @@ def build_parser() -> OneLineErrorParser:
     o = p.add_argument_group("output")
     o.add_argument("--out", type=Path, default=None, help="output folder (default: a new folder under runs/)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    o.add_argument("--no-plot", action="store_true", help="do not draw report.png")
+    o.add_argument("--no-plot", action="store_true", help="do not draw report.png and report.html")
     o.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
     return p
 
@@ -117,12 +121,23 @@ def format_summary(s: dict) -> str:
         ("Exposure (bars invested)", f"{s['exposure']:.0%}", ""),
         ("Final equity", f"{s['final_equity']:,.0f}", ""),
     ]
+    if "calmar" in s:  # the tearsheet's statistics, once write_outputs has added them
+        rel = s["relative"]
+        rows[6:6] = [
+            ("Calmar", f"{s['calmar']:.2f}", ""),
+            ("Longest drawdown", f"{s['longest_drawdown']['days']} days", ""),
+            ("Worst day / month", f"{s['worst_day']['return']:+.2%} / {s['worst_month']['return']:+.2%}", ""),
+            ("Alpha / beta", f"{rel['alpha']:+.2%} / {rel['beta']:.2f}", ""),
+            ("Information ratio", f"{rel['information_ratio']:.2f}", ""),
+        ]
     width = max(len(r[0]) for r in rows)
     bench_name = b["name"] if len(b["name"]) <= 22 else "equal-weight B&H"
     title = s.get("strategy", {}).get("name", "ProphetTrend")
     lines = [f"{title} backtest {s['start']} to {s['end']} ({s['bars']} bars, {len(s['symbols'])} symbols)",
              f"{'':{width}}  {'strategy':>14}  {bench_name:>16}"]
     lines += [f"{name:{width}}  {a:>14}  {bb:>16}" for name, a, bb in rows]
+    if s.get("concentration", {}).get("warning"):
+        lines.append(f"warning: {s['concentration']['warning']}")
     if s.get("rejected_orders"):
         lines.append(f"note: {s['rejected_orders']} order(s) rejected by the broker for lack of cash (see summary.json)")
     if s.get("skipped_orders"):
@@ -133,19 +148,34 @@ def format_summary(s: dict) -> str:
 
 def write_outputs(result: BacktestResult, out: Path, *, plot: bool, overwrite: bool,
                   config_toml: str | None = None) -> Path:
+    """Write the run folder; adds the tearsheet's statistics (:func:`backtests.tearsheet.run_statistics`) to
+    ``result.summary`` first, so summary.json and the printed table hold them."""
+    from backtests import round_trips as rt
+    from backtests.tearsheet import run_statistics
+
+    result.summary.update(run_statistics(result))
     with staged_dir(out, overwrite) as stage:
         write_json(stage / "summary.json", result.summary)
         if config_toml is not None:
             (stage / "config.toml").write_text(config_toml, encoding="utf-8")
         if result.skipped is not None and len(result.skipped):
             result.skipped.to_csv(stage / "skipped.csv", index=False, date_format="%Y-%m-%d")
-        eq = result.equity[["equity", "benchmark", "cash"]]
+        eq = result.equity[["equity", "benchmark", "cash"]].round(2)  # money in cents
         eq.to_csv(stage / "equity.csv", index_label="date", date_format="%Y-%m-%d")
-        result.trades.to_csv(stage / "trades.csv", index=False, date_format="%Y-%m-%d")
+        trades = result.trades.round({"price": PRICE_DECIMALS, "value": 2, "commission": 2})
+        trades.to_csv(stage / "trades.csv", index=False, date_format="%Y-%m-%d")
+        closes = result.closes.reindex(result.equity.index)
+        trips = rt.round_trips(result.trades, closes)
+        trips.round({"entry_price": PRICE_DECIMALS, "exit_price": PRICE_DECIMALS, "pnl": 2, "return": 6}).to_csv(
+            stage / "round_trips.csv", index=False, date_format="%Y-%m-%d")
+        book = rt.replay(result.trades, closes, result.equity, float(result.summary["config"]["cash"]))
+        book.weights.round(6).to_csv(stage / "positions.csv", index_label="date", date_format="%Y-%m-%d")
         if plot:
             from backtests.report import write_report
+            from backtests.tearsheet import write_tearsheet
 
             write_report(result, stage / "report.png")
+            write_tearsheet(result, stage / "report.html")
     return out
 
 
@@ -183,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_summary(result.summary))
         if result.summary.get("data", {}).get("survivorship_note"):
             print(f"note: {result.summary['data']['survivorship_note']}")
-        print(f"wrote {out}/ (summary.json, equity.csv, trades.csv, config.toml{'' if args.no_plot else ', report.png'}) "
+        print(f"wrote {out}/ ({OUTPUT_FILES}{'' if args.no_plot else ', report.png, report.html'}) "
               f"in {result.summary['wall_seconds']:.0f}s")
     return 0
 

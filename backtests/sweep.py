@@ -34,7 +34,7 @@ from backtests.executors import Executor, make_executor
 from backtests.grid import build_params, expand, load_grid_file, parse_grid_flags, parse_set_flags, swept_names
 from backtests.outputs import write_json
 from backtests.run import load_data, resolve_benchmark
-from backtests.sweep_report import format_oos, write_heatmap
+from backtests.sweep_report import format_oos, write_heatmap, write_oos_plot
 from backtests.walkforward import CHOICE_METRICS, Scheme, Window, choose, split_windows, stitch, stitched_summary
 from clitools import OneLineErrorParser, UserError, guarded, progress
 from marketdata import DataError, PriceData
@@ -194,12 +194,13 @@ def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
 
 
 def write_sweep_files(spec: SweepSpec, table: pd.DataFrame, oos: dict[str, Any], out: Path) -> None:
-    """results.csv, oos_summary.json, oos_equity.csv and heatmap.png, each replaced atomically."""
+    """results.csv, oos_summary.json, oos_equity.csv, oos_equity.png and heatmap.png, each replaced atomically."""
     out.mkdir(parents=True, exist_ok=True)
     curve = oos.pop("_stitched_curve")
     _atomic(out / "results.csv", lambda p: table.to_csv(p, index=False))
     _atomic(out / "oos_summary.json", lambda p: write_json(p, oos))
     _atomic(out / "oos_equity.csv", lambda p: curve.to_csv(p, index_label="date", date_format="%Y-%m-%d"))
+    _atomic(out / "oos_equity.png", lambda p: write_oos_plot(curve, oos, p))
     axes = heatmap_axes(spec)
     _atomic(out / "heatmap.png", lambda p: write_heatmap(table, axes[0], axes[1], spec.metric, p))
 
@@ -235,7 +236,7 @@ def build_parser() -> OneLineErrorParser:
         prog="python -m backtests.sweep",
         description="Sweep a grid of strategy parameters walk-forward: per window choose the best parameters on "
         "train, report them on the following test period. Writes results.csv, oos_summary.json, oos_equity.csv, "
-        "heatmap.png and cells/ (one file per finished backtest; a rerun into the same --out reuses them).",
+        "oos_equity.png (the stitched out-of-sample curve against the benchmark), heatmap.png and cells/ (one file per finished backtest; a rerun into the same --out reuses them).",
         formatter_class=_DefaultsShown,
         epilog="example: python -m backtests.sweep --grid band=0.0,0.01,0.02 --grid history=126,252 "
         "--train 252 --test 63 --out runs/sweep-band   (rerun the same command to resume; "
@@ -320,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     outcome = run_sweep(spec, data, index, executor, out, progress=bar, echo=echo)
     if not args.quiet:
         print(format_oos(outcome.oos))
-        print(f"wrote {out}/ (results.csv, oos_summary.json, oos_equity.csv, heatmap.png; {outcome.computed} cells "
+        print(f"wrote {out}/ (results.csv, oos_summary.json, oos_equity.csv, oos_equity.png, heatmap.png; {outcome.computed} cells "
               f"computed, {outcome.reused} reused) in {time.perf_counter() - t0:.0f}s")
     return 0
 

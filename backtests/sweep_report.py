@@ -1,4 +1,4 @@
-"""What a sweep leaves behind besides its cells: the heatmap and the printed out-of-sample summary.
+"""What a sweep leaves behind besides its cells: the heatmap, the out-of-sample plot and the printed verdict.
 
 Example:
     >>> import pandas as pd
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Rectangle
 from matplotlib.figure import Figure  # a bare Figure: no pyplot, so importing this never switches a backend
 
 
@@ -31,15 +32,34 @@ def mean_grid(table: pd.DataFrame, x: str, y: str | None, column: str) -> pd.Dat
     return pd.DataFrame([[means.get((yy, xx), np.nan) for xx in xs] for yy in ys], index=ys, columns=xs)
 
 
+def chosen_grid(table: pd.DataFrame, x: str, y: str | None) -> pd.DataFrame:
+    """How many windows chose each (``x``, ``y``) cell (the ``chosen`` rows), shaped like :func:`mean_grid`.
+
+    >>> t = pd.DataFrame({"window": [0, 0, 1, 1], "band": [0.0, 0.02, 0.0, 0.02], "chosen": [False, True, False, True]})
+    >>> chosen_grid(t, "band", None).to_dict("list")
+    {'0.0': [0], '0.02': [2]}
+    """
+    frame = table.assign(_n=table["chosen"].astype(bool).astype(int))
+    xs = list(dict.fromkeys(_label(v) for v in frame[x]))
+    ys = list(dict.fromkeys(_label(v) for v in frame[y])) if y else [""]
+    keyed = pd.DataFrame({"x": frame[x].map(_label), "y": frame[y].map(_label) if y else "", "n": frame["_n"]})
+    sums = keyed.groupby(["y", "x"], sort=False)["n"].sum()
+    return pd.DataFrame([[int(sums.get((yy, xx), 0)) for xx in xs] for yy in ys], index=ys, columns=xs)
+
+
 def write_heatmap(table: pd.DataFrame, x: str, y: str | None, metric: str, path: Path) -> Path:
-    """Two panels, train and test: ``metric`` averaged over windows for each (``x``, ``y``) pair."""
-    panels = [("train", mean_grid(table, x, y, f"train_{metric}")), ("test (out of sample)",
+    """Two panels, train and test: the mean over windows of each window's ``metric`` for each (``x``, ``y``)
+    pair. Cells that some window chose are outlined and say how many windows chose them: the test panel's
+    colours are per-window means, not the stitched out-of-sample result (see oos_equity.png for that)."""
+    panels = [("train", mean_grid(table, x, y, f"train_{metric}")), ("test",
                                                                     mean_grid(table, x, y, f"test_{metric}"))]
+    chosen = chosen_grid(table, x, y) if "chosen" in table else None
+    windows = int(table["window"].nunique()) if "window" in table else 0
     finite = np.concatenate([p.to_numpy(dtype="float64").ravel() for _, p in panels])
     finite = finite[np.isfinite(finite)]
     low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
     cols, rows = panels[0][1].shape[1], panels[0][1].shape[0]
-    fig = Figure(figsize=(max(8.0, 2.2 + 1.3 * cols * 2), max(3.2, 1.8 + 0.6 * rows)), layout="constrained")
+    fig = Figure(figsize=(max(8.0, 2.2 + 1.3 * cols * 2), max(3.4, 2.0 + 0.6 * rows)), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, (title, grid) in zip(axes, panels):
         image = ax.imshow(grid.to_numpy(dtype="float64"), cmap="viridis", vmin=low, vmax=high, aspect="auto")
@@ -47,20 +67,65 @@ def write_heatmap(table: pd.DataFrame, x: str, y: str | None, metric: str, path:
         ax.set_yticks(range(grid.shape[0]), grid.index)
         ax.set_xlabel(x)
         ax.set_ylabel(y or "" if ax is axes[0] else "")
-        ax.set_title(f"mean {metric}, {title}")
+        ax.set_title(f"mean of per-window {metric}, {title}")
         for (i, j), value in np.ndenumerate(grid.to_numpy(dtype="float64")):
-            ax.text(j, i, "" if np.isnan(value) else f"{value:.2f}", ha="center", va="center",
+            times = int(chosen.iat[i, j]) if chosen is not None else 0
+            text = "" if np.isnan(value) else f"{value:.2f}"
+            if times:
+                text += f"\nchosen {times}/{windows}"
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2.5))
+            ax.text(j, i, text, ha="center", va="center",
                     color="white" if value < (low + high) / 2 else "black", fontsize=9)
     fig.colorbar(image, ax=list(axes), shrink=0.8)
+    fig.suptitle("red outline: the cell a window chose on train (count of windows)", fontsize=9)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write_oos_plot(curve: pd.DataFrame, oos: dict[str, Any], path: Path) -> Path:
+    """``oos_equity.png``: the stitched out-of-sample equity against the benchmark over the same days, each test
+    window shaded and labelled with the parameters it chose, and the stitched drawdown below."""
+    from backtests.metrics import drawdown
+
+    s, b = oos["stitched"], oos["stitched"]["benchmark"]
+    fig = Figure(figsize=(11, 6), layout="constrained")
+    ax, ad = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.2])
+    ax.plot(curve.index, curve["equity"], lw=1.5,
+            label=f"stitched out of sample ({s['total_return']:+.1%}, Sharpe {s['sharpe']:.2f}, "
+                  f"max drawdown {s['max_drawdown']:.1%})")
+    ax.plot(curve.index, curve["benchmark"], lw=1.1, color="grey",
+            label=f"benchmark ({b['total_return']:+.1%}, Sharpe {b['sharpe']:.2f})")
+    labels = {w["window"]: ", ".join(f"{k}={_label(v)}" for k, v in w["chosen"].items()) for w in oos["windows"]}
+    for number, piece in curve.groupby("window", sort=True):
+        if number % 2 == 0:
+            for a in (ax, ad):
+                a.axvspan(piece.index[0], piece.index[-1], color="tab:blue", alpha=0.06, lw=0)
+        ax.text(piece.index[0], 1.0, f" w{number}: {labels.get(int(number), '')}", transform=ax.get_xaxis_transform(),
+                va="top", fontsize=7, rotation=90, color="dimgrey")
+    ax.set_title(f"stitched out of sample {s['start']} to {s['end']} ({s['bars']} bars): each test window traded "
+                 "with the parameters its train window chose", fontsize=10)
+    ax.set_ylabel("equity")
+    ax.legend(loc="lower left", fontsize=9)
+    ax.grid(alpha=0.3)
+    ad.fill_between(curve.index, -drawdown(curve["equity"].astype("float64")), 0, color="tab:red", alpha=0.4)
+    ad.plot(curve.index, -drawdown(curve["benchmark"].astype("float64")), color="grey", lw=1)
+    ad.set_ylabel("drawdown")
+    ad.grid(alpha=0.3)
     fig.savefig(path, dpi=100)
     return path
 
 
 def format_oos(oos: dict[str, Any]) -> str:
-    """The out-of-sample summary as a table: one line per window, then the stitched test periods."""
+    """The verdict: the stitched out-of-sample result first, then one line per window, then per-window means
+    (labelled as such: they are not the result of trading the walk-forward)."""
     metric = oos["metric"]
-    lines = [f"Walk-forward ({oos['scheme']}, train {oos['train_bars']} bars, test {oos['test_bars']} bars), "
-             f"chosen by train {metric}:"]
+    s = oos["stitched"]
+    b = s["benchmark"]
+    lines = [f"Out of sample, stitched {s['start']} to {s['end']} ({s['bars']} bars, {len(oos['windows'])} test "
+             f"windows, parameters chosen by train {metric}):",
+             f"  return {s['total_return']:+.2%}, Sharpe {s['sharpe']:.2f}, max drawdown {s['max_drawdown']:.2%}; "
+             f"benchmark {b['total_return']:+.2%}, Sharpe {b['sharpe']:.2f}, max drawdown {b['max_drawdown']:.2%}",
+             f"Per window ({oos['scheme']}, train {oos['train_bars']} bars, test {oos['test_bars']} bars):"]
     header = f"{'win':>3}  {'test period':<23}  {'chosen':<34}  {'train ' + metric:>12}  {'test ' + metric:>11}  " \
              f"{'test return':>11}  {'benchmark':>9}"
     lines.append(header)
@@ -69,9 +134,11 @@ def format_oos(oos: dict[str, Any]) -> str:
         lines.append(f"{w['window']:>3}  {w['test_start']} {w['test_end']}  {chosen:<34.34}  "
                      f"{w['train'][metric]:>12.3f}  {w['test'][metric]:>11.3f}  {w['test']['total_return']:>+11.2%}  "
                      f"{w['test']['benchmark_total_return']:>+9.2%}")
-    s = oos["stitched"]
-    b = s["benchmark"]
-    lines.append(f"stitched out of sample {s['start']} to {s['end']} ({s['bars']} bars): return {s['total_return']:+.2%}, "
-                 f"Sharpe {s['sharpe']:.2f}, max drawdown {s['max_drawdown']:.2%}; benchmark {b['total_return']:+.2%}, "
-                 f"Sharpe {b['sharpe']:.2f}")
+    if oos["windows"]:
+        def mean(part: str, key: str) -> float:
+            return float(np.mean([w[part][key] for w in oos["windows"]]))
+
+        lines.append(f"per-window means of the chosen sets (not the stitched result): train {metric} "
+                     f"{mean('train', metric):.3f}, test {metric} {mean('test', metric):.3f}, test return "
+                     f"{mean('test', 'total_return'):+.2%}")
     return "\n".join(lines)

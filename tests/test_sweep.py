@@ -66,6 +66,7 @@ def test_results_csv_has_one_row_per_parameter_set_and_window(local_run):
     assert oos["stitched"]["bars"] == 2 * 15
     assert oos["cells"] == {"total": 8, "computed": 8, "reused": 0}
     assert (local_run / "heatmap.png").stat().st_size > 5000
+    assert (local_run / "oos_equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((local_run / "cells").glob("*.json"))) == 8
 
 
@@ -199,3 +200,46 @@ def test_grid_file_and_set_values_are_typed(tmp_path):
     bad.write_text("grid:\n  history: [60, sixty]\n")
     with pytest.raises(UserError, match="'sixty' for history is not a int"):
         load_grid_file(bad)
+
+
+def test_heatmap_marks_the_cells_windows_chose(local_run):
+    from backtests.sweep_report import chosen_grid
+
+    table = pd.read_csv(local_run / "results.csv")
+    grid = chosen_grid(table, "band", None)
+    picked = table[table["chosen"]]
+    assert int(grid.to_numpy().sum()) == table["window"].nunique()
+    for band, n in picked["band"].value_counts().items():
+        assert grid.at["", str(band)] == n
+    assert (grid.to_numpy() == 0).sum() == len(set(table["band"]) - set(picked["band"]))
+
+
+def test_heatmap_draws_the_outlines(tmp_path, monkeypatch):
+    from backtests import sweep_report
+
+    drawn = []
+    real = sweep_report.Rectangle
+    monkeypatch.setattr(sweep_report, "Rectangle", lambda xy, *a, **k: drawn.append(xy) or real(xy, *a, **k))
+    table = pd.DataFrame({"window": [0, 0, 1, 1, 2, 2], "band": [0.0, 0.02] * 3,
+                          "train_sharpe": [1.0, 2.0, 3.0, 0.0, 1.0, 0.5], "test_sharpe": [0.5, 0.1, 0.3, 0.2, 0.0, 0.1],
+                          "chosen": [False, True, True, False, True, False]})
+    sweep_report.write_heatmap(table, "band", None, "sharpe", tmp_path / "h.png")
+    assert sorted(drawn) == [(-0.5, -0.5), (-0.5, -0.5), (0.5, -0.5), (0.5, -0.5)]  # both cells, both panels
+
+
+def test_verdict_leads_with_the_stitched_result(local_run, capsys, tmp_path):
+    shutil.copytree(local_run, tmp_path / "again")
+    assert sweep.cli([a for a in SMALL if a != "--quiet"] + ["--workers", "1", "--out", str(tmp_path / "again")]) == 0
+    text = capsys.readouterr().out
+    oos = json.loads((local_run / "oos_summary.json").read_text())
+    s = oos["stitched"]
+    lines = [line for line in text.splitlines() if line and not line.startswith("8 cells") and "cells," not in line]
+    first = lines.index(next(line for line in lines if line.startswith("Out of sample, stitched")))
+    assert f"return {s['total_return']:+.2%}, Sharpe {s['sharpe']:.2f}, max drawdown {s['max_drawdown']:.2%}" \
+        in lines[first + 1]
+    per_window = next(i for i, line in enumerate(lines) if line.startswith("Per window"))
+    assert first < per_window
+    means = [line for line in lines if "mean" in line]
+    assert means and all("per-window means" in line and "not the stitched result" in line for line in means)
+    expected = np.mean([w["test"]["sharpe"] for w in oos["windows"]])
+    assert f"test sharpe {expected:.3f}" in means[0]

@@ -1,0 +1,195 @@
+"""The book of a run, rebuilt from its executed orders: daily positions and weights, round trips, per-symbol P&L
+and concentration.
+
+Nothing here reads the Backtrader broker: positions come from replaying ``result.trades`` over
+``result.closes``, and :func:`replay` checks that this replay gives back the equity Backtrader recorded, so
+``positions.csv`` and ``round_trips.csv`` describe the very run that ``equity.csv`` does.
+
+Example:
+    >>> import pandas as pd
+    >>> days = pd.bdate_range("2022-01-03", periods=3)
+    >>> closes = pd.DataFrame({"A": [10.0, 11.0, 12.0]}, index=days)
+    >>> trades = pd.DataFrame([{"date": days[1], "symbol": "A", "side": "buy", "qty": 10, "price": 11.0,
+    ...                         "value": 110.0, "commission": 0.0}])
+    >>> equity = pd.DataFrame({"equity": [1000.0, 1000.0, 1010.0], "cash": [1000.0, 890.0, 890.0]}, index=days)
+    >>> book = replay(trades, closes, equity, cash=1000.0)
+    >>> book.max_error, book.weights["A"].round(3).tolist()
+    (0.0, [0.0, 0.11, 0.119])
+    >>> round_trips(trades, closes.loc[days])[["status", "pnl"]].values.tolist()
+    [['open', 10.0]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROUND_TRIP_COLUMNS = ["symbol", "entry_date", "exit_date", "qty", "entry_price", "exit_price", "pnl", "return",
+                      "holding_days", "bars", "status"]
+
+
+@dataclass
+class Book:
+    """Daily holdings rebuilt from the orders: share counts, cash, market values and weights of equity."""
+
+    qty: pd.DataFrame  # shares held at each bar's close, one column per symbol
+    cash: pd.Series
+    values: pd.DataFrame  # qty x close
+    equity: pd.Series  # cash + values, as replayed
+    max_error: float  # largest |replayed - recorded| equity, in money
+
+    @property
+    def weights(self) -> pd.DataFrame:
+        """Each symbol's share of equity at each bar's close."""
+        return self.values.div(self.equity, axis=0)
+
+
+@dataclass(frozen=True)
+class ConcentrationRule:
+    """Warn when one name is more than ``weight`` of equity on more than ``share_of_days`` of the bars."""
+
+    weight: float = 0.5
+    share_of_days: float = 0.10
+
+
+def _signed(trades: pd.DataFrame) -> pd.DataFrame:
+    t = trades.copy()
+    t["date"] = pd.to_datetime(t["date"])
+    sign = np.where(t["side"] == "buy", 1.0, -1.0)
+    t["dq"] = sign * t["qty"].astype("float64")
+    t["cash_flow"] = -sign * t["value"].astype("float64") - t["commission"].astype("float64")
+    return t
+
+
+def replay(trades: pd.DataFrame, closes: pd.DataFrame, equity: pd.DataFrame, cash: float) -> Book:
+    """Replay the orders over the closes on ``equity``'s bars; ``max_error`` compares with its ``equity`` column.
+
+    An order filled on bar t is in bar t's closing position (fills happen at the open).
+    """
+    dates = pd.DatetimeIndex(equity.index)
+    symbols = list(closes.columns)
+    t = _signed(trades)
+    daily_q = t.pivot_table(index="date", columns="symbol", values="dq", aggfunc="sum") if len(t) else None
+    qty = (daily_q.reindex(index=dates, columns=symbols).fillna(0.0).cumsum()
+           if daily_q is not None else pd.DataFrame(0.0, index=dates, columns=symbols))
+    flows = t.groupby("date")["cash_flow"].sum() if len(t) else pd.Series(dtype="float64")
+    cash_s = cash + flows.reindex(dates).fillna(0.0).cumsum()
+    prices = closes.reindex(dates).ffill()[symbols]
+    values = (qty * prices).where(qty != 0, 0.0)
+    replayed = cash_s + values.sum(axis=1)
+    error = float((replayed - equity["equity"].astype("float64")).abs().max()) if len(dates) else 0.0
+    return Book(qty=qty, cash=cash_s, values=values, equity=replayed, max_error=error)
+
+
+def round_trips(trades: pd.DataFrame, closes: pd.DataFrame) -> pd.DataFrame:
+    """One row per closing order (sold shares against the average cost since the position was last flat), then
+    one ``open`` row per position still held, marked at the last close.
+
+    ``pnl`` is net of both sides' commissions (the entry commission shared pro rata); ``return`` is pnl over the
+    cost including the entry commission; ``holding_days`` are calendar days, ``bars`` trading days.
+    """
+    dates = pd.DatetimeIndex(closes.index)
+    rows: list[dict[str, Any]] = []
+    book: dict[str, dict[str, Any]] = {}
+    t = trades.copy()
+    t["date"] = pd.to_datetime(t["date"])
+    for tr in t.sort_values(["date"], kind="stable").itertuples(index=False):
+        pos = book.setdefault(tr.symbol, {"qty": 0, "cost": 0.0, "shares_cost": 0.0, "entry": tr.date})
+        if tr.side == "buy":
+            if pos["qty"] == 0:
+                pos["entry"] = tr.date
+            pos["qty"] += int(tr.qty)
+            pos["cost"] += float(tr.value) + float(tr.commission)
+            pos["shares_cost"] += float(tr.value)
+            continue
+        if pos["qty"] <= 0:
+            continue
+        sold = min(int(tr.qty), pos["qty"])
+        share = sold / pos["qty"]
+        cost, shares_cost = pos["cost"] * share, pos["shares_cost"] * share
+        proceeds = float(tr.price) * sold - float(tr.commission) * sold / int(tr.qty)
+        rows.append(_row(tr.symbol, pos["entry"], tr.date, sold, shares_cost / sold, float(tr.price),
+                         proceeds - cost, cost, dates, "closed"))
+        pos["qty"] -= sold
+        pos["cost"] -= cost
+        pos["shares_cost"] -= shares_cost
+    last = closes.ffill().iloc[-1] if len(closes) else pd.Series(dtype="float64")
+    for symbol, pos in book.items():
+        if pos["qty"] > 0:
+            mark = float(last[symbol])
+            rows.append(_row(symbol, pos["entry"], pd.NaT, pos["qty"], pos["shares_cost"] / pos["qty"], mark,
+                             mark * pos["qty"] - pos["cost"], pos["cost"], dates, "open"))
+    frame = pd.DataFrame(rows, columns=ROUND_TRIP_COLUMNS)
+    return frame.astype({"qty": "int64", "bars": "int64"}) if len(frame) else frame
+
+
+def _row(symbol, entry, exit_, qty, entry_price, exit_price, pnl, cost, dates, status) -> dict[str, Any]:
+    end = exit_ if status == "closed" else dates[-1]
+    return {"symbol": symbol, "entry_date": entry, "exit_date": exit_, "qty": qty, "entry_price": entry_price,
+            "exit_price": exit_price, "pnl": pnl, "return": pnl / cost if cost else 0.0,
+            "holding_days": int((end - entry).days),
+            "bars": int(dates.searchsorted(end) - dates.searchsorted(entry)), "status": status}
+
+
+def by_symbol(trips: pd.DataFrame, book: Book) -> pd.DataFrame:
+    """Per symbol: P&L (closed, open and total, net of commissions), round trips, win rate, mean holding days
+    of closed trips and bars held; sorted by absolute total P&L, largest first."""
+    symbols = list(book.qty.columns)
+    rows = []
+    for s in symbols:
+        mine = trips[trips["symbol"] == s]
+        closed = mine[mine["status"] == "closed"]
+        rows.append({
+            "symbol": s,
+            "pnl": float(mine["pnl"].sum()),
+            "closed_pnl": float(closed["pnl"].sum()),
+            "open_pnl": float(mine.loc[mine["status"] == "open", "pnl"].sum()),
+            "round_trips": int(len(closed)),
+            "win_rate": float((closed["pnl"] > 0).mean()) if len(closed) else float("nan"),
+            "mean_holding_days": float(closed["holding_days"].mean()) if len(closed) else float("nan"),
+            "bars_held": int((book.qty[s] > 0).sum()),
+        })
+    frame = pd.DataFrame(rows)
+    order = frame["pnl"].abs().sort_values(ascending=False, kind="stable").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+def concentration(book: Book) -> pd.DataFrame:
+    """Per bar: invested share of equity, the largest single weight and its symbol, and the number of names."""
+    w = book.weights.fillna(0.0)
+    held = book.qty > 0
+    top = w.idxmax(axis=1).where(held.any(axis=1))
+    return pd.DataFrame({"exposure": w.sum(axis=1), "max_weight": w.max(axis=1), "max_symbol": top,
+                         "names": held.sum(axis=1)}, index=w.index)
+
+
+def concentration_summary(conc: pd.DataFrame, rule: ConcentrationRule = ConcentrationRule()) -> dict[str, Any]:
+    """How concentrated the book was, and ``warning`` (a sentence, or None) under ``rule``."""
+    bars = len(conc)
+    over = conc[conc["max_weight"] > rule.weight]
+    summary: dict[str, Any] = {
+        "max_weight": float(conc["max_weight"].max()) if bars else 0.0,
+        "max_weight_symbol": None, "max_weight_date": None,
+        "mean_max_weight": float(conc["max_weight"].mean()) if bars else 0.0,
+        "mean_names": float(conc["names"].mean()) if bars else 0.0,
+        "threshold": rule.weight, "days_over_threshold": int(len(over)), "bars": bars,
+        "top_symbol_over_threshold": None, "top_symbol_days": 0, "warning": None,
+    }
+    if bars and summary["max_weight"] > 0:
+        at = conc["max_weight"].idxmax()
+        summary["max_weight_symbol"], summary["max_weight_date"] = str(conc.at[at, "max_symbol"]), at.date().isoformat()
+    if len(over):
+        counts = over["max_symbol"].value_counts()
+        name = str(sorted(counts.index, key=lambda s: (-counts[s], s))[0])
+        summary["top_symbol_over_threshold"], summary["top_symbol_days"] = name, int(counts[name])
+        if len(over) > rule.share_of_days * bars:
+            peak = over[over["max_symbol"] == name]["max_weight"]
+            summary["warning"] = (
+                f"one name held more than {rule.weight:.0%} of equity on {len(over)} of {bars} days "
+                f"({len(over) / bars:.0%}); most often {name} ({counts[name]} days, up to {peak.max():.0%} on "
+                f"{peak.idxmax().date().isoformat()}); largest weight overall {summary['max_weight']:.0%} "
+                f"({summary['max_weight_symbol']} on {summary['max_weight_date']})")
+    return summary

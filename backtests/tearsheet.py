@@ -1,0 +1,340 @@
+"""``report.html``: a one-file tearsheet of a run, readable offline.
+
+Drawn with matplotlib (already a dependency) and embedded as base64 PNG, with plain HTML tables and CSS only: no
+JavaScript, no CDN, no fonts or files fetched, so the page opens from a mail attachment or an air-gapped disk.
+The log-scale switch of the equity chart is a CSS checkbox between two pre-drawn images. Every number comes
+from :mod:`backtests.metrics` and :mod:`backtests.round_trips` (the tests recompute them with quantstats and
+empyrical).
+
+Example:
+    >>> import pickle, tempfile, pathlib  # doctest: +SKIP
+    >>> write_tearsheet(result, pathlib.Path(tempfile.mkdtemp()) / "report.html")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # a bare Figure: no pyplot, so no backend is switched
+from matplotlib.ticker import PercentFormatter
+
+from backtests import metrics, round_trips as rt
+from backtests.backtest import BacktestResult
+
+ROLLING_BARS = 63  # a quarter of trading days
+TOP_DRAWDOWNS = 5
+
+
+def run_statistics(result: BacktestResult, rule: rt.ConcentrationRule = rt.ConcentrationRule()) -> dict[str, Any]:
+    """The tearsheet's statistics, as ``summary.json`` stores them (merged into ``result.summary`` by the run)."""
+    parts = _parts(result, rule)
+    return parts["stats"]
+
+
+def _parts(result: BacktestResult, rule: rt.ConcentrationRule) -> dict[str, Any]:
+    eq = result.equity
+    cash = float(result.summary.get("config", {}).get("cash", eq["equity"].iloc[0]))
+    closes = result.closes.reindex(eq.index)
+    book = rt.replay(result.trades, closes, eq, cash)
+    trips = rt.round_trips(result.trades, closes)
+    per_symbol = rt.by_symbol(trips, book)
+    conc = rt.concentration(book)
+    closed = trips[trips["status"] == "closed"]
+    wins, losses = closed.loc[closed["pnl"] > 0, "pnl"].sum(), -closed.loc[closed["pnl"] < 0, "pnl"].sum()
+    stats = metrics.extended(eq["equity"], eq["benchmark"])
+    stats["round_trip_stats"] = {
+        "closed": int(len(closed)), "open": int((trips["status"] == "open").sum()),
+        "closed_pnl": float(closed["pnl"].sum()), "open_pnl": float(trips.loc[trips["status"] == "open", "pnl"].sum()),
+        "profit_factor": float(wins / losses) if losses > 0 else (float("inf") if wins > 0 else 0.0),
+        "mean_holding_days": float(closed["holding_days"].mean()) if len(closed) else 0.0,
+        "largest_pnl_symbol": str(per_symbol["symbol"].iloc[0]) if len(trips) else None,
+    }
+    stats["concentration"] = rt.concentration_summary(conc, rule)
+    stats["replay_max_error"] = book.max_error
+    return {"stats": stats, "book": book, "trips": trips, "per_symbol": per_symbol, "conc": conc}
+
+
+# ---------------------------------------------------------------- figures
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fig(height: float = 3.4, width: float = 11.0, rows: int = 1, **kw):
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(rows, 1, **kw)
+    return fig, axes
+
+
+def _shade_drawdowns(ax, periods: pd.DataFrame) -> None:
+    for p in periods.head(TOP_DRAWDOWNS).itertuples():
+        ax.axvspan(p.start, p.end, color="tab:red", alpha=0.08, lw=0)
+
+
+def fig_equity(eq: pd.DataFrame, periods: pd.DataFrame, log: bool) -> str:
+    fig, ax = _fig(3.8)
+    ax.plot(eq.index, eq["equity"], lw=1.5, label="strategy")
+    ax.plot(eq.index, eq["benchmark"], lw=1.1, color="grey", label="benchmark")
+    _shade_drawdowns(ax, periods)
+    if log:
+        ax.set_yscale("log")
+    ax.set_title(f"equity against the benchmark ({'log' if log else 'linear'} scale; the {TOP_DRAWDOWNS} deepest "
+                 "drawdowns shaded)")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def fig_drawdown(eq: pd.DataFrame, periods: pd.DataFrame) -> str:
+    fig, ax = _fig(2.6)
+    ax.fill_between(eq.index, -metrics.drawdown(eq["equity"]), 0, color="tab:red", alpha=0.45, label="strategy")
+    ax.plot(eq.index, -metrics.drawdown(eq["benchmark"]), color="grey", lw=1, label="benchmark")
+    for rank, p in enumerate(periods.head(TOP_DRAWDOWNS).itertuples(), 1):
+        ax.annotate(str(rank), (p.valley, -p.depth), textcoords="offset points", xytext=(0, -11), ha="center",
+                    fontsize=8)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_title("drawdown from the running peak (numbers: the deepest periods, as in the table)")
+    ax.legend(loc="lower left")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def fig_monthly(table: pd.DataFrame, years: pd.Series, bench_years: pd.Series) -> str:
+    fig = Figure(figsize=(11, 0.9 + 0.45 * max(len(table), 2)), layout="constrained")
+    ax, ay = fig.subplots(1, 2, width_ratios=[3, 1])
+    grid = table[list(range(1, 13))].to_numpy(dtype="float64")
+    bound = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 0.1
+    ax.imshow(grid, cmap="RdYlGn", vmin=-bound, vmax=bound, aspect="auto")
+    ax.set_xticks(range(12), ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"])
+    ax.set_yticks(range(len(table)), [str(y) for y in table.index])
+    for (i, j), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:+.1%}", ha="center", va="center", fontsize=8)
+    ax.set_title("monthly returns")
+    x = np.arange(len(years))
+    ay.bar(x - 0.2, years.to_numpy(), 0.4, label="strategy")
+    ay.bar(x + 0.2, bench_years.reindex(years.index).to_numpy(), 0.4, color="grey", label="benchmark")
+    ay.set_xticks(x, [str(d.year) for d in years.index])
+    ay.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ay.axhline(0, color="black", lw=0.6)
+    ay.set_title("yearly returns")
+    ay.legend(fontsize=8)
+    return _png(fig)
+
+
+def fig_rolling(eq: pd.DataFrame) -> str:
+    fig, (a, b) = _fig(4.4, rows=2, sharex=True)
+    rs, rb = metrics.rolling_stats(eq["equity"], ROLLING_BARS), metrics.rolling_stats(eq["benchmark"], ROLLING_BARS)
+    a.plot(rs.index, rs["sharpe"], label="strategy")
+    a.plot(rb.index, rb["sharpe"], color="grey", lw=1, label="benchmark")
+    a.axhline(0, color="black", lw=0.6)
+    a.set_title(f"rolling Sharpe ({ROLLING_BARS} bars)")
+    a.legend(loc="upper left", fontsize=8)
+    b.plot(rs.index, rs["volatility"], label="strategy")
+    b.plot(rb.index, rb["volatility"], color="grey", lw=1, label="benchmark")
+    b.yaxis.set_major_formatter(PercentFormatter(1.0))
+    b.set_title(f"rolling annualised volatility ({ROLLING_BARS} bars)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def fig_distribution(eq: pd.DataFrame) -> str:
+    fig, ax = _fig(3.0)
+    r, b = metrics.daily_returns(eq["equity"]), metrics.daily_returns(eq["benchmark"])
+    bins = np.linspace(min(r.min(), b.min(), -0.01), max(r.max(), b.max(), 0.01), 50)
+    ax.hist(r, bins=bins, alpha=0.6, label=f"strategy (skew {r.skew():.2f}, kurtosis {r.kurt():.1f})")
+    ax.hist(b, bins=bins, alpha=0.4, color="grey", label="benchmark")
+    ax.axvline(r.min(), color="tab:red", ls="--", lw=1, label=f"worst day {r.min():+.2%}")
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_title("distribution of daily returns")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def fig_symbols(per_symbol: pd.DataFrame) -> str:
+    fig = Figure(figsize=(11, max(3.2, 0.8 + 0.3 * len(per_symbol))), layout="constrained")
+    ax, ah = fig.subplots(1, 2)
+    ps = per_symbol.sort_values("pnl")
+    y = np.arange(len(ps))
+    ax.barh(y, ps["closed_pnl"], color="tab:blue", label="closed")
+    ax.barh(y, ps["open_pnl"], left=ps["closed_pnl"], color="tab:orange", label="open (marked at the last close)")
+    ax.set_yticks(y, ps["symbol"])
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_title("P&L per symbol, net of commissions")
+    ax.legend(fontsize=8)
+    ah.barh(y, ps["bars_held"], color="tab:purple")
+    ah.set_yticks(y, ps["symbol"])
+    ah.set_title("bars held per symbol")
+    return _png(fig)
+
+
+def fig_trips(trips: pd.DataFrame) -> str:
+    fig, ax = _fig(3.0)
+    for status, marker in (("closed", "o"), ("open", "x")):
+        t = trips[trips["status"] == status]
+        if len(t):
+            ax.scatter(t["holding_days"], t["return"], marker=marker, s=22, alpha=0.7, label=f"{status} ({len(t)})")
+    ax.axhline(0, color="black", lw=0.6)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("holding days")
+    ax.set_title("round trips: return against holding time")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def fig_concentration(conc: pd.DataFrame, threshold: float) -> str:
+    fig, (a, b) = _fig(4.0, rows=2, sharex=True)
+    a.plot(conc.index, conc["exposure"], color="tab:blue", lw=1, label="invested share of equity")
+    a.plot(conc.index, conc["max_weight"], color="tab:red", lw=1.2, label="largest single weight")
+    a.axhline(threshold, color="tab:red", ls=":", lw=1, label=f"{threshold:.0%}")
+    a.yaxis.set_major_formatter(PercentFormatter(1.0))
+    a.set_title("exposure and concentration")
+    a.legend(loc="upper left", fontsize=8)
+    b.step(conc.index, conc["names"], where="post", color="tab:green")
+    b.set_title("number of names held")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------- page
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1120px;color:#222}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{padding:3px 10px;border-bottom:1px solid #eee;
+text-align:right}th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}
+img{max-width:100%}.warn{background:#fff3cd;border:1px solid #e0c060;padding:8px 12px;margin:12px 0}
+.scroll{max-height:420px;overflow:auto}.log{display:none}#logscale:checked~.log{display:block}
+#logscale:checked~.lin{display:none}.muted{color:#777;font-size:12px}
+"""
+
+
+def _pct(v: float) -> str:
+    return "" if v is None or not np.isfinite(v) else f"{v:+.2%}"
+
+
+def _num(v: float, digits: int = 2) -> str:
+    return "" if v is None else ("inf" if v == float("inf") else f"{v:.{digits}f}")
+
+
+def _table(frame: pd.DataFrame, formats: dict[str, Any] | None = None, id_: str = "") -> str:
+    formats = formats or {}
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for col, v in zip(frame.columns, row):
+            f = formats.get(col)
+            text = "" if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT) else (
+                f(v) if f else (v.date().isoformat() if isinstance(v, pd.Timestamp) else str(v)))
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table id="{id_}"><tr>{head}</tr>' + "".join(body) + "</table>"
+
+
+def _img(data: str, name: str, cls: str = "") -> str:
+    return f'<img class="{cls}" id="fig-{name}" alt="{name}" src="data:image/png;base64,{data}">'
+
+
+def render(result: BacktestResult, rule: rt.ConcentrationRule = rt.ConcentrationRule()) -> str:
+    """The whole page as one HTML string."""
+    s, eq = result.summary, result.equity
+    parts = _parts(result, rule)
+    st, trips, per_symbol, conc = parts["stats"], parts["trips"], parts["per_symbol"], parts["conc"]
+    periods = metrics.drawdown_periods(eq["equity"])
+    bench_perf = metrics.performance(eq["benchmark"])
+    bench_ext = metrics.extended(eq["benchmark"], eq["benchmark"])
+    perf = metrics.performance(eq["equity"])
+    rel, c = st["relative"], st["concentration"]
+    rows = [
+        ("Total return", _pct(perf["total_return"]), _pct(bench_perf["total_return"])),
+        ("CAGR", _pct(perf["cagr"]), _pct(bench_perf["cagr"])),
+        ("Sharpe (252, rf 0)", _num(perf["sharpe"]), _num(bench_perf["sharpe"])),
+        ("Sortino", _num(perf["sortino"]), _num(bench_perf["sortino"])),
+        ("Volatility", _pct(perf["volatility"]), _pct(bench_perf["volatility"])),
+        ("Max drawdown", _pct(-perf["max_drawdown"]), _pct(-bench_perf["max_drawdown"])),
+        ("Calmar", _num(st["calmar"]), _num(bench_ext["calmar"])),
+        ("Profit factor (daily returns)", _num(st["profit_factor"]), _num(bench_ext["profit_factor"])),
+        ("Longest drawdown (days)", str(st["longest_drawdown"]["days"]), str(bench_ext["longest_drawdown"]["days"])),
+        ("Worst day", f"{_pct(st['worst_day']['return'])} ({st['worst_day']['date']})",
+         f"{_pct(bench_ext['worst_day']['return'])} ({bench_ext['worst_day']['date']})"),
+        ("Worst month", f"{_pct(st['worst_month']['return'])} ({st['worst_month']['date']})",
+         f"{_pct(bench_ext['worst_month']['return'])} ({bench_ext['worst_month']['date']})"),
+        ("Alpha (annualised)", _pct(rel["alpha"]), ""),
+        ("Beta", _num(rel["beta"]), ""),
+        ("Information ratio (annualised)", _num(rel["information_ratio"]), ""),
+        ("Correlation (daily returns)", _num(rel["correlation"]), ""),
+        ("Tracking error", _pct(rel["tracking_error"]), ""),
+        ("Round trips closed / open", f"{st['round_trip_stats']['closed']} / {st['round_trip_stats']['open']}", ""),
+        ("Profit factor (closed round trips)", _num(st["round_trip_stats"]["profit_factor"]), ""),
+        ("Largest single weight", f"{c['max_weight']:.1%} ({c['max_weight_symbol']}, {c['max_weight_date']})", ""),
+        ("Mean number of names", _num(c["mean_names"], 1), ""),
+        ("Final equity", f"{s['final_equity']:,.2f}", f"{eq['benchmark'].iloc[-1]:,.2f}"),
+    ]
+    stats_table = _table(pd.DataFrame(rows, columns=["", "strategy", s["benchmark"]["name"][:40]]), id_="stats")
+    warning = f'<div class="warn" id="concentration-warning">Concentration: {html.escape(c["warning"])}</div>' \
+        if c["warning"] else ""
+    if st["replay_max_error"] > 1e-6 * float(eq["equity"].iloc[0]):
+        warning += (f'<div class="warn">The orders replayed over the closes miss the recorded equity by up to '
+                    f'{st["replay_max_error"]:.2f}: positions and round trips below may be off.</div>')
+    money = lambda v: f"{v:,.2f}"  # noqa: E731
+    dd_table = _table(periods.head(TOP_DRAWDOWNS).assign(rank=range(1, min(TOP_DRAWDOWNS, len(periods)) + 1))[
+        ["rank", "start", "valley", "end", "days", "depth", "recovered"]], {"depth": lambda v: f"{-v:.2%}"}, "drawdowns")
+    sym_table = _table(per_symbol, {"pnl": money, "closed_pnl": money, "open_pnl": money,
+                                    "win_rate": lambda v: f"{v:.0%}", "mean_holding_days": lambda v: f"{v:.1f}"},
+                       "per-symbol")
+    trips_table = _table(trips, {"entry_price": money, "exit_price": money, "pnl": money,
+                                 "return": lambda v: f"{v:+.2%}"}, "round-trips")
+    monthly = metrics.monthly_table(eq["equity"])
+    years = metrics.period_returns(eq["equity"], "Y")
+    figures = {
+        "equity": _img(fig_equity(eq, periods, False), "equity", "lin")
+        + _img(fig_equity(eq, periods, True), "equity-log", "log"),
+        "drawdown": _img(fig_drawdown(eq, periods), "drawdown"),
+        "monthly": _img(fig_monthly(monthly, years, metrics.period_returns(eq["benchmark"], "Y")), "monthly"),
+        "rolling": _img(fig_rolling(eq), "rolling"),
+        "distribution": _img(fig_distribution(eq), "distribution"),
+        "symbols": _img(fig_symbols(per_symbol), "symbols") if len(per_symbol) else "",
+        "trips": _img(fig_trips(trips), "trips") if len(trips) else "<p>No round trips.</p>",
+        "concentration": _img(fig_concentration(conc, c["threshold"]), "concentration"),
+    }
+    p = s["params"]
+    title = (f"ProphetTrend {s['start']} to {s['end']}: {len(s['symbols'])} symbols, top {p['top_n']}, {p['mode']}, "
+             f"engine {p['engine']}")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="muted">{s['bars']} bars; symbols {html.escape(', '.join(s['symbols']))}; benchmark
+{html.escape(s['benchmark']['name'])}; commission {s['config']['commission']:.2%}; daily returns, 252 a year,
+risk-free rate 0.</p>
+{warning}
+<h2>Summary</h2>{stats_table}
+<h2>Equity</h2><input type="checkbox" id="logscale"><label for="logscale"> log scale</label>{figures['equity']}
+<h2>Drawdowns</h2>{figures['drawdown']}{dd_table}
+<h2>Monthly and yearly returns</h2>{figures['monthly']}
+<h2>Rolling Sharpe and volatility</h2>{figures['rolling']}
+<h2>Return distribution</h2>{figures['distribution']}
+<h2>Per symbol</h2>{figures['symbols']}{sym_table}
+<h2>Exposure and concentration</h2>{figures['concentration']}
+<h2>Round trips</h2>{figures['trips']}<div class="scroll">{trips_table}</div>
+<p class="muted">P&amp;L net of commissions (the entry commission shared pro rata over the shares sold); open
+positions marked at the last close. Files: round_trips.csv, positions.csv, trades.csv, equity.csv, summary.json.</p>
+</body></html>
+"""
+
+
+def write_tearsheet(result: BacktestResult, path: Path, rule: rt.ConcentrationRule = rt.ConcentrationRule()) -> Path:
+    """Save ``report.html`` for ``result`` at ``path``; returns the path."""
+    path.write_text(render(result, rule), encoding="utf-8")
+    return path

@@ -235,10 +235,11 @@ def bars_page(state: DataStubState, q: dict[str, str]) -> dict[str, Any]:
                        spec["split_adjusted"], state.splits.get(symbol))
         if spec["sort"] == "desc":
             frame = frame.iloc[::-1]
-        for t, r in frame.iterrows():
-            rows.append((symbol, t, {"t": _rfc3339(t), "o": round(float(r.o), 4), "h": round(float(r.h), 4),
-                                     "l": round(float(r.l), 4), "c": round(float(r.c), 4), "v": int(r.v),
-                                     "n": int(r.n), "vw": round(float(r.vw), 4)}))
+        stamps = frame.index.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+        prices = frame[["o", "h", "l", "c", "vw"]].astype(float).round(4).to_numpy().tolist()
+        counts = frame[["v", "n"]].astype("int64").to_numpy().tolist()
+        for t, (o, h, l, c, vw), (v, n) in zip(stamps, prices, counts):
+            rows.append((symbol, t, {"t": t, "o": o, "h": h, "l": l, "c": c, "v": v, "n": n, "vw": vw}))
     # the page token names the query (minus the token itself) and the position reached
     fingerprint = hashlib.sha256(json.dumps({k: v for k, v in sorted(q.items()) if k not in ("page_token", "limit")}
                                             ).encode()).hexdigest()[:16]

@@ -170,3 +170,20 @@ def test_open_provider_alpaca_uses_the_trading_keys(stub, tmp_path, monkeypatch)
     monkeypatch.delenv("APCA_API_SECRET_KEY")
     with pytest.raises(DataError, match="APCA_API_KEY_ID and APCA_API_SECRET_KEY"):
         open_provider("alpaca")
+
+
+def test_cli_fetch_from_alpaca_at_15m(stub, tmp_path, monkeypatch, capsys):
+    from marketdata.__main__ import cli
+
+    for key, value in stub.env().items():
+        monkeypatch.setenv(key, value)
+    args = ["fetch", "--source", "alpaca", "--interval", "15m", "--symbols", "AAPL,KO", "--start", "2024-07-01",
+            "--end", "2024-07-02", "--cache-dir", str(tmp_path), "--quiet"]
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    assert "15m bars" in out and "2 loaded" in out and "alpaca-iex-15m-all" in out
+    stub.state.rate_limit, stub.state.retry_after = 100, 0
+    with pytest.raises(SystemExit) as exc:
+        cli(args[:-5] + ["--end", "2024-07-03", "--cache-dir", str(tmp_path), "--quiet", "--symbols", "MSFT"])
+    assert exc.value.code == 2
+    assert "MSFT (Alpaca rate limit" in capsys.readouterr().err

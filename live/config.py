@@ -108,8 +108,8 @@ class LiveConfig:
             else (state_dir / "cache" if sandboxed else None),
             log_level=read.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
         )
-        if config.market_data not in ("sample", "yfinance") and not config.market_data.startswith("csv:"):
-            raise ConfigError(f"MARKET_DATA must be sample, yfinance or csv:PATH, got {config.market_data!r}")
+        if config.market_data not in ("sample", "yfinance", "alpaca") and not config.market_data.startswith("csv:"):
+            raise ConfigError(f"MARKET_DATA must be sample, yfinance, alpaca or csv:PATH, got {config.market_data!r}")
         if config.paper_commission >= 0.1:
             raise ConfigError(f"PAPER_COMMISSION must be a fraction below 0.1, got {config.paper_commission}")
         if broker == "alpaca" and not has_keys:

@@ -51,6 +51,10 @@ def build_parser() -> OneLineErrorParser:
     f.add_argument("--end", default=None, help="last date, YYYY-MM-DD (default: today)")
     f.add_argument("--batch-size", type=int, default=50, help="symbols per yf.download call")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.add_argument("--source", choices=("yfinance", "alpaca"), default="yfinance",
+                   help="where to fetch from (alpaca: APCA_API_KEY_ID / APCA_API_SECRET_KEY, APCA_DATA_FEED)")
+    f.add_argument("--interval", default="1d", help="bar size: 1m, 5m, 15m, 1h (60m) or 1d")
+    f.add_argument("--extended", action="store_true", help="intraday: keep pre- and post-market bars (alpaca)")
     i = sub.add_parser("info", parents=[common], help="what the cache holds",
                        description="Summarise the cache: symbols, dates, size, fetch times, unreadable files.")
     i.add_argument("--symbols", default=None, help="show these symbols one per line ('all' for every symbol)")
@@ -109,6 +113,10 @@ def _fetch(args) -> int:
     if start > end:
         raise UserError(f"empty date range: --start {start} is after --end {end}")
     symbols, what = _symbols(args.symbols, args.cache_dir)
+    if getattr(args, "source", "yfinance") == "alpaca":
+        return _fetch_alpaca(args, symbols, what, start, end)
+    if getattr(args, "interval", "1d") not in ("1d",):
+        raise UserError(f"--interval {args.interval} with --source yfinance is not available yet; use --source alpaca")
     provider = YahooProvider(cache_dir=args.cache_dir, adjusted=not args.raw, batch_size=args.batch_size)
     if provider.offline:
         raise UserError(f"{OFFLINE_ENV_VAR} is set: fetch needs the network")
@@ -154,6 +162,32 @@ def _outcome(report: FetchReport) -> int:
 def _names(symbols) -> str:
     names = sorted(symbols)
     return ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+
+
+def _fetch_alpaca(args, symbols: list[str], what: str, start: dt.date, end: dt.date) -> int:
+    from marketdata.alpaca_data import AlpacaDataConfig, AlpacaDataProvider
+    from marketdata.bars import parse_interval
+
+    interval = parse_interval(args.interval).name
+    provider = AlpacaDataProvider(AlpacaDataConfig.from_env(), cache_dir=args.cache_dir, batch_size=args.batch_size)
+    if provider.offline:
+        raise UserError(f"{OFFLINE_ENV_VAR} is set: fetch needs the network")
+    with progress(len(symbols), "fetch", enabled=False if args.quiet else None) as bar:
+        bar.unit = "symbol"
+        report = provider.fetch(symbols, start, end, interval=interval, extended=args.extended, progress=bar.update)
+    cache = provider.cache(interval, args.extended)
+    print(f"{what}, {interval} bars, {start} to {end}: {len(report.frames)} loaded, {len(report.downloaded)} updated "
+          f"from Alpaca ({provider.config.feed}) in {report.requests} request(s), {report.retries} retried; "
+          f"cache {cache.folder}")
+    if report.incomplete:
+        print(f"warning: {len(report.incomplete)} symbol(s) kept without their missing range: "
+              f"{', '.join(sorted(report.incomplete)[:20])}", file=sys.stderr)
+    if report.failed:
+        if not report.frames:
+            raise DataError(report.failure_summary())
+        print(f"warning: {report.failure_summary()}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _info(args) -> int:

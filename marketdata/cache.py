@@ -1,4 +1,8 @@
-"""A durable on-disk cache of daily bars: one Parquet file per symbol, written atomically.
+"""A durable on-disk cache of bars: one Parquet file per symbol and kind, written atomically.
+
+The kind (a folder) names the source, the bar size and the adjustment: ``yahoo-daily-adjusted``,
+``yahoo-15m-adjusted``, ``alpaca-iex-1m-all``, ... so daily and intraday bars, or two feeds, never mix in one
+file. Intraday files keep their bar start times (naive New York time, see ``marketdata.bars``).
 
 Each file holds the bars (``open, high, low, close, volume`` and, unadjusted, ``adj_close``) and, in its Parquet
 metadata, the calendar range Yahoo was asked for (``covered``) and when it answered (``fetched_at``). Knowing the
@@ -35,6 +39,7 @@ from typing import Any
 
 import pandas as pd
 
+from marketdata.bars import parse_interval
 from marketdata.errors import DataError
 
 ENV_VAR = "PROPHETTREND_CACHE"
@@ -77,13 +82,29 @@ class CachedBars:
     path: Path
 
 
-class PriceCache:
-    """Daily bars per symbol under ``root/<kind>/`` (kind: ``yahoo-daily-adjusted`` or ``yahoo-daily-raw``)."""
+def cache_kind(source: str, interval: str = "1d", adjustment: str = "adjusted", *, feed: str | None = None,
+               extended: bool = False) -> str:
+    """The folder name for one source, feed, bar size, adjustment and session choice.
 
-    def __init__(self, root: str | Path | None = None, *, adjusted: bool = True) -> None:
+    >>> cache_kind("yahoo"), cache_kind("yahoo", "15m", "raw"), cache_kind("alpaca", "1m", "all", feed="sip", extended=True)
+    ('yahoo-daily-adjusted', 'yahoo-15m-raw', 'alpaca-sip-1m-all-extended')
+    """
+    name = parse_interval(interval).name
+    parts = [source] + ([feed] if feed else []) + ["daily" if name == "1d" else name, adjustment]
+    return "-".join(parts) + ("-extended" if extended and name != "1d" else "")
+
+
+class PriceCache:
+    """Bars per symbol under ``root/<kind>/`` (default kind: ``yahoo-daily-adjusted`` or ``yahoo-daily-raw``;
+    ``interval`` picks Yahoo's intraday folders, ``kind`` any other, see :func:`cache_kind`)."""
+
+    def __init__(self, root: str | Path | None = None, *, adjusted: bool = True, interval: str = "1d",
+                 kind: str | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self.adjusted = adjusted
-        self.folder = self.root / ("yahoo-daily-adjusted" if adjusted else "yahoo-daily-raw")
+        self.interval = parse_interval(interval).name
+        self.kind = kind or cache_kind("yahoo", self.interval, "adjusted" if adjusted else "raw")
+        self.folder = self.root / self.kind
 
     def path(self, symbol: str) -> Path:
         symbol = symbol.strip().upper()
@@ -107,8 +128,7 @@ class PriceCache:
                 f"cache file {path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
                 f"it was left in place: move it away or run `python -m marketdata clear --symbols {symbol.upper()}`"
             ) from None
-        bars.index = pd.DatetimeIndex(bars.index).normalize()
-        bars.index.name = "date"
+        bars.index = self._index(bars.index)
         covered = meta.get("covered")
         return CachedBars(
             symbol=symbol.upper(),
@@ -127,10 +147,10 @@ class PriceCache:
         path = self.path(symbol)
         path.parent.mkdir(parents=True, exist_ok=True)
         frame = bars.sort_index()
-        frame.index = pd.DatetimeIndex(frame.index).normalize()
-        frame.index.name = "date"
+        frame.index = self._index(frame.index)
         meta = {"format": _FORMAT, "symbol": symbol.upper(), "adjusted": self.adjusted, "fetched_at": fetched_at,
-                "covered": [covered[0].isoformat(), covered[1].isoformat()] if covered else None, **(extra or {})}
+                "covered": [covered[0].isoformat(), covered[1].isoformat()] if covered else None,
+                **({"interval": self.interval} if self.interval != "1d" else {}), **(extra or {})}
         table = pa.Table.from_pandas(frame, preserve_index=True)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()})
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
@@ -145,6 +165,12 @@ class PriceCache:
             raise
         _fsync_dir(path.parent)
         return path
+
+    def _index(self, index) -> pd.DatetimeIndex:
+        index = pd.DatetimeIndex(index)
+        if self.interval == "1d":
+            return index.normalize().rename("date")
+        return index.rename("timestamp")  # bar start times are kept as they are (naive New York time)
 
     def missing(self, symbol: str, start: dt.date, end: dt.date) -> list[tuple[dt.date, dt.date]]:
         """Calendar ranges within ``start..end`` not yet asked for; the covered range stays one piece, so a

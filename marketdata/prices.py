@@ -56,6 +56,12 @@ class PriceData:
     provenance: dict[str, Any] = field(default_factory=dict)
     highs: pd.DataFrame | None = None
     lows: pd.DataFrame | None = None
+    interval: str = "1d"  # "1d": rows are dates; intraday ("1m" "5m" "15m" "1h"): naive New York bar starts
+
+    @property
+    def intraday(self) -> bool:
+        """Whether rows are intraday bars (see ``marketdata.bars``) rather than days."""
+        return self.interval != "1d"
 
     @property
     def has_ranges(self) -> bool:
@@ -75,18 +81,25 @@ class PriceData:
         fetched_at: str | None = None,
         origin: str = "",
         extra: dict[str, Any] | None = None,
+        interval: str = "1d",
     ) -> "PriceData":
         """Validate ``closes`` (and ``opens``, ``highs``, ``lows``) and attach provenance; raises :class:`DataError`.
 
         Highs and lows are kept only when both are given; missing values are filled from the open and close, so
         ``low <= min(open, close)`` and ``high >= max(open, close)`` hold on every bar.
+
+        ``interval`` other than ``"1d"`` keeps the timestamps (as naive New York times, see ``marketdata.bars``)
+        instead of normalising them to dates, and records ``interval``, ``first_bar`` and ``last_bar``.
         """
-        closes = _validated(closes, "close", origin)
+        from marketdata.bars import parse_interval
+
+        interval = parse_interval(interval).name
+        closes = _validated(closes, "close", origin, interval)
         if opens is not None:
-            opens = _validated(opens, "open", origin).reindex(index=closes.index, columns=closes.columns)
+            opens = _validated(opens, "open", origin, interval).reindex(index=closes.index, columns=closes.columns)
         if highs is not None and lows is not None:
-            highs = _validated(highs, "high", origin).reindex(index=closes.index, columns=closes.columns)
-            lows = _validated(lows, "low", origin).reindex(index=closes.index, columns=closes.columns)
+            highs = _validated(highs, "high", origin, interval).reindex(index=closes.index, columns=closes.columns)
+            lows = _validated(lows, "low", origin, interval).reindex(index=closes.index, columns=closes.columns)
             top = closes if opens is None else np.fmax(closes, opens.fillna(closes))
             bottom = closes if opens is None else np.fmin(closes, opens.fillna(closes))
             highs = np.fmax(highs.fillna(top), top).where(closes.notna())
@@ -101,8 +114,10 @@ class PriceData:
             "first_date": closes.index[0].date().isoformat(),
             "last_date": closes.index[-1].date().isoformat(),
         }
+        if interval != "1d":
+            provenance.update(_bar_span(closes), interval=interval)
         provenance.update(extra or {})
-        return cls(closes=closes, opens=opens, provenance=provenance, highs=highs, lows=lows)
+        return cls(closes=closes, opens=opens, provenance=provenance, highs=highs, lows=lows, interval=interval)
 
     @property
     def symbols(self) -> list[str]:
@@ -140,22 +155,34 @@ class PriceData:
         if len(closes):
             provenance["first_date"] = closes.index[0].date().isoformat()
             provenance["last_date"] = closes.index[-1].date().isoformat()
+            if self.intraday:
+                provenance.update(_bar_span(closes))
         return replace(self, closes=closes, opens=opens, highs=highs, lows=lows, provenance=provenance)
 
 
-def _validated(frame: pd.DataFrame, what: str, origin: str) -> pd.DataFrame:
+def _bar_span(closes: pd.DataFrame) -> dict[str, str]:
+    return {"first_bar": closes.index[0].isoformat(), "last_bar": closes.index[-1].isoformat()}
+
+
+def _validated(frame: pd.DataFrame, what: str, origin: str, interval: str = "1d") -> pd.DataFrame:
     where = f" in {origin}" if origin else ""
     if frame.empty or frame.shape[1] == 0:
         raise DataError(f"no {what} prices{where}")
     index = pd.DatetimeIndex(frame.index)
-    if index.tz is not None:
-        index = index.tz_localize(None)
-    index = index.normalize()
+    if interval == "1d":
+        if index.tz is not None:
+            index = index.tz_localize(None)
+        index = index.normalize()
+    else:
+        from marketdata.bars import new_york_naive
+
+        index = new_york_naive(index)
     if index.hasnans:
         raise DataError(f"unparseable date{where}")
     duplicated = index[index.duplicated()]
     if len(duplicated):
-        raise DataError(f"duplicate date {duplicated[0].date()}{where}")
+        shown = duplicated[0].date() if interval == "1d" else duplicated[0]
+        raise DataError(f"duplicate {'date' if interval == '1d' else 'timestamp'} {shown}{where}")
     numeric = frame.apply(pd.to_numeric, errors="coerce")
     bad = numeric.isna() & frame.notna()
     if bad.to_numpy().any():
@@ -173,7 +200,7 @@ def _validated(frame: pd.DataFrame, what: str, origin: str) -> pd.DataFrame:
         row, col = np.argwhere((numeric <= 0).to_numpy())[0]
         raise DataError(f"non-positive {what} price for {frame.columns[col]} on {index[row].date()}{where}")
     numeric.index = index
-    numeric.index.name = "date"
+    numeric.index.name = "date" if interval == "1d" else "timestamp"
     numeric.columns = [str(c).strip().upper() for c in numeric.columns]
     twice = numeric.columns[numeric.columns.duplicated()]
     if len(twice):

@@ -34,11 +34,14 @@ class PriceProvider(Protocol):
     name: str
 
     def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
-                start: dt.date | None = None, strict: bool = True) -> PriceData:
-        """Daily bars for ``symbols`` up to and including ``end`` (never later): the last ``bars`` rows, or from
-        ``start``. Unknown symbols raise :class:`DataError` naming them; with ``strict=False`` they, and junk ones
-        (empty, characters no ticker has), are dropped and listed in ``provenance["symbols_missing"]`` by reason,
-        the same reasons for every provider (see ``marketdata.symbols``); an error only if none is left."""
+                start: dt.date | None = None, strict: bool = True, interval: str = "1d") -> PriceData:
+        """Bars of ``interval`` (default daily; see ``marketdata.bars``) for ``symbols`` up to and including
+        ``end`` (never later): the last ``bars`` rows, or from ``start``. Unknown symbols raise
+        :class:`DataError` naming them; with ``strict=False`` they, and junk ones (empty, characters no ticker
+        has), are dropped and listed in ``provenance["symbols_missing"]`` by reason, the same reasons for every
+        provider (see ``marketdata.symbols``); an error only if none is left. For intraday bars a date ``end``
+        includes that whole day, a datetime only the bars complete by then. A source that does not serve
+        ``interval`` raises :class:`DataError` naming it."""
         ...
 
 
@@ -50,7 +53,12 @@ class FrameProvider:
         self.name = name
 
     def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
-                start: dt.date | None = None, strict: bool = True) -> PriceData:
+                start: dt.date | None = None, strict: bool = True, interval: str = "1d") -> PriceData:
+        from marketdata.bars import completed_by, parse_interval
+
+        spec = parse_interval(interval)
+        if spec.name != self.data.interval:
+            raise DataError(f"{self.name} has {self.data.interval} bars, not {spec.name}")
         wanted = list(dict.fromkeys(str(s).strip().upper() for s in symbols))
         if strict:
             selected = self.data.select(wanted)
@@ -64,7 +72,15 @@ class FrameProvider:
             if not known:
                 raise DataError(f"no prices from {self.name}: {describe_missing(missing) or 'no symbols given'}")
             selected = with_missing(self.data.select(known), missing)
-        window = selected.between(pd.Timestamp(start) if start else None, pd.Timestamp(end))
+        if spec.intraday and isinstance(end, dt.datetime):
+            moment = pd.Timestamp(end).tz_convert("America/New_York").tz_localize(None) if end.tzinfo else pd.Timestamp(end)
+            done = completed_by(selected.closes.index, spec, moment)
+            last = selected.closes.index[done][-1] if done.any() else pd.Timestamp.min
+        elif spec.intraday:
+            last = pd.Timestamp(end) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)  # the whole day
+        else:
+            last = pd.Timestamp(end)
+        window = selected.between(pd.Timestamp(start) if start else None, last)
         if len(window) == 0:
             raise DataError(f"no prices up to {end} from {self.name}")
         if bars is not None:
@@ -85,7 +101,10 @@ class CsvProvider(FrameProvider):
 
 
 def open_provider(spec: str, *, cache_dir: str | Path | None = None, offline: bool | None = None) -> PriceProvider:
-    """The one way into prices for both homes: ``sample``, ``yfinance``, ``csv:PATH`` or a path to a CSV file.
+    """The one way into prices for both homes: ``sample``, ``yfinance``, ``alpaca``, ``csv:PATH`` or a CSV path.
+
+    ``alpaca`` reads its keys from ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY`` (and ``APCA_API_DATA_URL``,
+    ``APCA_DATA_FEED``; see ``marketdata.alpaca_data``).
 
     Optional sources are imported lazily, so the sample needs no yfinance.
 
@@ -103,6 +122,10 @@ def open_provider(spec: str, *, cache_dir: str | Path | None = None, offline: bo
         from marketdata.yahoo import YahooProvider  # lazy: the sample path needs no yfinance
 
         return YahooProvider(cache_dir=cache_dir, offline=offline)
+    if text == "alpaca":
+        from marketdata.alpaca_data import AlpacaDataConfig, AlpacaDataProvider  # lazy, like yfinance
+
+        return AlpacaDataProvider(AlpacaDataConfig.from_env(), cache_dir=cache_dir, offline=offline)
     if not text:
-        raise DataError("no price source given: use sample, yfinance, csv:PATH or a path to a CSV file")
+        raise DataError("no price source given: use sample, yfinance, alpaca, csv:PATH or a path to a CSV file")
     return CsvProvider(text[len("csv:"):] if text.startswith("csv:") else text)

@@ -177,7 +177,7 @@ def test_an_unexpected_failure_is_journaled_and_returned(tmp_path, monkeypatch):
     ({"STRATEGY_BAND": "2"}, "STRATEGY_BAND: band must be a fraction"),
     ({"MAX_ORDER_NOTIONAL": "1e3x"}, "MAX_ORDER_NOTIONAL must be a number"),
     ({"TRADING_ENABLED": "maybe"}, "TRADING_ENABLED must be true or false"),
-    ({"MARKET_DATA": "bloomberg"}, "MARKET_DATA must be sample, yfinance or csv:PATH"),
+    ({"MARKET_DATA": "bloomberg"}, "MARKET_DATA must be sample, yfinance, alpaca or csv:PATH"),
 ])
 def test_bad_configuration_is_one_clear_line_and_exit_2(tmp_path, monkeypatch, capsys, settings, message):
     for key in set(os.environ) - set(clean_env()):

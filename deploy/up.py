@@ -118,8 +118,8 @@ def plan(cfg: DeployConfig, artifacts: Artifacts) -> list[str]:
         lines.append(f"secret      {cfg.secret_backend} {secret} from APCA_API_KEY_ID/APCA_API_SECRET_KEY "
                      f"({'set' if all(os.environ.get(k) for k in KEY_ENV) else 'not set: the secret must already exist'})")
     role = (f"{cfg.role_arn} (given: needs at least the grants below)" if cfg.role_arn else
-            f"{cfg.role_name}: logs of {cfg.log_group}, read the secret, s3:PutObject {journal}YYYY-MM-DD/*, "
-            f"s3:GetObject/PutObject/DeleteObject {journal}ledger/* and {journal}lease/*, "
+            f"{cfg.role_name}: its log group, {'the secret, ' if cfg.broker == 'alpaca' else ''}"
+            f"in {journal} s3:PutObject YYYY-MM-DD/*, s3:GetObject/PutObject/DeleteObject ledger/* and lease/*, "
             f"sqs:SendMessage {cfg.dlq_name}, sns:Publish {cfg.topic_name}")
     lines += [
         f"queue       SQS {cfg.dlq_name}: failed asynchronous invocations",

@@ -117,7 +117,7 @@ def plan(cfg: DeployConfig, artifacts: Artifacts) -> list[str]:
     if cfg.broker == "alpaca":
         lines.append(f"secret      {cfg.secret_backend} {secret} from APCA_API_KEY_ID/APCA_API_SECRET_KEY "
                      f"({'set' if all(os.environ.get(k) for k in KEY_ENV) else 'not set: the secret must already exist'})")
-    role = (f"{cfg.role_arn} (given: needs at least the grants below)" if cfg.role_arn else
+    role = (f"{cfg.role_arn} (given: it needs the grants listed in docs/deploy.md)" if cfg.role_arn else
             f"{cfg.role_name}: its log group, {'the secret, ' if cfg.broker == 'alpaca' else ''}"
             f"in {journal} s3:PutObject YYYY-MM-DD/*, s3:GetObject/PutObject/DeleteObject ledger/* and lease/*, "
             f"sqs:SendMessage {cfg.dlq_name}, sns:Publish {cfg.topic_name}")
@@ -489,8 +489,17 @@ class Deployer:
         client = self.aws.client("lambda")
         current = client.get_function_concurrency(FunctionName=self.cfg.function_name).get("ReservedConcurrentExecutions")
         if current != RESERVED_CONCURRENCY:
-            client.put_function_concurrency(FunctionName=self.cfg.function_name,
-                                            ReservedConcurrentExecutions=RESERVED_CONCURRENCY)
+            try:
+                client.put_function_concurrency(FunctionName=self.cfg.function_name,
+                                                ReservedConcurrentExecutions=RESERVED_CONCURRENCY)
+            except Exception as exc:
+                # New accounts often have a quota of 10 concurrent executions, all of which must stay unreserved.
+                if "UnreservedConcurrentExecution" not in str(exc):
+                    raise
+                raise UserError(
+                    f"cannot reserve {RESERVED_CONCURRENCY} concurrent execution for {self.cfg.function_name}: the "
+                    "account's Lambda quota leaves none to reserve; ask for a higher 'Concurrent executions' quota "
+                    "(Service Quotas, AWS Lambda) and re-run up (it stopped before the alarms and schedules)") from None
         return Step("concurrency", "unchanged" if current == RESERVED_CONCURRENCY else "updated",
                     f"reserved {RESERVED_CONCURRENCY} (one cycle at a time)")
 

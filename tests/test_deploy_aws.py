@@ -469,3 +469,24 @@ def test_invoke_while_a_cycle_runs_is_one_line_not_a_retry_storm(monkeypatch):
                                   service_message="Rate Exceeded.")
         with pytest.raises(UserError, match="is running now .*reserved concurrency 1"):
             invoke(cfg, {"dry_run": True}, aws=aws)
+
+
+def test_a_quota_too_small_to_reserve_one_execution_stops_up_before_the_schedules(monkeypatch):
+    from botocore.stub import Stubber
+
+    from deploy.aws import Aws
+    from deploy.up import Deployer
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    cfg = DeployConfig(function_name="pt-quota", region="us-east-1", bucket="b-quota")
+    aws = Aws(cfg)
+    deployer = Deployer(cfg, aws, Artifacts.describe_only())
+    with Stubber(aws.client("lambda")) as stub:  # what Lambda answers on an account whose quota is 10
+        stub.add_response("get_function_concurrency", {}, {"FunctionName": "pt-quota"})
+        stub.add_client_error("put_function_concurrency", service_error_code="InvalidParameterValueException",
+                              http_status_code=400, service_message=(
+                                  "Specified ReservedConcurrentExecutions for function decreases account's "
+                                  "UnreservedConcurrentExecution below its minimum value of [10]."))
+        with pytest.raises(UserError, match="cannot reserve 1 concurrent execution for pt-quota: .*Service Quotas"):
+            deployer.ensure_concurrency()

@@ -3,7 +3,7 @@
 The function may write its own log group, read its one Alpaca secret (or SSM parameter), send failed events to
 its own queue and publish to its own topic. In S3 it may only do what the journal needs:
 
-- ``PutObject`` of a cycle record, ``<prefix>/YYYY-MM-DD/<cycle_id>.json``;
+- ``PutObject`` of a cycle record, ``<prefix>/YYYY-MM-DD/<cycle_id>.json`` (``<prefix>/undated/`` without a date);
 - ``GetObject``, ``PutObject`` (conditional writes need nothing more) and ``DeleteObject`` of the per-strategy
   ledger ``<prefix>/ledger/<strategy>.json`` and lease ``<prefix>/lease/<strategy>.json``.
 
@@ -46,9 +46,10 @@ def execution_policy(log_group_arn: str, secret_arn: str | None, secret_action: 
         {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogGroup"], "Resource": log_group_arn},
         {"Sid": "OwnLogStreams", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"{log_group_arn}:*"},
-        # `?` matches one character in an IAM resource: only dated cycle records, write-once by the cycle.
+        # `?` matches one character in an IAM resource: only dated cycle records, plus the folder live/journal.py
+        # uses for a record with no date (an event it could not read).
         {"Sid": "CycleRecords", "Effect": "Allow", "Action": ["s3:PutObject"],
-         "Resource": f"{journal}????-??-??/*"},
+         "Resource": [f"{journal}????-??-??/*", f"{journal}undated/*"]},
         {"Sid": "LedgerAndLease", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
          "Resource": [f"{journal}ledger/*", f"{journal}lease/*"]},
     ]

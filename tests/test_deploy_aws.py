@@ -189,10 +189,10 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     journal = f"arn:aws:s3:::{bucket}/journal/"
     ledger, lease = journal + "ledger/*", journal + "lease/*"
     assert sorted(granted["s3:GetObject"]) == sorted(granted["s3:DeleteObject"]) == sorted([ledger, lease])
-    assert sorted(granted["s3:PutObject"]) == sorted([journal + "????-??-??/*", ledger, lease])
+    assert sorted(granted["s3:PutObject"]) == sorted([journal + "????-??-??/*", journal + "undated/*", ledger, lease])
     # IAM's `*` and `?` match like fnmatch's: the cycle's record is writable, nothing else outside the two prefixes.
     may_put = lambda key: any(fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket}/{key}", r) for r in granted["s3:PutObject"])  # noqa: E731
-    assert may_put("journal/2022-06-01/2022-06-01T15:45-prophet-trend.json")
+    assert may_put("journal/2022-06-01/2022-06-01T15:45-prophet-trend.json") and may_put("journal/undated/x.json")
     assert may_put("journal/ledger/prophet-trend.json") and may_put("journal/lease/prophet-trend.json")
     assert not may_put("deploy/pt-main/function.zip") and not may_put("journal/notes.json")
     assert granted["sns:Publish"] == [topic_arn] and granted["sqs:SendMessage"] == [queue_arn]

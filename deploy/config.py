@@ -10,6 +10,8 @@ Example:
     ('cron(45 12 ? * MON-FRI *)', 'cron(45 15 ? * MON-FRI *)')
     >>> cfg.lambda_arch
     'x86_64'
+    >>> cfg.topic_name, cfg.alarm_name, cfg.cycle_alarm_name
+    ('prophettrend-alerts', 'prophettrend-errors', 'prophettrend-cycle-errors')
 """
 
 from __future__ import annotations
@@ -34,6 +36,26 @@ HANDLER = "lambda_function.lambda_handler"
 # universe and fresh yfinance data; Lambda gives CPU in proportion to memory, so raise it to speed up fits.
 DEFAULT_MEMORY_MB = 512
 DEFAULT_TIMEOUT_S = 300
+# One cycle at a time: two overlapping cycles would each see the other's orders as missing and double them.
+RESERVED_CONCURRENCY = 1
+# The cycle prints its status as an Embedded Metric Format log line; CloudWatch turns it into these metrics.
+METRIC_NAMESPACE = "ProphetTrend"
+METRIC_DIMENSION = "Function"  # its value is the Lambda function's name
+CYCLE_ERROR_METRIC = "CycleErrors"  # 1 for a cycle whose status is an error, else 0 (also Cycles, OrdersSent)
+# Names that look like credentials never go into the function's plaintext environment.
+CREDENTIAL_WORDS = ("SECRET", "KEY", "TOKEN", "PASSWORD")
+CREDENTIAL_PREFIXES = ("AWS_",)  # APCA_PAPER is a setting; the APCA_ keys contain KEY or SECRET
+
+
+def looks_like_credential(name: str) -> bool:
+    """True for an environment variable name that may hold a credential (``*SECRET*``, ``*KEY*``, ``AWS_*``...).
+
+    >>> [n for n in ("ALPACA_SECRET", "AWS_REGION", "api_key", "GH_TOKEN", "APCA_PAPER", "UNIVERSE")
+    ...  if looks_like_credential(n)]
+    ['ALPACA_SECRET', 'AWS_REGION', 'api_key', 'GH_TOKEN']
+    """
+    upper = name.upper()
+    return upper.startswith(CREDENTIAL_PREFIXES) or any(word in upper for word in CREDENTIAL_WORDS)
 
 
 @dataclass(frozen=True)
@@ -72,8 +94,11 @@ class DeployConfig:
         if not self.schedules:
             raise ValueError("at least one --schedule expression is needed")
         for name in self.env:
-            if name.upper().startswith(("ALPACA_API", "APCA_")) or "SECRET_KEY" in name.upper():
-                raise ValueError(f"--env {name}: credentials go to the secret store (--alpaca-key-env), not env vars")
+            if looks_like_credential(name):
+                raise ValueError(
+                    f"--env {name}: looks like a credential, and the function's environment is plaintext: for the "
+                    "Alpaca keys set APCA_API_KEY_ID and APCA_API_SECRET_KEY when running `up` (kept in the secret "
+                    "store chosen by --secret-backend); AWS access comes from the execution role (--role-arn)")
 
     def with_(self, **changes) -> "DeployConfig":
         return replace(self, **changes)
@@ -113,6 +138,14 @@ class DeployConfig:
     @property
     def alarm_name(self) -> str:
         return f"{self.function_name}-errors"
+
+    @property
+    def cycle_alarm_name(self) -> str:
+        return f"{self.function_name}-cycle-errors"
+
+    @property
+    def topic_name(self) -> str:
+        return f"{self.function_name}-alerts"
 
     @property
     def log_group(self) -> str:

@@ -24,7 +24,7 @@ def _gone(exc: Exception) -> bool:
 
 
 def down(cfg: DeployConfig, aws: Aws | None = None, delete_bucket: bool = False, delete_secret: bool = True) -> list[Step]:
-    """Delete the schedules, function, layer versions, alarm, queue, roles and secret of ``cfg``."""
+    """Delete the schedules, function, layer versions, alarms, topic, queue, roles and secret of ``cfg``."""
     aws = aws or Aws(cfg)
     steps: list[Step] = []
 
@@ -52,14 +52,11 @@ def down(cfg: DeployConfig, aws: Aws | None = None, delete_bucket: bool = False,
         steps.append(Step("layer", "deleted", f"{cfg.layer_name}:{version['Version']}"))
 
     cw = aws.client("cloudwatch")
-    if cw.describe_alarms(AlarmNames=[cfg.alarm_name])["MetricAlarms"]:
-        cw.delete_alarms(AlarmNames=[cfg.alarm_name])
-        steps.append(Step("alarm", "deleted", cfg.alarm_name))
-    sns = aws.client("sns")
-    topic_arn = aws.arn("sns", cfg.alarm_name)
-    if any(t["TopicArn"] == topic_arn for t in _paged(sns, "list_topics", "Topics")):
-        sns.delete_topic(TopicArn=topic_arn)
-        steps.append(Step("topic", "deleted", cfg.alarm_name))
+    for name in (cfg.alarm_name, cfg.cycle_alarm_name):
+        if cw.describe_alarms(AlarmNames=[name])["MetricAlarms"]:
+            cw.delete_alarms(AlarmNames=[name])
+            steps.append(Step("alarm", "deleted", name))
+    steps.extend(_delete_topics(cfg, aws))
 
     sqs = aws.client("sqs")
     try:
@@ -91,6 +88,24 @@ def down(cfg: DeployConfig, aws: Aws | None = None, delete_bucket: bool = False,
     bucket = cfg.bucket or cfg.with_(region=aws.region).default_bucket(aws.account_id)
     steps.append(_bucket(aws, cfg, bucket, delete_bucket))
     return steps
+
+
+def _delete_topics(cfg: DeployConfig, aws: Aws) -> list[Step]:
+    """The alert topic and its subscriptions; also the topic an older ``up`` named after the alarm."""
+    sns = aws.client("sns")
+    out = []
+    existing = {t["TopicArn"] for t in _paged(sns, "list_topics", "Topics")}
+    for name in (cfg.topic_name, cfg.alarm_name):
+        arn = aws.arn("sns", name)
+        if arn not in existing:
+            continue
+        for sub in _paged(sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=arn):
+            if sub["SubscriptionArn"].startswith("arn:"):  # a pending one has no ARN yet; it goes with the topic
+                sns.unsubscribe(SubscriptionArn=sub["SubscriptionArn"])
+                out.append(Step("subscribe", "deleted", f"{sub.get('Protocol')} {sub.get('Endpoint')}"))
+        sns.delete_topic(TopicArn=arn)
+        out.append(Step("topic", "deleted", name))
+    return out
 
 
 def _delete_secret(cfg: DeployConfig, aws: Aws) -> list[Step]:

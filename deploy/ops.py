@@ -33,6 +33,10 @@ def invoke(cfg: DeployConfig, event: dict, aws: Aws | None = None) -> Any:
     except Exception as exc:
         if error_code(exc) == "ResourceNotFoundException":
             raise UserError(f"function {cfg.function_name} is not deployed; run `python -m deploy up`") from None
+        if error_code(exc) == "TooManyRequestsException":
+            # Reserved concurrency 1: a scheduled cycle is running, and a second one must not overlap it.
+            raise UserError(f"a cycle of {cfg.function_name} is running now (one at a time, reserved concurrency 1); "
+                            "try again when it has finished") from None
         raise
     payload = decode_payload(response["Payload"].read())
     if response.get("FunctionError"):

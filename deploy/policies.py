@@ -1,14 +1,25 @@
 """IAM documents for the function's execution role and the scheduler's role: least privilege, by ARN.
 
-The function may write its own log group, read its one Alpaca secret (or SSM parameter), read and write the
-journal prefix of its bucket, and send failed events to its own queue. Nothing else.
+The function may write its own log group, read its one Alpaca secret (or SSM parameter), send failed events to
+its own queue and publish to its own topic. In S3 it may only do what the journal needs:
+
+- ``PutObject`` of a cycle record, ``<prefix>/YYYY-MM-DD/<cycle_id>.json`` (``<prefix>/undated/`` without a date);
+- ``GetObject``, ``PutObject`` (conditional writes need nothing more) and ``DeleteObject`` of the per-strategy
+  ledger ``<prefix>/ledger/<strategy>.json``, lease ``<prefix>/lease/<strategy>.json`` and daily decision marks
+  ``<prefix>/decisions/<strategy>/<date>.json`` (``live.daybook``).
+
+No ``ListBucket``: the function never lists. Without it S3 answers a GET of a missing key with 403 AccessDenied,
+not 404, so the ledger and lease code must create their object with a conditional put before the first read.
 
 Example:
     >>> doc = execution_policy(log_group_arn="arn:aws:logs:us-east-1:1:log-group:/aws/lambda/f",
     ...     secret_arn="arn:aws:secretsmanager:us-east-1:1:secret:f/alpaca-AbCdEf", secret_action="secretsmanager:GetSecretValue",
-    ...     bucket="b", journal_prefix="journal/", queue_arn="arn:aws:sqs:us-east-1:1:f-failures")
-    >>> sorted(a for s in doc["Statement"] for a in s["Action"])[:3]
-    ['logs:CreateLogGroup', 'logs:CreateLogStream', 'logs:PutLogEvents']
+    ...     bucket="b", journal_prefix="journal/", queue_arn="arn:aws:sqs:us-east-1:1:f-failures",
+    ...     topic_arn="arn:aws:sns:us-east-1:1:f-alerts")
+    >>> sorted({a for s in doc["Statement"] for a in s["Action"] if a.startswith("s3:")})
+    ['s3:DeleteObject', 's3:GetObject', 's3:PutObject']
+    >>> [s["Resource"] for s in doc["Statement"] if "s3:GetObject" in s["Action"]]
+    [['arn:aws:s3:::b/journal/ledger/*', 'arn:aws:s3:::b/journal/lease/*', 'arn:aws:s3:::b/journal/decisions/*']]
     >>> any(s["Resource"] == "*" for s in doc["Statement"])
     False
 """
@@ -28,22 +39,27 @@ SCHEDULER_TRUST = {
 
 
 def execution_policy(log_group_arn: str, secret_arn: str | None, secret_action: str, bucket: str,
-                     journal_prefix: str, queue_arn: str | None) -> dict[str, Any]:
+                     journal_prefix: str, queue_arn: str | None, topic_arn: str | None = None) -> dict[str, Any]:
     """The inline policy of the function's role (see the module docstring)."""
-    prefix = journal_prefix.rstrip("/") + "/"
+    prefix = journal_prefix.strip("/") + "/"
+    journal = f"arn:aws:s3:::{bucket}/{prefix}"
     statements: list[dict[str, Any]] = [
         {"Sid": "OwnLogs", "Effect": "Allow", "Action": ["logs:CreateLogGroup"], "Resource": log_group_arn},
         {"Sid": "OwnLogStreams", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
          "Resource": f"{log_group_arn}:*"},
-        {"Sid": "JournalObjects", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
-         "Resource": f"arn:aws:s3:::{bucket}/{prefix}*"},
-        {"Sid": "JournalListing", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}",
-         "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}},
+        # `?` matches one character in an IAM resource: only dated cycle records, plus the folder live/journal.py
+        # uses for a record with no date (an event it could not read).
+        {"Sid": "CycleRecords", "Effect": "Allow", "Action": ["s3:PutObject"],
+         "Resource": [f"{journal}????-??-??/*", f"{journal}undated/*"]},
+        {"Sid": "LedgerAndLease", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+         "Resource": [f"{journal}ledger/*", f"{journal}lease/*", f"{journal}decisions/*"]},
     ]
     if secret_arn:
         statements.append({"Sid": "AlpacaKeys", "Effect": "Allow", "Action": [secret_action], "Resource": secret_arn})
     if queue_arn:
         statements.append({"Sid": "FailedEvents", "Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": queue_arn})
+    if topic_arn:
+        statements.append({"Sid": "Notify", "Effect": "Allow", "Action": ["sns:Publish"], "Resource": topic_arn})
     return {"Version": "2012-10-17", "Statement": statements}
 
 

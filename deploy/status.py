@@ -1,7 +1,8 @@
 """``python -m deploy status``: what is deployed, its versions, settings and schedule (never a secret value).
 
 Example:
-    >>> render({"function": None, "layers": [], "schedules": [], "secret": None, "async": None, "alarm": None})
+    >>> render({"function": None, "layers": [], "schedules": [], "secret": None, "async": None, "alarms": [],
+    ...         "topic": None})
     'function    not deployed'
 """
 
@@ -28,13 +29,16 @@ def status(cfg: DeployConfig, aws: Aws | None = None) -> dict[str, Any]:
     aws = aws or Aws(cfg)
     lam = aws.client("lambda")
     conf = _maybe(lambda: lam.get_function_configuration(FunctionName=cfg.function_name))
-    out: dict[str, Any] = {"function": None, "layers": [], "schedules": [], "secret": None, "async": None, "alarm": None}
+    out: dict[str, Any] = {"function": None, "layers": [], "schedules": [], "secret": None, "async": None,
+                           "alarms": [], "topic": None}
     if conf:
         out["function"] = {k: conf.get(k) for k in ("FunctionName", "FunctionArn", "Runtime", "Handler", "MemorySize",
                                                    "Timeout", "Architectures", "LastModified", "CodeSha256",
                                                    "CodeSize", "State", "LastUpdateStatus", "Version", "Role")}
         out["function"]["Layers"] = [layer["Arn"] for layer in conf.get("Layers", [])]
         out["function"]["EnvironmentNames"] = sorted(conf.get("Environment", {}).get("Variables", {}))
+        out["function"]["ReservedConcurrency"] = lam.get_function_concurrency(
+            FunctionName=cfg.function_name).get("ReservedConcurrentExecutions")
         invoke = _maybe(lambda: lam.get_function_event_invoke_config(FunctionName=cfg.function_name))
         if invoke:
             out["async"] = {"MaximumRetryAttempts": invoke.get("MaximumRetryAttempts"),
@@ -56,9 +60,17 @@ def status(cfg: DeployConfig, aws: Aws | None = None) -> dict[str, Any]:
         if d:
             out["secret"] = {"secretsmanager": cfg.secret_name, "LastChanged": str(d.get("LastChangedDate", "")),
                              "ScheduledForDeletion": bool(d.get("DeletedDate"))}
-    alarms = aws.client("cloudwatch").describe_alarms(AlarmNames=[cfg.alarm_name])["MetricAlarms"]
-    if alarms:
-        out["alarm"] = {"Name": cfg.alarm_name, "State": alarms[0].get("StateValue")}
+    alarms = aws.client("cloudwatch").describe_alarms(AlarmNames=[cfg.alarm_name, cfg.cycle_alarm_name])["MetricAlarms"]
+    out["alarms"] = [{"Name": a["AlarmName"], "Metric": f"{a.get('Namespace')} {a.get('MetricName')}",
+                      "State": a.get("StateValue"), "Actions": a.get("AlarmActions", [])}
+                     for a in sorted(alarms, key=lambda a: a["AlarmName"])]
+    sns = aws.client("sns")
+    topic_arn = aws.arn("sns", cfg.topic_name)
+    if _maybe(lambda: sns.get_topic_attributes(TopicArn=topic_arn), "NotFound"):
+        subs = _paged(sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=topic_arn)
+        out["topic"] = {"Arn": topic_arn, "Subscriptions": [
+            {"Protocol": s.get("Protocol"), "Endpoint": s.get("Endpoint"),
+             "Confirmed": s.get("SubscriptionArn", "").startswith("arn:")} for s in subs]}
     return out
 
 
@@ -72,7 +84,9 @@ def render(state: dict[str, Any]) -> str:
                  f"{f['MemorySize']} MB  {f['Timeout']} s  state {f['State']}/{f['LastUpdateStatus']}",
                  f"code        sha256 {f['CodeSha256']}  {f['CodeSize']} bytes  modified {f['LastModified']}",
                  f"layers      {', '.join(a.rsplit(':', 2)[-2] + ':' + a.rsplit(':', 1)[-1] for a in f['Layers']) or 'none'}",
-                 f"env         {', '.join(f['EnvironmentNames'])}"]
+                 f"env         {', '.join(f['EnvironmentNames'])}",
+                 "concurrency " + ("none reserved: cycles may overlap" if f.get("ReservedConcurrency") is None
+                                   else f"reserved {f['ReservedConcurrency']}")]
     for v in state["layers"]:
         lines.append(f"layer       version {v['Version']}: {v['Description']}")
     for s in state["schedules"]:
@@ -81,6 +95,11 @@ def render(state: dict[str, Any]) -> str:
         lines.append(f"async       retries {state['async']['MaximumRetryAttempts']}, on failure -> {state['async']['OnFailure']}")
     if state["secret"]:
         lines.append("secret      " + ", ".join(f"{k} {v}" for k, v in state["secret"].items()))
-    if state["alarm"]:
-        lines.append(f"alarm       {state['alarm']['Name']}: {state['alarm']['State']}")
+    topic = state.get("topic")
+    if topic:
+        subs = ", ".join(f"{s['Protocol']} {s['Endpoint']}" + ("" if s["Confirmed"] else " (pending confirmation)")
+                         for s in topic["Subscriptions"])
+        lines.append(f"topic       {topic['Arn']}: {subs or 'no subscriptions'}")
+    for a in state.get("alarms", []):
+        lines.append(f"alarm       {a['Name']}: {a['State']} ({a['Metric']})")
     return "\n".join(lines)

@@ -1,15 +1,16 @@
 """``python -m deploy up``: create or update everything, idempotently; ``plan()`` says what it will do.
 
-Order matters: bucket and uploads, layer, secret, failure queue, execution role (its policy names the secret
-and the queue), function, asynchronous-invoke settings, alarm, then the scheduler role and schedules (they name
-the function). Each step looks before it writes, so a second run changes only what differs and never creates
+Order matters: bucket (checked, or created protected) and uploads, layer, secret, failure queue, alert topic,
+execution role (its policy names the secret, the queue and the topic), function, its reserved concurrency of 1,
+asynchronous-invoke settings, alarms, then the scheduler role and schedules (they name the function, and start
+only once one cycle at a time is guaranteed). Each step looks before it writes, so a second run changes only what differs and never creates
 a duplicate: the layer is published only when the zip's SHA-256 (kept in the layer version's description)
 is new, the code is updated only when Lambda's ``CodeSha256`` differs.
 
 Example:
     >>> from deploy.config import DeployConfig
     >>> print(plan(DeployConfig(region="us-east-1"), Artifacts.describe_only())[0])
-    bucket      prophettrend-<account>-us-east-1 (created if missing, public access blocked)
+    bucket      prophettrend-<account>-us-east-1 (created if missing: public access blocked, AES256, TLS only)
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clitools import UserError
+from deploy import bucket as journal_bucket
 from deploy import policies
 from deploy.aws import Aws, error_code
-from deploy.config import HANDLER, RUNTIME, DeployConfig
+from deploy.config import (CYCLE_ERROR_METRIC, HANDLER, METRIC_DIMENSION, METRIC_NAMESPACE, RESERVED_CONCURRENCY,
+                           RUNTIME, DeployConfig)
 from deploy.zipfiles import sha256_of
 
 OWNER_TAG = "prophettrend:function"
@@ -73,15 +76,17 @@ class Step:
         return f"{self.resource:<12}{self.action:<10}{self.detail}"
 
 
-def function_environment(cfg: DeployConfig, bucket: str) -> dict[str, str]:
-    """The function's variables: where the keys are (a name, never a value), journal, data source.
+def function_environment(cfg: DeployConfig, bucket: str, topic_arn: str | None = None) -> dict[str, str]:
+    """The function's variables: where the keys are (a name, never a value), journal, data source, alert topic.
 
-    >>> env = function_environment(DeployConfig(), "b")
-    >>> env["ALPACA_SECRET_NAME"], env["JOURNAL"], env["BROKER"]
-    ('prophettrend/alpaca', 's3://b/journal/', 'alpaca')
+    >>> env = function_environment(DeployConfig(), "b", "arn:aws:sns:us-east-1:1:prophettrend-alerts")
+    >>> env["ALPACA_SECRET_NAME"], env["JOURNAL"], env["BROKER"], env["NOTIFY_TOPIC_ARN"]
+    ('prophettrend/alpaca', 's3://b/journal/', 'alpaca', 'arn:aws:sns:us-east-1:1:prophettrend-alerts')
     """
     env = {"BROKER": cfg.broker, "MARKET_DATA": cfg.market_data,
            "JOURNAL": f"s3://{bucket}/{cfg.journal_prefix.rstrip('/')}/"}
+    if topic_arn:
+        env["NOTIFY_TOPIC_ARN"] = topic_arn
     if cfg.broker == "alpaca":
         if cfg.secret_backend == "ssm":
             env["ALPACA_SSM_PARAMETER"] = cfg.ssm_parameter
@@ -98,9 +103,13 @@ def plan(cfg: DeployConfig, artifacts: Artifacts) -> list[str]:
     sizes = {p: (f"{Path(p).stat().st_size / 1048576:.1f} MB" if Path(p).is_file() else "not built yet")
              for p in (artifacts.function_zip, artifacts.layer_zip)}
     secret = cfg.ssm_parameter if cfg.secret_backend == "ssm" else cfg.secret_name
-    env = function_environment(cfg, bucket)
+    topic_arn = f"arn:aws:sns:{region}:<account>:{cfg.topic_name}"
+    env = function_environment(cfg, bucket, topic_arn)
+    journal = f"s3://{bucket}/{cfg.journal_prefix.strip('/')}/"
+    bucket_line = (f"bucket      {bucket} (must exist with public access blocked, default encryption, TLS-only policy)"
+                   if cfg.bucket else f"bucket      {bucket} (created if missing: public access blocked, AES256, TLS only)")
     lines = [
-        f"bucket      {bucket} (created if missing, public access blocked)",
+        bucket_line,
         f"upload      {artifacts.function_zip} ({sizes[artifacts.function_zip]}), "
         f"{artifacts.layer_zip} ({sizes[artifacts.layer_zip]}) to s3://{bucket}/deploy/{cfg.function_name}/",
         f"layer       {cfg.layer_name}: new version only if the zip's sha256 changed ({RUNTIME}, {cfg.arch})",
@@ -108,14 +117,22 @@ def plan(cfg: DeployConfig, artifacts: Artifacts) -> list[str]:
     if cfg.broker == "alpaca":
         lines.append(f"secret      {cfg.secret_backend} {secret} from APCA_API_KEY_ID/APCA_API_SECRET_KEY "
                      f"({'set' if all(os.environ.get(k) for k in KEY_ENV) else 'not set: the secret must already exist'})")
+    role = (f"{cfg.role_arn} (given: it needs the grants listed in docs/deploy.md)" if cfg.role_arn else
+            f"{cfg.role_name}: its log group, {'the secret, ' if cfg.broker == 'alpaca' else ''}"
+            f"in {journal} s3:PutObject YYYY-MM-DD/* and undated/*, s3:GetObject/PutObject/DeleteObject ledger/* and lease/*, "
+            f"sqs:SendMessage {cfg.dlq_name}, sns:Publish {cfg.topic_name}")
     lines += [
         f"queue       SQS {cfg.dlq_name}: failed asynchronous invocations",
-        f"role        {cfg.role_arn or cfg.role_name + ' (logs, the secret, s3://' + bucket + '/' + cfg.journal_prefix + '*, the queue)'}",
+        f"topic       SNS {topic_arn}: alarms and fill notifications",
+        f"subscribe   {'email ' + cfg.alarm_email + ' (once; confirm from the mail)' if cfg.alarm_email else 'none (--alarm-email adds one)'}",
+        f"role        {role}",
         f"function    {cfg.function_name}: {RUNTIME} {cfg.arch}, {HANDLER}, {cfg.memory_mb} MB, {cfg.timeout_s} s, "
         f"env {', '.join(sorted(env))}",
+        f"concurrency reserved {RESERVED_CONCURRENCY}: one cycle at a time",
         "async       retries 0, on failure -> the queue",
-        f"alarm       CloudWatch {cfg.alarm_name}: Errors >= 1 in 15 minutes"
-        + (f", mailed to {cfg.alarm_email}" if cfg.alarm_email else ""),
+        f"alarm       CloudWatch {cfg.alarm_name}: AWS/Lambda Errors >= 1 in 15 minutes -> the topic",
+        f"alarm       CloudWatch {cfg.cycle_alarm_name}: {METRIC_NAMESPACE} {CYCLE_ERROR_METRIC} "
+        f"({METRIC_DIMENSION}={cfg.function_name}) sum >= 1 in 15 minutes, missing data OK -> the topic",
         f"schedules   group {cfg.schedule_group}, role {cfg.scheduler_role_name}, timezone {cfg.timezone}: "
         + "; ".join(cfg.schedules),
     ]
@@ -144,12 +161,15 @@ class Deployer:
             steps.append(secret_step)
         queue_arn, queue_step = self.ensure_queue()
         steps.append(queue_step)
-        role_arn, role_step = self.ensure_execution_role(secret_arn, queue_arn)
+        topic_arn, topic_steps = self.ensure_topic()
+        steps.extend(topic_steps)
+        role_arn, role_step = self.ensure_execution_role(secret_arn, queue_arn, topic_arn)
         steps.append(role_step)
-        function_arn, function_step = self.ensure_function(function_key, layer_arn, role_arn)
+        function_arn, function_step = self.ensure_function(function_key, layer_arn, role_arn, topic_arn)
         steps.append(function_step)
+        steps.append(self.ensure_concurrency())
         steps.append(self.ensure_async_config(queue_arn))
-        steps.append(self.ensure_alarm())
+        steps.extend(self.ensure_alarms(topic_arn))
         steps.extend(self.ensure_schedules(function_arn))
         return steps
 
@@ -159,21 +179,42 @@ class Deployer:
         s3 = self.aws.client("s3")
         try:
             s3.head_bucket(Bucket=self.bucket)
-            return Step("bucket", "unchanged", self.bucket)
         except Exception as exc:  # botocore ClientError; 403 means the name belongs to someone else
             if error_code(exc) in ("403", "AccessDenied", "Forbidden"):
                 raise UserError(f"bucket {self.bucket} exists but this account cannot use it; pass --bucket") from None
             if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                 raise
+            if self.cfg.bucket:
+                raise UserError(f"bucket {self.bucket} (--bucket) does not exist: create it with public access "
+                                "blocked, default encryption and a TLS-only policy, or drop --bucket") from None
+            return self._create_bucket(s3)
+        missing = journal_bucket.missing_protections(s3, self.bucket)
+        if not missing:
+            return Step("bucket", "unchanged", f"{self.bucket} (public access blocked, encrypted, TLS only)")
+        if not self._bucket_is_ours(s3):
+            raise UserError(journal_bucket.refusal(self.bucket, missing))
+        journal_bucket.protect(s3, self.bucket, missing)  # created by an older `up`: bring it up to date
+        return Step("bucket", "updated", f"{self.bucket}: added {', '.join(missing)}")
+
+    def _bucket_is_ours(self, s3) -> bool:
+        try:
+            tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=self.bucket).get("TagSet", [])}
+        except Exception as exc:
+            if error_code(exc) != "NoSuchTagSet":
+                raise
+            return False
+        return tags.get(OWNER_TAG) == self.cfg.function_name and tags.get(CREATED_TAG) == "deploy"
+
+    def _create_bucket(self, s3) -> Step:
         kwargs = {"Bucket": self.bucket}
         if self.aws.region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.aws.region}
         s3.create_bucket(**kwargs)
-        s3.put_public_access_block(Bucket=self.bucket, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+        # Tag first: if a protection step fails, the next `up` recognises the bucket as its own and completes it.
         s3.put_bucket_tagging(Bucket=self.bucket, Tagging={"TagSet": [
             {"Key": OWNER_TAG, "Value": self.cfg.function_name}, {"Key": CREATED_TAG, "Value": "deploy"}]})
-        return Step("bucket", "created", self.bucket)
+        journal_bucket.protect(s3, self.bucket, list(journal_bucket.FIXES))
+        return Step("bucket", "created", f"{self.bucket} (public access blocked, AES256, TLS only)")
 
     def upload(self) -> tuple[str, str, Step]:
         s3 = self.aws.client("s3")
@@ -282,26 +323,55 @@ class Deployer:
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return arn, Step("queue", action, f"{self.cfg.dlq_name} (failed invocations, kept 14 days)")
 
-    def ensure_alarm(self) -> Step:
-        cw = self.aws.client("cloudwatch")
-        actions = []
+    def ensure_topic(self) -> tuple[str, list[Step]]:
+        """The alert topic (alarms, fill notifications) and, with ``--alarm-email``, one email subscription."""
+        sns = self.aws.client("sns")
+        arn = self.aws.arn("sns", self.cfg.topic_name)
+        try:
+            sns.get_topic_attributes(TopicArn=arn)
+            steps = [Step("topic", "unchanged", self.cfg.topic_name)]
+        except Exception as exc:
+            if error_code(exc) not in ("NotFound", "NotFoundException"):
+                raise
+            arn = sns.create_topic(Name=self.cfg.topic_name,
+                                   Tags=[{"Key": OWNER_TAG, "Value": self.cfg.function_name}])["TopicArn"]
+            steps = [Step("topic", "created", self.cfg.topic_name)]
         if self.cfg.alarm_email:
-            sns = self.aws.client("sns")
-            topic = sns.create_topic(Name=self.cfg.alarm_name, Tags=[{"Key": OWNER_TAG, "Value": self.cfg.function_name}])
-            sns.subscribe(TopicArn=topic["TopicArn"], Protocol="email", Endpoint=self.cfg.alarm_email)
-            actions = [topic["TopicArn"]]
-        found = cw.describe_alarms(AlarmNames=[self.cfg.alarm_name])["MetricAlarms"]
-        if found and found[0].get("AlarmActions", []) == actions and found[0].get("Threshold") == 1 \
-                and found[0].get("Period") == 900 and found[0].get("MetricName") == "Errors":
-            return Step("alarm", "unchanged", f"{self.cfg.alarm_name}: Errors >= 1 per 15 min")
-        cw.put_metric_alarm(
-            AlarmName=self.cfg.alarm_name, AlarmDescription="A ProphetTrend trading cycle failed",
-            Namespace="AWS/Lambda", MetricName="Errors",
-            Dimensions=[{"Name": "FunctionName", "Value": self.cfg.function_name}],
-            Statistic="Sum", Period=900, EvaluationPeriods=1, Threshold=1,
-            ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
-            AlarmActions=actions)
-        return Step("alarm", "updated" if found else "created", f"{self.cfg.alarm_name}: Errors >= 1 per 15 min")
+            subscribed = [s for s in _paged(sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=arn)
+                          if s.get("Protocol") == "email" and s.get("Endpoint", "").lower() == self.cfg.alarm_email.lower()]
+            if subscribed:
+                steps.append(Step("subscribe", "unchanged", f"email {self.cfg.alarm_email}"))
+            else:
+                sns.subscribe(TopicArn=arn, Protocol="email", Endpoint=self.cfg.alarm_email)
+                steps.append(Step("subscribe", "created", f"email {self.cfg.alarm_email} (confirm from the mail)"))
+        return arn, steps
+
+    def alarm_specs(self, topic_arn: str) -> list[dict]:
+        common = dict(Statistic="Sum", Period=900, EvaluationPeriods=1, Threshold=1.0,
+                      ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
+                      AlarmActions=[topic_arn])
+        return [
+            dict(AlarmName=self.cfg.alarm_name, AlarmDescription="The ProphetTrend function raised (Lambda Errors)",
+                 Namespace="AWS/Lambda", MetricName="Errors",
+                 Dimensions=[{"Name": "FunctionName", "Value": self.cfg.function_name}], **common),
+            # A cycle that fails inside the handler returns normally, so Lambda's Errors never sees it; the
+            # cycle's own metric (an Embedded Metric Format log line) does.
+            dict(AlarmName=self.cfg.cycle_alarm_name, AlarmDescription="A ProphetTrend cycle ended in error",
+                 Namespace=METRIC_NAMESPACE, MetricName=CYCLE_ERROR_METRIC,
+                 Dimensions=[{"Name": METRIC_DIMENSION, "Value": self.cfg.function_name}], **common),
+        ]
+
+    def ensure_alarms(self, topic_arn: str) -> list[Step]:
+        cw = self.aws.client("cloudwatch")
+        steps = []
+        for spec in self.alarm_specs(topic_arn):
+            found = cw.describe_alarms(AlarmNames=[spec["AlarmName"]])["MetricAlarms"]
+            same = bool(found) and all(found[0].get(k) == v for k, v in spec.items())
+            if not same:
+                cw.put_metric_alarm(**spec)
+            steps.append(Step("alarm", "unchanged" if same else ("updated" if found else "created"),
+                              f"{spec['AlarmName']}: {spec['MetricName']} >= 1 per 15 min -> {self.cfg.topic_name}"))
+        return steps
 
     # -- roles -----------------------------------------------------------------------------------------
 
@@ -329,14 +399,14 @@ class Deployer:
             action = "created" if action == "created" else "updated"
         return role["Arn"], action
 
-    def ensure_execution_role(self, secret_arn: str | None, queue_arn: str) -> tuple[str, Step]:
+    def ensure_execution_role(self, secret_arn: str | None, queue_arn: str, topic_arn: str) -> tuple[str, Step]:
         if self.cfg.role_arn:
             return self.cfg.role_arn, Step("role", "skipped", f"using --role-arn {self.cfg.role_arn}")
         secret_action = "ssm:GetParameter" if self.cfg.secret_backend == "ssm" else "secretsmanager:GetSecretValue"
         policy = policies.execution_policy(
             log_group_arn=self.aws.arn("logs", f"log-group:{self.cfg.log_group}"), secret_arn=secret_arn,
             secret_action=secret_action, bucket=self.bucket, journal_prefix=self.cfg.journal_prefix,
-            queue_arn=queue_arn)
+            queue_arn=queue_arn, topic_arn=topic_arn)
         arn, action = self._ensure_role(self.cfg.role_name, policies.LAMBDA_TRUST, policy,
                                         "ProphetTrend function: logs, its secret, its journal prefix")
         return arn, Step("role", action, f"{self.cfg.role_name} (least privilege inline policy)")
@@ -357,17 +427,17 @@ class Deployer:
                 raise UserError(f"{self.cfg.function_name} is still updating after {self.wait_s:.0f} s; re-run `up`")
             time.sleep(2)
 
-    def desired_configuration(self, layer_arn: str, role_arn: str) -> dict:
+    def desired_configuration(self, layer_arn: str, role_arn: str, topic_arn: str) -> dict:
         return {
             "Role": role_arn, "Handler": HANDLER, "Runtime": RUNTIME, "MemorySize": self.cfg.memory_mb,
             "Timeout": self.cfg.timeout_s, "Layers": [layer_arn],
-            "Environment": {"Variables": function_environment(self.cfg, self.bucket)},
+            "Environment": {"Variables": function_environment(self.cfg, self.bucket, topic_arn)},
             "Description": "ProphetTrend live trading cycle (deployed by python -m deploy up)",
         }
 
-    def ensure_function(self, function_key: str, layer_arn: str, role_arn: str) -> tuple[str, Step]:
+    def ensure_function(self, function_key: str, layer_arn: str, role_arn: str, topic_arn: str) -> tuple[str, Step]:
         client = self.aws.client("lambda")
-        desired = self.desired_configuration(layer_arn, role_arn)
+        desired = self.desired_configuration(layer_arn, role_arn, topic_arn)
         try:
             current = client.get_function_configuration(FunctionName=self.cfg.function_name)
         except Exception as exc:
@@ -414,6 +484,24 @@ class Deployer:
                 time.sleep(2 + 2 * attempt)
         self._wait_ready()
         return created
+
+    def ensure_concurrency(self) -> Step:
+        client = self.aws.client("lambda")
+        current = client.get_function_concurrency(FunctionName=self.cfg.function_name).get("ReservedConcurrentExecutions")
+        if current != RESERVED_CONCURRENCY:
+            try:
+                client.put_function_concurrency(FunctionName=self.cfg.function_name,
+                                                ReservedConcurrentExecutions=RESERVED_CONCURRENCY)
+            except Exception as exc:
+                # New accounts often have a quota of 10 concurrent executions, all of which must stay unreserved.
+                if "UnreservedConcurrentExecution" not in str(exc):
+                    raise
+                raise UserError(
+                    f"cannot reserve {RESERVED_CONCURRENCY} concurrent execution for {self.cfg.function_name}: the "
+                    "account's Lambda quota leaves none to reserve; ask for a higher 'Concurrent executions' quota "
+                    "(Service Quotas, AWS Lambda) and re-run up (it stopped before the alarms and schedules)") from None
+        return Step("concurrency", "unchanged" if current == RESERVED_CONCURRENCY else "updated",
+                    f"reserved {RESERVED_CONCURRENCY} (one cycle at a time)")
 
     def ensure_async_config(self, queue_arn: str) -> Step:
         # A failed cycle must not be replayed blindly by Lambda: the next scheduled cycle looks at the broker

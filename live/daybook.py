@@ -71,7 +71,9 @@ class S3Daybook:
         try:
             body = boto3.client("s3").get_object(Bucket=self.bucket, Key=self._key(day))["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            # The function may not list the bucket (least privilege), and S3 then answers a GET of a missing key
+            # with 403 instead of 404: both mean no mark. Deciding again is still safe: ids are keyed by the date.
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied", "403"):
                 return None
             raise
         return json.loads(body)

@@ -1,10 +1,16 @@
 """``python -m deploy up/status/down`` against moto's server on 127.0.0.1 with the real boto3.
 
 Lambda invoke needs Docker under moto, so the handler itself is exercised by tests/test_deploy_artifact.py.
+
+moto evaluates a bucket policy without its conditions: the TLS-only statement (Deny s3:* when aws:SecureTransport
+is false) would deny every object request, over TLS or not. boto3 talks to AWS over TLS, where that statement
+does not apply, so here the server treats requests as TLS (``_tls_aware_permission``); every other statement of a
+bucket policy is enforced as moto does.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import subprocess
@@ -24,6 +30,22 @@ from deploy.up import Artifacts, up
 from deploy.zipfiles import write_zip
 from tests._moto_server import FAKE_AWS_ENV, moto_server
 
+def _tls_only(statement: dict) -> bool:
+    return str(statement.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")).lower() == "false"
+
+
+def _tls_aware_permission(self, action, resource):
+    """moto's ``FakeBucket.get_permission`` with the TLS-only statements left out (requests count as TLS)."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    if self.policy is None:
+        return PermissionResult.NEUTRAL
+    doc = json.loads(self.policy)
+    statements = doc["Statement"] if isinstance(doc["Statement"], list) else [doc["Statement"]]
+    doc["Statement"] = [s for s in statements if not _tls_only(s)]
+    return IAMPolicy(json.dumps(doc)).is_action_permitted(action, resource) if doc["Statement"] else \
+        PermissionResult.NEUTRAL
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY_ID, SECRET = "PKTESTKEYID0001", "sEcReT-ValUe-42"
 
@@ -32,8 +54,11 @@ KEY_ID, SECRET = "PKTESTKEYID0001", "sEcReT-ValUe-42"
 def endpoint():
     saved = {k: os.environ.get(k) for k in FAKE_AWS_ENV}
     os.environ.update(FAKE_AWS_ENV)
+    from moto.s3.models import FakeBucket
+
     try:
-        with moto_server() as url:
+        with pytest.MonkeyPatch.context() as mp, moto_server() as url:
+            mp.setattr(FakeBucket, "get_permission", _tls_aware_permission)
             yield url
     finally:
         for k, v in saved.items():
@@ -55,7 +80,8 @@ def artifacts(tmp_path_factory) -> Artifacts:
 
 def clients(url: str):
     make = lambda name: boto3.client(name, endpoint_url=url, region_name="us-east-1")  # noqa: E731
-    return {n: make(n) for n in ("lambda", "scheduler", "iam", "s3", "secretsmanager", "ssm", "sqs")}
+    return {n: make(n) for n in ("lambda", "scheduler", "iam", "s3", "secretsmanager", "ssm", "sqs", "sns",
+                                 "cloudwatch")}
 
 
 @pytest.fixture()
@@ -69,12 +95,15 @@ def actions(steps, resource):
 
 
 def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, artifacts, keys, tmp_path):
-    cfg = DeployConfig(function_name="pt-main", region="us-east-1", endpoint_url=endpoint)
+    cfg = DeployConfig(function_name="pt-main", region="us-east-1", endpoint_url=endpoint,
+                       alarm_email="ops@example.com")
     first = up(cfg, artifacts)
     assert actions(first, "function") == ["created"]
     assert actions(first, "layer") == ["published"]
     assert actions(first, "secret") == ["created"]
     assert actions(first, "schedule") == ["created"] * 2
+    assert actions(first, "topic") == ["created"] and actions(first, "subscribe") == ["created"]
+    assert actions(first, "alarm") == ["created"] * 2
 
     second = up(cfg.with_(memory_mb=2048), artifacts)
     assert actions(second, "layer") == ["unchanged"]
@@ -82,11 +111,39 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert actions(second, "upload") == ["unchanged"]
     assert actions(second, "secret") == ["unchanged"]
     assert actions(second, "schedule") == ["unchanged"] * 2
-    assert actions(second, "async") == ["unchanged"] and actions(second, "alarm") == ["unchanged"]
+    assert actions(second, "async") == ["unchanged"] and actions(second, "alarm") == ["unchanged"] * 2
+    assert actions(second, "topic") == ["unchanged"] and actions(second, "subscribe") == ["unchanged"]
+    assert actions(second, "concurrency") == ["unchanged"]
     function_step = next(s for s in second if s.resource == "function")
     assert function_step.action == "updated" and "MemorySize" in function_step.detail
 
     c = clients(endpoint)
+    bucket = "pt-main-123456789012-us-east-1"
+    assert c["s3"].get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
+    (rule,) = c["s3"].get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    (tls,) = json.loads(c["s3"].get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+    assert tls["Effect"] == "Deny" and tls["Principal"] == "*" and tls["Action"] == "s3:*"
+    assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert set(tls["Resource"]) == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}
+
+    assert c["lambda"].get_function_concurrency(FunctionName="pt-main")["ReservedConcurrentExecutions"] == 1
+    topic_arn = "arn:aws:sns:us-east-1:123456789012:pt-main-alerts"
+    assert [t["TopicArn"] for t in c["sns"].list_topics()["Topics"]].count(topic_arn) == 1
+    subs = c["sns"].list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    assert [(x["Protocol"], x["Endpoint"]) for x in subs] == [("email", "ops@example.com")]
+    alarms = {a["AlarmName"]: a for a in c["cloudwatch"].describe_alarms(AlarmNamePrefix="pt-main")["MetricAlarms"]}
+    assert set(alarms) == {"pt-main-errors", "pt-main-cycle-errors"}
+    cycle = alarms["pt-main-cycle-errors"]
+    assert (cycle["Namespace"], cycle["MetricName"], cycle["Statistic"], cycle["Period"], cycle["Threshold"]) == (
+        "ProphetTrend", "CycleErrors", "Sum", 900, 1.0)
+    assert cycle["ComparisonOperator"] == "GreaterThanOrEqualToThreshold" and cycle["EvaluationPeriods"] == 1
+    assert cycle["Dimensions"] == [{"Name": "Function", "Value": "pt-main"}]
+    assert cycle["TreatMissingData"] == "notBreaching"
+    assert alarms["pt-main-errors"]["MetricName"] == "Errors"
+    assert all(a["AlarmActions"] == [topic_arn] for a in alarms.values())
+
     assert [f["FunctionName"] for f in c["lambda"].list_functions()["Functions"]].count("pt-main") == 1
     layers = c["lambda"].list_layer_versions(LayerName="pt-main-deps")["LayerVersions"]
     assert len(layers) == 1 and layers[0]["Description"].endswith("sha256:" + artifacts.layer_sha)
@@ -98,7 +155,7 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert conf["MemorySize"] == 2048 and conf["Architectures"] == ["x86_64"]
     assert [layer["Arn"] for layer in conf["Layers"]] == [layers[0]["LayerVersionArn"]]
     env = conf["Environment"]["Variables"]
-    assert env["ALPACA_SECRET_NAME"] == "pt-main/alpaca"
+    assert env["ALPACA_SECRET_NAME"] == "pt-main/alpaca" and env["NOTIFY_TOPIC_ARN"] == topic_arn
     assert not any(KEY_ID in v or SECRET in v for v in env.values())
     assert not {"APCA_API_KEY_ID", "APCA_API_SECRET_KEY"} & set(env)
     stored = json.loads(c["secretsmanager"].get_secret_value(SecretId="pt-main/alpaca")["SecretString"])
@@ -120,14 +177,30 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
 
     policy = c["iam"].get_role_policy(RoleName="pt-main-exec", PolicyName="pt-main-exec")["PolicyDocument"]
     policy = json.loads(policy) if isinstance(policy, str) else policy
-    granted = {a: s["Resource"] for s in policy["Statement"] for a in s["Action"]}
-    assert all("*" != r and not str(r).endswith(":*:*") for r in granted.values())
+    granted: dict[str, list[str]] = {}
+    for statement in policy["Statement"]:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for a in statement["Action"]:
+            granted.setdefault(a, []).extend(resources)
+    assert all("*" != r and not r.endswith(":*:*") for rs in granted.values() for r in rs)
     assert not any(a.endswith(":*") or a == "*" for a in granted)
     secret_arn = c["secretsmanager"].describe_secret(SecretId="pt-main/alpaca")["ARN"]
-    assert granted["secretsmanager:GetSecretValue"] == secret_arn
-    assert granted["s3:PutObject"].endswith("/journal/*")
+    assert granted["secretsmanager:GetSecretValue"] == [secret_arn]
+    journal = f"arn:aws:s3:::{bucket}/journal/"
+    ledger, lease, marks = journal + "ledger/*", journal + "lease/*", journal + "decisions/*"
+    assert sorted(granted["s3:GetObject"]) == sorted(granted["s3:DeleteObject"]) == sorted([ledger, lease, marks])
+    assert sorted(granted["s3:PutObject"]) == sorted([journal + "????-??-??/*", journal + "undated/*", ledger, lease,
+                                                      marks])
+    # IAM's `*` and `?` match like fnmatch's: the cycle's record is writable, nothing else outside the two prefixes.
+    may_put = lambda key: any(fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket}/{key}", r) for r in granted["s3:PutObject"])  # noqa: E731
+    assert may_put("journal/2022-06-01/2022-06-01T15:45-prophet-trend.json") and may_put("journal/undated/x.json")
+    assert may_put("journal/ledger/prophet-trend.json") and may_put("journal/lease/prophet-trend.json")
+    assert may_put("journal/decisions/prophet-trend/2022-06-01.json")  # the daily cadence's decision mark
+    assert not may_put("deploy/pt-main/function.zip") and not may_put("journal/notes.json")
+    assert granted["sns:Publish"] == [topic_arn] and granted["sqs:SendMessage"] == [queue_arn]
     assert set(granted) == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject",
-                            "s3:PutObject", "s3:ListBucket", "secretsmanager:GetSecretValue", "sqs:SendMessage"}
+                            "s3:PutObject", "s3:DeleteObject", "secretsmanager:GetSecretValue", "sqs:SendMessage",
+                            "sns:Publish"}
 
     # A new layer zip publishes version 2 and the function moves to it.
     layer_root = tmp_path / "layer2"
@@ -144,13 +217,22 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert len(state["layers"]) == 2 and state["secret"]["secretsmanager"] == "pt-main/alpaca"
     text = render(state)
     assert "cron(45 15 ? * MON-FRI *) America/New_York" in text and SECRET not in text
+    assert state["function"]["ReservedConcurrency"] == 1 and "concurrency reserved 1" in text
+    assert state["topic"]["Arn"] == topic_arn and f"topic       {topic_arn}: email ops@example.com" in text
+    states = {a["AlarmName"]: a["StateValue"] for a in c["cloudwatch"].describe_alarms(AlarmNamePrefix="pt-main")["MetricAlarms"]}
+    assert [(a["Name"], a["State"]) for a in state["alarms"]] == sorted(states.items())
+    assert f"alarm       pt-main-cycle-errors: {states['pt-main-cycle-errors']} (ProphetTrend CycleErrors)" in text
 
     gone = down(cfg)
     assert actions(gone, "function") == ["deleted"] and actions(gone, "bucket") == ["kept"]
     assert c["lambda"].list_layer_versions(LayerName="pt-main-deps")["LayerVersions"] == []
     assert not [f for f in c["lambda"].list_functions()["Functions"] if f["FunctionName"] == "pt-main"]
     assert not [r for r in c["iam"].list_roles()["Roles"] if r["RoleName"].startswith("pt-main")]
-    bucket = next(s.detail.split()[0] for s in gone if s.resource == "bucket")
+    assert actions(gone, "topic") == ["deleted"] and actions(gone, "alarm") == ["deleted"] * 2
+    assert topic_arn not in [t["TopicArn"] for t in c["sns"].list_topics()["Topics"]]
+    assert not [x for x in c["sns"].list_subscriptions()["Subscriptions"] if x["TopicArn"] == topic_arn]
+    assert c["cloudwatch"].describe_alarms(AlarmNamePrefix="pt-main")["MetricAlarms"] == []
+    assert next(s.detail.split()[0] for s in gone if s.resource == "bucket") == bucket
     c["s3"].head_bucket(Bucket=bucket)  # the journal bucket stays
     assert "Contents" not in c["s3"].list_objects_v2(Bucket=bucket, Prefix="deploy/")
     assert c["secretsmanager"].describe_secret(SecretId="pt-main/alpaca").get("DeletedDate")
@@ -252,3 +334,168 @@ def test_dry_run_prints_the_plan_without_aws(tmp_path):
                             "--env", "STRATEGY_TOP_N=3"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert clash.returncode == 2 and "disagree" in clash.stderr
     assert "retries 0" in r.stdout
+    plan = {line.split()[0]: line for line in reversed(r.stdout.splitlines()[1:])}  # first line of each resource
+    assert "reserved 1" in plan["concurrency"] and "NOTIFY_TOPIC_ARN" in plan["function"]
+    assert "arn:aws:sns:eu-west-1:<account>:prophettrend-alerts" in plan["topic"]
+    assert "prophettrend-cycle-errors: ProphetTrend CycleErrors (Function=prophettrend) sum >= 1" in r.stdout
+    assert "s3:ListBucket" not in plan["role"] and "sns:Publish" in plan["role"] and "ledger/*" in plan["role"]
+    assert "AES256, TLS only" in plan["bucket"] and plan["subscribe"].split()[1] == "none"
+
+
+def test_credential_looking_env_is_refused_with_one_line_naming_real_flags():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
+    dry = [sys.executable, "-m", "deploy", "up", "--dry-run", "--region", "us-east-1"]
+    run = lambda *a: subprocess.run([*dry, *a], cwd=ROOT, env=env, capture_output=True, text=True)  # noqa: E731
+    help_text = subprocess.run([sys.executable, "-m", "deploy", "up", "--help"], cwd=ROOT, env=env,
+                               capture_output=True, text=True).stdout
+    for name in ("AWS_SECRET_ACCESS_KEY", "ALPACA_SECRET", "APCA_API_KEY_ID", "my_api_key", "GITHUB_TOKEN",
+                 "DB_PASSWORD", "AWS_REGION"):
+        r = run("--env", f"{name}=sEcReT-ValUe-42")
+        assert r.returncode == 2 and r.stdout == "", (name, r.stdout)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: --env {name}: looks like a credential"), r.stderr
+        assert "sEcReT-ValUe-42" not in r.stderr
+        named_flags = {w.strip("(),;`") for w in lines[0].split() if w.startswith(("--", "(--"))}
+        assert named_flags and all(f"{flag.split('=')[0]} " in help_text for flag in named_flags), named_flags
+        assert "APCA_API_KEY_ID and APCA_API_SECRET_KEY" in lines[0]
+    # Settings that merely start like Alpaca's are allowed: APCA_PAPER=false is how live money is chosen.
+    r = run("--env", "APCA_PAPER=false", "--env", "UNIVERSE=AAPL,MSFT")
+    assert r.returncode == 0, r.stderr
+    assert "APCA_PAPER" in r.stdout and "UNIVERSE" in r.stdout
+
+
+def _bucket(c, name, block=None, encrypt=False, tls=False, tags=None):
+    c["s3"].create_bucket(Bucket=name)
+    if block is not None:
+        c["s3"].put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=block)
+    if encrypt:
+        c["s3"].put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}}]})
+    if tls:
+        c["s3"].put_bucket_policy(Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Sid": "UsersOwnTls", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "s3:*",
+             "Resource": [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"],
+             "Condition": {"Bool": {"aws:SecureTransport": False}}}]}))
+    if tags:
+        c["s3"].put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+
+
+ALL_BLOCKED = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+               "RestrictPublicBuckets": True}
+
+
+def test_existing_bucket_is_checked_and_refused_unless_protected(endpoint, artifacts, keys):
+    c = clients(endpoint)
+
+    def settings(b):
+        block = c["s3"].get_public_access_block(Bucket=b) if b != "user-open" else None
+        policy = c["s3"].get_bucket_policy(Bucket=b)["Policy"] if b != "user-no-tls" and block else None
+        return block and block["PublicAccessBlockConfiguration"], policy
+    _bucket(c, "user-open")
+    _bucket(c, "user-half-blocked", block={**ALL_BLOCKED, "RestrictPublicBuckets": False}, encrypt=True, tls=True)
+    _bucket(c, "user-unencrypted-tls", block=ALL_BLOCKED, tls=True)
+    _bucket(c, "user-no-tls", block=ALL_BLOCKED, encrypt=True)
+    expected = {"user-open": "public access block, default encryption, TLS-only policy",
+                "user-half-blocked": "public access block;",
+                "user-unencrypted-tls": "default encryption;",
+                "user-no-tls": "TLS-only policy;"}
+    for name, missing in expected.items():
+        before = settings(name)
+        cfg = DeployConfig(function_name="pt-userbucket", region="us-east-1", endpoint_url=endpoint, bucket=name)
+        with pytest.raises(UserError) as refused:
+            up(cfg, artifacts)
+        message = str(refused.value)
+        assert message.startswith(f"bucket {name} lacks {missing}"), message
+        assert "\n" not in message and "up changes no bucket it did not create" in message
+        assert settings(name) == before  # nothing changed on the user's bucket
+        assert "Contents" not in c["s3"].list_objects_v2(Bucket=name)
+    assert not [f for f in c["lambda"].list_functions()["Functions"] if f["FunctionName"] == "pt-userbucket"]
+    assert not [t for t in c["sns"].list_topics()["Topics"] if "pt-userbucket" in t["TopicArn"]]
+
+    with pytest.raises(UserError, match="does not exist"):
+        up(DeployConfig(function_name="pt-userbucket", region="us-east-1", endpoint_url=endpoint,
+                        bucket="user-missing"), artifacts)
+
+    # A protected bucket of the user's is used as it is, and `down` leaves it (and its policy) alone.
+    _bucket(c, "user-safe", block=ALL_BLOCKED, encrypt=True, tls=True)
+    policy = c["s3"].get_bucket_policy(Bucket="user-safe")["Policy"]
+    cfg = DeployConfig(function_name="pt-userbucket", region="us-east-1", endpoint_url=endpoint, bucket="user-safe")
+    steps = up(cfg, artifacts)
+    assert actions(steps, "bucket") == ["unchanged"] and actions(steps, "function") == ["created"]
+    assert c["s3"].get_bucket_policy(Bucket="user-safe")["Policy"] == policy
+    gone = down(cfg, delete_bucket=True)
+    assert actions(gone, "bucket") == ["kept"]
+    assert c["s3"].get_bucket_policy(Bucket="user-safe")["Policy"] == policy
+
+
+def test_bucket_an_older_up_created_is_brought_up_to_date(endpoint, artifacts, keys):
+    from deploy.up import CREATED_TAG, OWNER_TAG
+
+    c = clients(endpoint)
+    name = "pt-old-123456789012-us-east-1"
+    other = {"Sid": "ReadOnlyAuditor", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+             "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{name}/journal/*"}
+    _bucket(c, name, block=ALL_BLOCKED, tags={OWNER_TAG: "pt-old", CREATED_TAG: "deploy"})
+    c["s3"].put_bucket_policy(Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": [other]}))
+    cfg = DeployConfig(function_name="pt-old", region="us-east-1", endpoint_url=endpoint)
+    steps = up(cfg, artifacts)
+    (bucket_step,) = [s for s in steps if s.resource == "bucket"]
+    assert bucket_step.action == "updated" and bucket_step.detail.endswith("added default encryption, TLS-only policy")
+    assert c["s3"].get_bucket_encryption(Bucket=name)["ServerSideEncryptionConfiguration"]["Rules"]
+    statements = json.loads(c["s3"].get_bucket_policy(Bucket=name)["Policy"])["Statement"]
+    assert statements[0] == other and statements[1]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert actions(up(cfg, artifacts), "bucket") == ["unchanged"]
+    down(cfg, delete_bucket=True)
+
+
+def test_cli_refuses_an_unprotected_bucket_in_one_line(endpoint, artifacts):
+    clients(endpoint)["s3"].create_bucket(Bucket="user-cli-open")
+    env = {**os.environ, **FAKE_AWS_ENV, "APCA_API_KEY_ID": KEY_ID, "APCA_API_SECRET_KEY": SECRET}
+    r = subprocess.run([sys.executable, "-m", "deploy", "up", "--function-name", "pt-cli-bucket", "--region",
+                        "us-east-1", "--endpoint-url", endpoint, "--bucket", "user-cli-open",
+                        "--function-zip", str(artifacts.function_zip), "--layer-zip", str(artifacts.layer_zip)],
+                       cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("error: bucket user-cli-open lacks public access block, default encryption, "
+                               "TLS-only policy") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_invoke_while_a_cycle_runs_is_one_line_not_a_retry_storm(monkeypatch):
+    from botocore.stub import Stubber
+
+    from deploy.aws import Aws
+    from deploy.ops import invoke
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    cfg = DeployConfig(function_name="pt-busy", region="us-east-1")
+    aws = Aws(cfg)
+    client = aws.client("lambda")
+    with Stubber(client) as stub:  # Lambda's answer when the one reserved execution is in use
+        for _ in range(10):
+            stub.add_client_error("invoke", service_error_code="TooManyRequestsException", http_status_code=429,
+                                  service_message="Rate Exceeded.")
+        with pytest.raises(UserError, match="is running now .*reserved concurrency 1"):
+            invoke(cfg, {"dry_run": True}, aws=aws)
+
+
+def test_a_quota_too_small_to_reserve_one_execution_stops_up_before_the_schedules(monkeypatch):
+    from botocore.stub import Stubber
+
+    from deploy.aws import Aws
+    from deploy.up import Deployer
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    cfg = DeployConfig(function_name="pt-quota", region="us-east-1", bucket="b-quota")
+    aws = Aws(cfg)
+    deployer = Deployer(cfg, aws, Artifacts.describe_only())
+    with Stubber(aws.client("lambda")) as stub:  # what Lambda answers on an account whose quota is 10
+        stub.add_response("get_function_concurrency", {}, {"FunctionName": "pt-quota"})
+        stub.add_client_error("put_function_concurrency", service_error_code="InvalidParameterValueException",
+                              http_status_code=400, service_message=(
+                                  "Specified ReservedConcurrentExecutions for function decreases account's "
+                                  "UnreservedConcurrentExecution below its minimum value of [10]."))
+        with pytest.raises(UserError, match="cannot reserve 1 concurrent execution for pt-quota: .*Service Quotas"):
+            deployer.ensure_concurrency()

@@ -174,7 +174,8 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
     code, err = run("up", "--dry-run", "--memory", "64")
     assert (code, err) == (2, "error: --memory must be between 128 and 10240 MB, not 64")
     code, err = run("up", "--dry-run", "--env", "APCA_API_SECRET_KEY=x")
-    assert code == 2 and "secret store" in err and "x\n" not in err
+    assert code == 2 and err.startswith("error: --env APCA_API_SECRET_KEY: looks like a credential")
+    assert "secret store" in err and "=x" not in err and len(err.splitlines()) == 1
     code, err = run("up", "--dry-run", "--env", "novalue")
     assert (code, err) == (2, "error: --env needs NAME=VALUE, got 'novalue'")
     code, err = run("up", "--function-zip", "f.zip")

@@ -91,6 +91,8 @@ def as_strategy(strategy: Strategy | StrategyParams, forecaster: Forecaster | No
     """A Strategy; ``StrategyParams`` alone stand for ProphetTrend with those params."""
     if isinstance(strategy, StrategyParams):
         return ProphetTrend(strategy, forecaster=forecaster)
+    if not isinstance(strategy, Strategy) and hasattr(strategy, "build"):  # a picklable spec (backtests.cells)
+        return strategy.build()
     return strategy
 
 

@@ -42,11 +42,45 @@ _NOT_METRICS = {"start", "end", "bars", "symbols", "params", "config", "data", "
 
 
 @dataclass(frozen=True)
+class StrategySpec:
+    """Any strategy as a picklable value (a cell travels to worker processes and Dask): spec, params and name.
+
+    >>> s = StrategySpec("ma-crossover", (("fast", 5),))
+    >>> s.fast, s.warmup_bars, s.to_dict()["slow"]
+    (5, 50, 50)
+    """
+
+    spec: str
+    items: tuple[tuple[str, Any], ...] = ()
+    name: str | None = None
+
+    def build(self):
+        from strategies.loader import build_strategy
+
+        return build_strategy(self.spec, dict(self.items), name=self.name)
+
+    @property
+    def warmup_bars(self) -> int:
+        return self.build().warmup_bars
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self.build().params)
+
+    def __getattr__(self, item: str) -> Any:  # a swept parameter's value, as on StrategyParams
+        if item.startswith("_") or item in ("spec", "items", "name"):
+            raise AttributeError(item)
+        values = self.to_dict()
+        if item in values:
+            return values[item]
+        raise AttributeError(item)
+
+
+@dataclass(frozen=True)
 class Cell:
     """A self-contained task: ``data`` holds exactly the rows the backtest reads (warm-up through period end)."""
 
     key: str
-    params: StrategyParams
+    params: StrategyParams | StrategySpec
     config: BacktestConfig
     data: PriceData
     index: pd.Series | None
@@ -73,12 +107,14 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def make_cell(data: PriceData, index: pd.Series | None, params: StrategyParams, config: BacktestConfig) -> Cell:
+def make_cell(data: PriceData, index: pd.Series | None, params: StrategyParams | StrategySpec,
+              config: BacktestConfig) -> Cell:
     """The cell backtesting ``params`` over ``config``'s period; raises ``DataError`` if warm-up rows are missing."""
     rows = window_for(data, params, config)
     bench = None if index is None else index.loc[rows.closes.index[0]:rows.closes.index[-1]]
     identity = {
         "params": params.to_dict(),
+        **({"strategy": params.spec, "name": params.name} if isinstance(params, StrategySpec) else {}),
         "config": {**asdict(config), "start": config.start_ts.date().isoformat(),
                    "end": config.end_ts.date().isoformat()},
         "rows": content_hash([rows.closes, rows.opens]),
@@ -91,7 +127,8 @@ def make_cell(data: PriceData, index: pd.Series | None, params: StrategyParams, 
 
 def evaluate_cell(cell: Cell) -> dict[str, Any]:
     """Run the cell's backtest; returns the summary and the daily equity curve as plain JSON-ready values."""
-    result = run_backtest(cell.data, cell.params, cell.config, index=cell.index)
+    strategy = cell.params.build() if isinstance(cell.params, StrategySpec) else cell.params
+    result = run_backtest(cell.data, strategy, cell.config, index=cell.index)
     summary = dict(result.summary)
     summary.pop("data", None)  # provenance of the sliced rows; the key already pins them
     equity = result.equity

@@ -1,7 +1,8 @@
 """Parameter grids for sweeps: ``--grid band=0,0.01`` flags or a YAML/TOML file, expanded to parameter sets.
 
-Names are :class:`~strategies.params.StrategyParams` fields (``refit-every`` and ``refit_every`` both work);
-values are converted to the field's type, so ``history=126`` is an int and ``stop_loss=none`` is ``None``.
+Names are fields of the strategy's ``Params`` (ProphetTrend's :class:`~strategies.params.StrategyParams` by
+default; ``refit-every`` and ``refit_every`` both work); values are converted to the field's type, so
+``history=126`` is an int and ``max_weight=none`` is ``None``.
 
 Example:
     >>> grid = parse_grid_flags(["band=0.0,0.02", "history=126,252"])
@@ -15,87 +16,65 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-import typing
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from clitools import UserError
+from strategies.base import Strategy, StrategyError
+from strategies.loader import coerce, param_fields
 from strategies.params import StrategyParams
+from strategies.prophet_trend import ProphetTrend
 
 Grid = dict[str, list[Any]]
 
-_FIELDS = {f.name: f for f in fields(StrategyParams)}
-_TYPES = typing.get_type_hints(StrategyParams)
 NOT_SWEPT = {"name"}  # the run's label, not a parameter of the decision
 
 
-def param_name(text: str) -> str:
-    """The StrategyParams field a user spelled (dashes allowed); raises :class:`UserError` if there is none."""
+def param_name(text: str, cls: type[Strategy] = ProphetTrend) -> str:
+    """The ``cls.Params`` field a user spelled (dashes allowed); raises :class:`UserError` if there is none."""
     name = text.strip().replace("-", "_")
-    if name not in _FIELDS or name in NOT_SWEPT:
-        known = ", ".join(n for n in _FIELDS if n not in NOT_SWEPT)
-        raise UserError(f"unknown parameter {text.strip()!r} in the grid; known parameters: {known}")
+    known = [n for n in param_fields(cls) if n not in NOT_SWEPT]
+    if name not in known:
+        raise UserError(f"unknown parameter {text.strip()!r} in the grid; known parameters: {', '.join(known)}")
     return name
 
 
-def convert(name: str, value: Any) -> Any:
-    """``value`` (text from a flag, or a YAML/TOML scalar) as the type of field ``name``."""
-    hint = _TYPES[name]
-    optional = type(None) in typing.get_args(hint)
-    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-    if typing.get_origin(base) is typing.Literal:
-        base = str
-    text = str(value).strip()
-    if optional and (value is None or text.lower() in ("none", "off", "")):
-        return None
+def convert(name: str, value: Any, cls: type[Strategy] = ProphetTrend) -> Any:
+    """``value`` (text from a flag, or a YAML/TOML scalar) as the type of field ``name`` (``strategies.loader``)."""
     try:
-        if base is bool:
-            if isinstance(value, bool):
-                return value
-            if text.lower() in ("true", "yes", "on", "1"):
-                return True
-            if text.lower() in ("false", "no", "off", "0"):
-                return False
-            raise ValueError
-        if base is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(float(text)) if isinstance(value, (int, float)) else int(text)
-        if base is float:
-            return float(text)
-        return text
-    except ValueError:
-        raise UserError(f"value {text!r} for {name} is not a {base.__name__}") from None
+        return coerce(cls, name, value)
+    except StrategyError as exc:
+        raise UserError(str(exc)) from None
 
 
-def parse_grid_flags(specs: list[str]) -> Grid:
+def parse_grid_flags(specs: list[str], cls: type[Strategy] = ProphetTrend) -> Grid:
     """``["band=0,0.01", ...]`` -> ``{"band": [0.0, 0.01], ...}``; repeated names raise :class:`UserError`."""
     grid: Grid = {}
     for spec in specs:
         if "=" not in spec:
             raise UserError(f"--grid {spec!r} is not NAME=V1,V2,...")
         raw_name, raw_values = spec.split("=", 1)
-        name = param_name(raw_name)
+        name = param_name(raw_name, cls)
         if name in grid:
             raise UserError(f"parameter {name} is given twice in --grid")
-        grid[name] = _values(name, [v for v in raw_values.split(",") if v.strip() != ""] if raw_values.strip() else [])
+        grid[name] = _values(name, [v for v in raw_values.split(",") if v.strip() != ""] if raw_values.strip() else [],
+                             cls)
     return grid
 
 
-def parse_set_flags(specs: list[str]) -> dict[str, Any]:
+def parse_set_flags(specs: list[str], cls: type[Strategy] = ProphetTrend) -> dict[str, Any]:
     """Fixed parameters from ``--set NAME=VALUE`` flags."""
     fixed: dict[str, Any] = {}
     for spec in specs:
         if "=" not in spec:
             raise UserError(f"--set {spec!r} is not NAME=VALUE")
         raw_name, raw_value = spec.split("=", 1)
-        name = param_name(raw_name)
-        fixed[name] = convert(name, raw_value)
+        name = param_name(raw_name, cls)
+        fixed[name] = convert(name, raw_value, cls)
     return fixed
 
 
-def load_grid_file(path: Path) -> tuple[list[Grid], dict[str, Any]]:
+def load_grid_file(path: Path, cls: type[Strategy] = ProphetTrend) -> tuple[list[Grid], dict[str, Any]]:
     """Grids and fixed parameters from a YAML or TOML file.
 
     The file holds ``grid`` (a mapping of name to list of values, or a list of such mappings, swept one after
@@ -135,22 +114,22 @@ def load_grid_file(path: Path) -> tuple[list[Grid], dict[str, Any]]:
             raise UserError(f"grid file {path}: each grid must map parameter names to lists of values")
         grid = {}
         for raw_name, values in raw_grid.items():
-            name = param_name(str(raw_name))
-            grid[name] = _values(name, values if isinstance(values, list) else [values])
+            name = param_name(str(raw_name), cls)
+            grid[name] = _values(name, values if isinstance(values, list) else [values], cls)
         grids.append(grid)
     fixed_raw = doc.get("set") or {}
     if not isinstance(fixed_raw, dict):
         raise UserError(f"grid file {path}: 'set' must map parameter names to values")
-    fixed = {param_name(str(k)): convert(param_name(str(k)), v) for k, v in fixed_raw.items()}
+    fixed = {param_name(str(k), cls): convert(param_name(str(k), cls), v, cls) for k, v in fixed_raw.items()}
     return grids, fixed
 
 
-def _values(name: str, raw: list[Any]) -> list[Any]:
+def _values(name: str, raw: list[Any], cls: type[Strategy] = ProphetTrend) -> list[Any]:
     if not raw:
         raise UserError(f"the grid for {name} has no values")
     values = []
     for item in raw:
-        value = convert(name, item)
+        value = convert(name, item, cls)
         if value not in values:  # a repeated value would only duplicate work
             values.append(value)
     return values

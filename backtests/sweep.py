@@ -36,9 +36,14 @@ from backtests.outputs import write_json
 from backtests.run import load_data, resolve_benchmark
 from backtests.sweep_report import format_oos, write_heatmap, write_oos_plot
 from backtests.walkforward import CHOICE_METRICS, Scheme, Window, choose, split_windows, stitch, stitched_summary
+from backtests.strategy_args import add_strategy_arguments, config_from_args
 from clitools import OneLineErrorParser, UserError, guarded, progress
 from marketdata import DataError, PriceData
+from strategies.base import StrategyError
+from strategies.loader import coerce, load_strategy
 from strategies.params import StrategyParams
+from strategies.prophet_trend import ProphetTrend
+from strategies.rules import Rules
 
 SEGMENTS = ("train", "test")
 
@@ -60,13 +65,29 @@ class SweepSpec:
     commission: float = 0.001
     benchmark: str = "index"
     heatmap: tuple[str, ...] | None = None
+    strategy: str = "prophet-trend"  # any strategy spec (strategies.loader); its Params fields are the grid's names
+    name: str | None = None
+    rules: Rules = field(default_factory=Rules)
 
-    def params(self) -> list[StrategyParams]:
-        return [build_params(s, self.fixed, StrategyParams()) for s in self.param_sets]
+    def strategy_class(self):
+        return load_strategy(self.strategy)
+
+    def params(self) -> list[StrategyParams | cells.StrategySpec]:
+        if issubclass(self.strategy_class(), ProphetTrend):
+            return [build_params(s, self.fixed, StrategyParams()) for s in self.param_sets]
+        out = []
+        for s in self.param_sets:
+            spec = cells.StrategySpec(self.strategy, tuple(sorted({**self.fixed, **s}.items())), self.name)
+            try:
+                spec.build()
+            except StrategyError as exc:
+                raise UserError(f"invalid parameters {s}: {exc}") from None
+            out.append(spec)
+        return out
 
     def config(self, start: pd.Timestamp, end: pd.Timestamp) -> BacktestConfig:
         return BacktestConfig(start=start.date().isoformat(), end=end.date().isoformat(), cash=self.cash,
-                              commission=self.commission, benchmark=self.benchmark)
+                              commission=self.commission, benchmark=self.benchmark, rules=self.rules)
 
 
 @dataclass
@@ -90,9 +111,10 @@ def plan(spec: SweepSpec, data: PriceData, index: pd.Series | None) -> tuple[lis
     first = int(dates.searchsorted(windows[0].train_start))
     if first < need:
         worst = max(params, key=lambda p: p.warmup_bars)
+        what = f"history {worst.history}" if isinstance(worst, StrategyParams) else f"{spec.strategy}"
         raise UserError(f"the first train window starts {windows[0].train_start.date()} with {first} bars before it, "
-                        f"but history {worst.history} needs {need} bars of warm-up; choose a later --start or a "
-                        "shorter history")
+                        f"but {what} needs {need} bars of warm-up; choose a later --start"
+                        f"{' or a shorter history' if isinstance(worst, StrategyParams) else ''}")
     planned = {}
     for window in windows:
         for number, p in enumerate(params):
@@ -248,7 +270,9 @@ def build_parser() -> OneLineErrorParser:
                    help="values of one parameter (repeat for more); names as in StrategyParams, e.g. band, history")
     g.add_argument("--grid-file", type=Path, default=None, help="YAML or TOML file with 'grid' (and optional 'set')")
     g.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a fixed parameter (repeatable)")
-    g.add_argument("--engine", choices=["stan", "exact"], default=None, help="forecast engine (default: stan)")
+    g.add_argument("--engine", choices=["stan", "exact"], default=None,
+                   help="ProphetTrend's forecast engine (default: exact)")
+    add_strategy_arguments(p, prophet_flags=False)
     d = p.add_argument_group("data and windows")
     d.add_argument("--data", default="sample", help="'sample' (bundled, offline), 'yfinance', or a CSV file")
     d.add_argument("--symbols", default=None, help="comma-separated symbols (default: every symbol in the data)")
@@ -276,19 +300,25 @@ def build_parser() -> OneLineErrorParser:
 
 
 def spec_from_args(args) -> SweepSpec:
-    grids, fixed = [], {}
+    config = config_from_args(args)  # --config, --strategy, --param, --name and the rules' flags
+    cls = load_strategy(config.strategy)
+    grids, fixed = [], {k: coerce(cls, k, v) for k, v in config.params.items()}
     if args.grid_file is not None:
-        grids, fixed = load_grid_file(args.grid_file)
+        grids, from_file = load_grid_file(args.grid_file, cls)
+        fixed.update(from_file)
     if args.grid:
-        flags = parse_grid_flags(args.grid)
+        flags = parse_grid_flags(args.grid, cls)
         # flags refine a grid file (adding or replacing those parameters in each of its grids)
         grids = [{**g, **flags} for g in grids] if grids else [flags]
-    fixed.update(parse_set_flags(args.set))
+    fixed.update(parse_set_flags(args.set, cls))
     if args.engine:
+        if not issubclass(cls, ProphetTrend):
+            raise UserError(f"--engine is a prophet-trend flag; {cls.name} has no engine")
         fixed["engine"] = args.engine
     spec = SweepSpec(param_sets=expand(grids), fixed=fixed, start=args.start, end=args.end, train=args.train,
                      test=args.test, step=args.step, scheme=args.scheme, metric=args.metric, cash=args.cash,
-                     commission=args.commission, benchmark=args.benchmark,
+                     commission=args.commission, benchmark=args.benchmark, strategy=config.strategy,
+                     name=config.name, rules=config.rules,
                      heatmap=tuple(n.strip().replace("-", "_") for n in args.heatmap.split(",")) if args.heatmap else None)
     spec.params()  # every combination must be valid before anything runs
     heatmap_axes(spec)
@@ -326,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-cli = guarded(main, DataError)
+cli = guarded(main, DataError, StrategyError)
 
 if __name__ == "__main__":
     sys.exit(cli(sys.argv[1:]))

@@ -198,7 +198,7 @@ def test_grid_file_and_set_values_are_typed(tmp_path):
     assert expand(grids)[1] == {"band": 0.0, "max_weight": 0.05} and fixed == {"top_n": 3}
     bad = tmp_path / "grid.yaml"
     bad.write_text("grid:\n  history: [60, sixty]\n")
-    with pytest.raises(UserError, match="'sixty' for history is not a int"):
+    with pytest.raises(UserError, match="parameter history must be a whole number, got 'sixty'"):
         load_grid_file(bad)
 
 
@@ -243,3 +243,23 @@ def test_verdict_leads_with_the_stitched_result(local_run, capsys, tmp_path):
     assert means and all("per-window means" in line and "not the stitched result" in line for line in means)
     expected = np.mean([w["test"]["sharpe"] for w in oos["windows"]])
     assert f"test sharpe {expected:.3f}" in means[0]
+
+
+def test_any_strategy_is_swept_by_its_own_parameters_from_flags_or_a_config(tmp_path):
+    args = ["--symbols", "AAPL,KO,PG,XOM", "--start", "2021-06-01", "--end", "2022-06-30", "--train", "126",
+            "--test", "63", "--workers", "1", "--quiet"]
+    assert sweep.cli(args + ["--strategy", "ma-crossover", "--grid", "fast=5,10", "--param", "slow=30",
+                             "--max-positions", "2", "--out", str(tmp_path / "flags")]) == 0
+    table = pd.read_csv(tmp_path / "flags" / "results.csv")
+    assert set(table["fast"]) == {5, 10} and len(table) == 2 * table["window"].nunique()
+    summary = json.loads((tmp_path / "flags" / "oos_summary.json").read_text())
+    assert summary["cells"]["computed"] == 2 * 2 * table["window"].nunique()
+    # the same strategy named by a config file (a run's config.toml) sweeps the same cells: nothing recomputed
+    config = tmp_path / "config.toml"
+    config.write_text('strategy = "ma-crossover"\n[params]\nslow = 30\n[rules]\nmax_positions = 2\n')
+    shutil.copytree(tmp_path / "flags", tmp_path / "again")
+    assert sweep.cli(args + ["--config", str(config), "--grid", "fast=5,10", "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / "oos_summary.json").read_text())["cells"]["computed"] == 0
+    with pytest.raises(SystemExit) as exit_info:
+        sweep.cli(args + ["--strategy", "ma-crossover", "--grid", "top_n=1,2", "--out", str(tmp_path / "bad")])
+    assert exit_info.value.code == 2

@@ -7,7 +7,7 @@ nothing else can make the deploy disagree with the backtest.
 
 Example:
     >>> bundle = strategy_bundle(None, "ma-crossover", ["fast=5"], None)
-    >>> bundle.config.strategy, sorted(bundle.files)
+    >>> bundle.deployed_strategy, sorted(bundle.files)
     ('ma-crossover', ['strategy_config.toml'])
 """
 
@@ -31,7 +31,8 @@ RESEARCH_ONLY = frozenset({"backtrader", "matplotlib", "dask", "distributed", "j
 
 @dataclass(frozen=True)
 class StrategyBundle:
-    config: StrategyConfig  # as the function will read it (a user file renamed into user_strategies)
+    config: StrategyConfig  # as given (a user file by its path here)
+    deployed_strategy: str = ""  # the spec the function loads (a user file as a module of user_strategies)
     files: dict[str, bytes] = field(default_factory=dict)  # extra files for the function zip, by name in the zip
     third_party: frozenset[str] = frozenset()  # imports of a user file that the layer must provide
 
@@ -48,8 +49,11 @@ def strategy_bundle(config_path: Path | None, strategy: str | None, params: list
         config.build()
     except StrategyError as exc:
         raise UserError(str(exc)) from None
+    import tomli_w
+
     files: dict[str, bytes] = {}
     third_party: set[str] = set()
+    mapping = config.to_mapping()  # built here, where a user's file is still at its path
     where, _, cls_name = config.strategy.rpartition(":")
     if where.endswith(".py") or "/" in where:
         source = Path(where)
@@ -58,9 +62,9 @@ def strategy_bundle(config_path: Path | None, strategy: str | None, params: list
         module = f"{USER_PACKAGE}.{source.stem}"
         files[f"{USER_PACKAGE}/__init__.py"] = b""
         files[f"{USER_PACKAGE}/{source.stem}.py"] = text.encode("utf-8")
-        config = config.with_(strategy=f"{module}:{cls_name}")
-    files[CONFIG_NAME] = config.to_toml().encode("utf-8")
-    return StrategyBundle(config, files, frozenset(third_party))
+        mapping["strategy"] = f"{module}:{cls_name}"
+    files[CONFIG_NAME] = tomli_w.dumps(mapping).encode("utf-8")
+    return StrategyBundle(config, mapping["strategy"], files, frozenset(third_party))
 
 
 def _checked_imports(path: Path, text: str) -> set[str]:

@@ -96,3 +96,38 @@ def test_index_layer_for_python312_runs_offline(tmp_path, monkeypatch):
     assert result.table.total_unzipped < 250 * 1024 * 1024
     run = _run_and_check(result, tmp_path, python312)
     assert run.python.startswith("3.12")
+
+
+def test_a_users_strategy_file_packed_by_deploy_runs_in_the_sandbox(local_build, tmp_path):
+    """A strategy in a folder outside the package, packed by `deploy build --strategy FILE:Class`, trades in the
+    unpacked function zip under the same sandbox, with the schedule and config the bundle derived."""
+    from deploy.function_zip import build_function_zip
+    from deploy.strategy_bundle import CONFIG_NAME, strategy_bundle
+
+    user = tmp_path / "elsewhere" / "top_two.py"
+    user.parent.mkdir()
+    user.write_text(
+        "from dataclasses import dataclass\nfrom strategies import Strategy\n\n"
+        "@dataclass(frozen=True)\nclass Params:\n    names: int = 2\n\n"
+        "class TopTwo(Strategy):\n    name = 'top-two'\n    warmup_bars = 6\n    Params = Params\n\n"
+        "    def decide(self, closes, positions, cash):\n"
+        "        ret = (closes.iloc[-1] / closes.iloc[-6] - 1).dropna().sort_values(ascending=False)\n"
+        "        return {s: 0.9 / self.params.names for s in ret.index[: self.params.names]}\n")
+    bundle = strategy_bundle(None, f"{user}:TopTwo", ["names=3"], None)
+    assert bundle.deployed_strategy == "user_strategies.top_two:TopTwo"
+    function_zip, _ = build_function_zip(tmp_path / "function.zip", extra=bundle.files)
+    names = zipfile.ZipFile(function_zip).namelist()
+    assert {CONFIG_NAME, "user_strategies/top_two.py", "user_strategies/__init__.py"} <= set(names)
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    try:
+        run = run_handler(function_zip, local_build.layer_zip, sandbox, EVENT, python=sys.executable,
+                          env={"STRATEGY_CONFIG": CONFIG_NAME})
+        assert run.returncode == 0, run.stderr
+        summary = run.summary
+        assert summary["status"] == "traded" and summary["strategy"] == "top-two", summary["error"]
+        assert len(summary["orders"]) == 3 and all(o["client_order_id"].startswith("top-two-20220601-")
+                                                   for o in summary["orders"])
+        assert run.outside_modules == []
+    finally:
+        cleanup(sandbox)

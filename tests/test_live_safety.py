@@ -19,9 +19,8 @@ import live.cycle
 from _live_env import SLOT, live_env
 from brokers.base import OrderRefused
 from brokers.paper import PaperBroker
-from lambda_function import CycleFailed, lambda_handler
+from lambda_function import lambda_handler
 from live.cycle import run
-from live.lease import LeaseBusy, LeaseSettings, S3Lease, open_lease
 from marketdata.provider import SampleProvider
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +98,8 @@ def test_adjacent_slots_in_separate_processes_do_not_double_the_buys(tmp_path):
 
 
 def test_a_cycle_that_cannot_take_the_lease_is_busy_trades_nothing_and_is_journaled(tmp_path, capsys):
+    from live.lease import LeaseSettings, open_lease
+
     env = live_env(tmp_path, LEASE_WAIT_SECONDS="0.3")
     holder = open_lease(str(tmp_path / "journal.jsonl"), "prophet-trend", LeaseSettings(wait=0))
     holder.acquire()
@@ -156,6 +157,7 @@ def test_s3_leases_exclude_each_other_and_an_expired_one_is_taken_over(monkeypat
     import boto3
 
     from _moto_server import moto_environment
+    from live.lease import LeaseBusy, LeaseSettings, S3Lease
 
     with moto_environment(monkeypatch):
         boto3.client("s3").create_bucket(Bucket="lease-bucket")
@@ -219,7 +221,10 @@ def test_a_cycle_with_an_s3_journal_holds_its_lease_and_keeps_its_ledger_there(t
         # a live lease held elsewhere: the cycle is busy
         s3.put_object(Bucket="journal-bucket", Key="cycles/lease/prophet-trend.json",
                       Body=json.dumps({"owner": "elsewhere", "expires": "2999-01-01T00:00:00+00:00"}).encode())
-        busy = run({"now": SLOT}, env={**env, "LEASE_WAIT_SECONDS": "0.2"})
+        try:
+            busy = run({"now": SLOT}, env={**env, "LEASE_WAIT_SECONDS": "0.2"})
+        finally:  # moto's state outlives its server inside this process
+            s3.delete_object(Bucket="journal-bucket", Key="cycles/lease/prophet-trend.json")
         assert busy["status"] == "busy" and busy["orders"] == []
 
 
@@ -290,7 +295,7 @@ def test_lambda_sees_a_failed_cycle_after_it_is_journaled(tmp_path, monkeypatch)
         monkeypatch.delenv(key)
     for key, value in live_env(tmp_path, UNIVERSE="NOPE,NADA").items():
         monkeypatch.setenv(key, value)
-    with pytest.raises(CycleFailed) as failed:
+    with pytest.raises(Exception) as failed:  # lambda_function.CycleFailed
         lambda_handler({"now": SLOT}, None)
     assert "NOPE" in str(failed.value) and failed.value.summary["status"] == "error"
     assert journal(tmp_path)[-1]["cycle_id"] == failed.value.summary["cycle_id"]

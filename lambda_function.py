@@ -12,6 +12,7 @@ with the bundled sample and prints the summary (``--help`` for more).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -19,6 +20,8 @@ from live.cycle import run
 from live.metrics import FAILED
 
 __all__ = ["CycleFailed", "lambda_handler", "run"]
+
+LEASE_MARGIN_SECONDS = 30
 
 
 class CycleFailed(RuntimeError):
@@ -36,7 +39,12 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point: ``event`` may carry ``now`` (a replayed moment) and ``dry_run``.
 
     Returns the summary; raises :class:`CycleFailed` after journaling when the cycle failed."""
-    summary = run(event)
+    env = dict(os.environ)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if callable(remaining) and not env.get("LEASE_SECONDS", "").strip():
+        # the lease outlives this invocation by a margin only: Lambda kills the cycle at its timeout
+        env["LEASE_SECONDS"] = f"{remaining() / 1000 + LEASE_MARGIN_SECONDS:.0f}"
+    summary = run(event, env=env)
     if summary.get("status") in FAILED:
         raise CycleFailed(summary)
     return summary

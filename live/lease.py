@@ -13,7 +13,9 @@ serialises them, across containers and processes:
 
 A cycle that cannot take the lease within ``wait`` seconds raises :class:`LeaseBusy`; the cycle reports
 ``status: busy`` and trades nothing. ``LEASE_WAIT_SECONDS`` (default 10) and ``LEASE_SECONDS`` (the S3 lease's
-lifetime, default 900 = Lambda's longest timeout; it must exceed the function's timeout) tune it.
+lifetime, default 900 = Lambda's longest timeout) tune it. In Lambda the handler sets the lifetime to the
+invocation's remaining time (plus a margin): Lambda kills the cycle by then, so a dead cycle's lease frees up
+as soon as it can, and a live one is never overtaken.
 
 Example:
     >>> import tempfile
@@ -202,10 +204,19 @@ class S3Lease:
         etag, self._etag = self._etag, None
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=etag)
+            return
         except ClientError as exc:
             if _conflict(exc) or _code(exc) in ("NoSuchKey", "404"):
                 return  # overtaken after expiring: the lease is someone else's now
-            raise LeaseError(f"cannot release the lease {self.where}: {_message(exc)}") from None
+            if _code(exc) not in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
+                raise LeaseError(f"cannot release the lease {self.where}: {_message(exc)}") from None
+        try:  # a store without conditional deletes: delete only if it is still ours (a small race, then expiry)
+            current = self.client.get_object(Bucket=self.bucket, Key=self.key)
+            if current["ETag"] == etag:
+                self.client.delete_object(Bucket=self.bucket, Key=self.key)
+        except ClientError as exc:
+            if _code(exc) not in ("NoSuchKey", "404"):
+                raise LeaseError(f"cannot release the lease {self.where}: {_message(exc)}") from None
 
 
 def _code(exc) -> str:

@@ -368,3 +368,20 @@ def test_a_non_dict_event_gets_an_error_summary_and_is_journaled(tmp_path, event
     assert summary["status"] == "error" and summary["error"] == {
         "type": "input", "message": f"the event must be a JSON object, got {kind}"}
     assert journal(tmp_path)[-1]["cycle_id"] == summary["cycle_id"] and stored_orders(tmp_path) == []
+
+
+def test_in_lambda_the_lease_lasts_as_long_as_the_invocation_may(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_run(event, env=None):
+        seen.update(env)
+        return {"status": "no_change"}
+
+    class Context:
+        def get_remaining_time_in_millis(self):
+            return 295_000
+
+    monkeypatch.delenv("LEASE_SECONDS", raising=False)
+    monkeypatch.setattr("lambda_function.run", fake_run)
+    assert lambda_handler({}, Context())["status"] == "no_change"
+    assert seen["LEASE_SECONDS"] == "325"

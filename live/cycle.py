@@ -20,7 +20,7 @@ from live.config import ConfigError, InputError, LiveConfig
 from live.history import load_history
 from live.event import read_event
 from live.journal import make_journal
-from live.lease import LeaseBusy, LeaseError, LeaseSettings, open_lease
+from live.lease import LeaseBusy, LeaseError, LeaseSettings, open_lease, require_durable_home
 from live.ledger import LedgerError, open_ledger
 from live.logs import log, setup_logging
 from live.orders import apply_limits, plan_records, skipped_records, submit_idempotently, to_request
@@ -65,6 +65,8 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
             record.now, record.replayed = parse_moment(event["now"]), True
         record.inputs["config"] = config.describe()
         # One cycle per strategy at a time, across containers: adjacent slots would otherwise both buy the book.
+        require_durable_home(config.journal, in_lambda=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+                             broker=config.broker, dry_run=record.dry_run)
         lease = open_lease(config.journal, params.name, LeaseSettings.from_env(env))
         lease.acquire()
         record.lease = lease.where

@@ -241,6 +241,20 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def require_durable_home(journal: str, *, in_lambda: bool, broker: str, dry_run: bool) -> None:
+    """Refuse to trade on Alpaca from Lambda with a local journal: the ledger and the lease live next to it, and
+    ``/tmp`` dies with the container, so a cold start would forget the strategy's positions and buy them again.
+
+    >>> require_durable_home("/tmp/prophettrend/journal.jsonl", in_lambda=True, broker="alpaca", dry_run=False)
+    Traceback (most recent call last):
+    ...
+    live.config.ConfigError: JOURNAL must be s3://bucket/prefix in Lambda: the strategy's ledger and lease live with it, and /tmp does not outlive the container
+    """
+    if in_lambda and broker != "paper" and not dry_run and not journal.startswith("s3://"):
+        raise ConfigError("JOURNAL must be s3://bucket/prefix in Lambda: the strategy's ledger and lease live with "
+                          "it, and /tmp does not outlive the container")
+
+
 def open_lease(journal: str, strategy: str, settings: LeaseSettings | None = None) -> Lease:
     """The lease of ``strategy`` next to the journal ``journal`` (a path or ``s3://bucket/prefix``)."""
     settings = settings or LeaseSettings()

@@ -385,3 +385,14 @@ def test_in_lambda_the_lease_lasts_as_long_as_the_invocation_may(tmp_path, monke
     monkeypatch.setattr("lambda_function.run", fake_run)
     assert lambda_handler({}, Context())["status"] == "no_change"
     assert seen["LEASE_SECONDS"] == "325"
+
+
+def test_lambda_refuses_to_trade_alpaca_with_a_journal_that_dies_with_the_container(tmp_path):
+    from _alpaca_stub import alpaca_stub
+    from _live_env import stub_at_slot
+
+    with alpaca_stub() as stub:
+        stub_at_slot(stub, ["KO", "PG", "JNJ", "PEP", "MRK"], fill=True)
+        summary = run({}, env=live_env(tmp_path, AWS_LAMBDA_FUNCTION_NAME="pt-fn", **stub.env()))
+        assert summary["status"] == "error" and summary["error"]["type"] == "config"
+        assert "JOURNAL must be s3://" in summary["error"]["message"] and stub.state.submitted() == []

@@ -76,7 +76,8 @@ class Ledger:
         data = self.store.read()
         if data is not None:
             if data.get("strategy") != self.strategy:
-                raise LedgerError(f"ledger {self.store.where} belongs to {data.get('strategy')!r}, not {self.strategy!r}")
+                raise LedgerError(f"ledger {self.store.where} belongs to {data.get('strategy')!r}, "
+                                  f"not {self.strategy!r}")
             self.entries = dict(data.get("orders", {}))
             self.synced_until = dt.datetime.fromisoformat(data["synced_until"]) if data.get("synced_until") else None
         return self
@@ -287,5 +288,8 @@ def open_ledger(journal: str, strategy: str) -> Ledger:
     """Load (or start) the ledger of ``strategy`` next to the journal ``journal``."""
     home = JournalHome.of(journal)
     name = safe_name(strategy) + ".json"
-    store = _S3Store(home.bucket, home.key("ledger", name)) if home.bucket else _FileStore(home.folder / "ledger" / name)
+    if home.bucket:
+        store: _Store = _S3Store(home.bucket, home.key("ledger", name))
+    else:
+        store = _FileStore(home.folder / "ledger" / name)
     return Ledger(strategy, store).load()

@@ -1,7 +1,7 @@
 """How a cycle ends, in this order: the ledger is saved, the fill notification sent, the journal written, the
-metric line printed, the ``cycle_end`` line logged. A failed ledger or journal write never hides what the cycle did: the status becomes
-``unrecorded`` (``outcome`` keeps what it was, ``ledger_error``/``journal_error`` say what failed), which
-counts as a failed cycle for the metric, the Lambda handler and the command line's exit code.
+metric line printed, the ``cycle_end`` line logged. A failed ledger or journal write never hides what the cycle
+did: the status becomes ``unrecorded`` (``outcome`` keeps what it was, ``ledger_error``/``journal_error`` say
+what failed), which counts as a failed cycle for the metric, the Lambda handler and the command line's exit code.
 
 Example:
     >>> mark_unrecorded({"status": "traded"}, "journal_error", "journal write failed: disk full")

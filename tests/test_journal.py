@@ -128,10 +128,11 @@ def test_each_cycle_on_s3_writes_its_own_object(tmp_path, monkeypatch):
     with moto_environment(monkeypatch):
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="journal-bucket")
-        env = live_env(tmp_path, JOURNAL="s3://journal-bucket/cycles")
+        prefix = tmp_path.name  # moto's state outlives its server inside this process
+        env = live_env(tmp_path, JOURNAL=f"s3://journal-bucket/{prefix}")
         ids = [run({"now": CLOSED}, env=env)["cycle_id"] for _ in range(3)]
-        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="journal-bucket", Prefix="cycles/2022-07-04/")["Contents"])
-        assert keys == sorted(f"cycles/2022-07-04/{i}.json" for i in ids)
+        listed = s3.list_objects_v2(Bucket="journal-bucket", Prefix=f"{prefix}/2022-07-04/")["Contents"]
+        assert sorted(o["Key"] for o in listed) == sorted(f"{prefix}/2022-07-04/{i}.json" for i in ids)
 
 
 def test_a_ledger_that_cannot_be_written_before_sending_stops_the_cycle_before_any_order(tmp_path, monkeypatch):

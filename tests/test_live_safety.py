@@ -210,21 +210,22 @@ def test_a_cycle_with_an_s3_journal_holds_its_lease_and_keeps_its_ledger_there(t
     with moto_environment(monkeypatch):
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="journal-bucket")
-        env = live_env(tmp_path, JOURNAL="s3://journal-bucket/cycles")
+        p = tmp_path.name  # a prefix of its own: moto's state outlives its server inside this process
+        env = live_env(tmp_path, JOURNAL=f"s3://journal-bucket/{p}")
         summary = run({"now": SLOT}, env=env)
-        assert summary["status"] == "traded" and summary["lease"] == "s3://journal-bucket/cycles/lease/prophet-trend.json"
+        assert summary["status"] == "traded" and summary["lease"] == f"s3://journal-bucket/{p}/lease/prophet-trend.json"
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket="journal-bucket")["Contents"]}
-        assert "cycles/lease/prophet-trend.json" not in keys  # released
-        ledger = json.loads(s3.get_object(Bucket="journal-bucket", Key="cycles/ledger/prophet-trend.json")["Body"].read())
+        assert f"{p}/lease/prophet-trend.json" not in keys  # released
+        ledger = json.loads(s3.get_object(Bucket="journal-bucket", Key=f"{p}/ledger/prophet-trend.json")["Body"].read())
         bought = {o["symbol"]: o["qty"] for o in summary["orders"]}
         assert {e["symbol"]: e["filled_qty"] for e in ledger["orders"].values()} == bought
         # a live lease held elsewhere: the cycle is busy
-        s3.put_object(Bucket="journal-bucket", Key="cycles/lease/prophet-trend.json",
+        s3.put_object(Bucket="journal-bucket", Key=f"{p}/lease/prophet-trend.json",
                       Body=json.dumps({"owner": "elsewhere", "expires": "2999-01-01T00:00:00+00:00"}).encode())
         try:
             busy = run({"now": SLOT}, env={**env, "LEASE_WAIT_SECONDS": "0.2"})
         finally:  # moto's state outlives its server inside this process
-            s3.delete_object(Bucket="journal-bucket", Key="cycles/lease/prophet-trend.json")
+            s3.delete_object(Bucket="journal-bucket", Key=f"{p}/lease/prophet-trend.json")
         assert busy["status"] == "busy" and busy["orders"] == []
 
 

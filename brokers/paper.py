@@ -37,6 +37,7 @@ import datetime as dt
 import sqlite3
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -171,8 +172,8 @@ class PaperBroker:
                                             qty_available=int(r["qty"]) - held[r["symbol"]]) for r in rows}
 
     def orders_since(self, since: dt.datetime) -> list[BrokerOrder]:
-        """Every order submitted after ``since`` (exclusive), whatever its status, oldest first (no legs: the
-        paper broker keeps a bracket's prices on its entry)."""
+        """Every order submitted after ``since`` (exclusive), whatever its status, oldest first; a bracket entry
+        carries its exit legs once it has filled (they are opened then, as Alpaca's are)."""
         if since.tzinfo is None:
             raise BrokerError("orders_since needs a timezone-aware time")
         self._settle()
@@ -183,18 +184,19 @@ class PaperBroker:
         with self._read() as db:
             rows = db.execute(f"SELECT * FROM orders WHERE status IN ({_placeholders(OPEN_STATUSES)}) "
                               "ORDER BY submitted_at", tuple(OPEN_STATUSES)).fetchall()
-        return [_order(r) for r in rows]
+            return [_with_legs(db, r) for r in rows]
 
     def order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
         with self._read() as db:
             row = db.execute("SELECT * FROM orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
-        return None if row is None else _order(row)
+            return None if row is None else _with_legs(db, row)
 
     def orders(self) -> list[BrokerOrder]:
-        """Every order ever submitted, oldest first (not part of the Broker interface; for tests and reports)."""
+        """Every order ever submitted, oldest first (not part of the Broker interface; for tests and reports).
+        A bracket entry carries its exit legs (``legs``), as Alpaca nests them; the legs are listed too."""
         with self._read() as db:
             rows = db.execute("SELECT * FROM orders ORDER BY submitted_at, rowid").fetchall()
-        return [_order(r) for r in rows]
+            return [_with_legs(db, r) for r in rows]
 
     def submit(self, request: OrderRequest) -> BrokerOrder:
         """Submit a market order; :class:`DuplicateOrderError` for a used id, :class:`OrderRefused` for an order
@@ -363,6 +365,15 @@ class PaperBroker:
 
 def _placeholders(values) -> str:
     return ", ".join("?" for _ in values)
+
+
+def _with_legs(db: sqlite3.Connection, row: sqlite3.Row) -> BrokerOrder:
+    """The order of ``row`` with its exit legs (a filled bracket entry's stop and limit sells)."""
+    order = _order(row)
+    if row["parent_id"] is not None or row["side"] != "buy":
+        return order
+    legs = db.execute("SELECT * FROM orders WHERE parent_id = ? ORDER BY rowid", (row["id"],)).fetchall()
+    return replace(order, legs=tuple(_order(leg) for leg in legs)) if legs else order
 
 
 def _order(row: sqlite3.Row) -> BrokerOrder:

@@ -1,7 +1,9 @@
 """``python lambda_function.py [--now ISO8601] [--dry-run]``: one cycle locally, the summary printed as JSON.
 
-Exit codes: 0 when the cycle ran (traded, no_change, market_closed, dry_run); 2 with one ``error: ...`` line for
-bad configuration or input; 1 when the broker or the data failed mid-cycle (the summary is still printed).
+Exit codes: 0 when the cycle ran (traded, no_change, market_closed, dry_run, or busy: another cycle of the strategy
+held the lease); 2 with one ``error: ...`` line for bad configuration or input; 1 when the broker, the data, the
+lease or the ledger failed mid-cycle; 3 when the cycle ran (it may have traded) but its ledger or journal write
+failed (status ``unrecorded``). The summary is printed for 1 and 3.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from clitools import EXIT_BAD_INPUT, OneLineErrorParser
 
 EXIT_CYCLE_FAILED = 1
+EXIT_UNRECORDED = 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,8 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one live trading cycle of ProphetTrend and print its summary as JSON. Settings come from "
         "environment variables (see docs/live.md); without Alpaca keys the local SQLite paper broker trades on the "
         "bundled sample. Structured log lines go to stderr.",
-        epilog="Exit codes: 0 the cycle ran (traded, no_change, market_closed, dry_run); 1 the broker or the data "
-        "failed mid-cycle (summary printed); 2 bad configuration or input (one error line).",
+        epilog="Exit codes: 0 the cycle ran (traded, no_change, market_closed, dry_run, busy); 1 the broker, the data, "
+        "the lease or the ledger failed mid-cycle (summary printed); 2 bad configuration or input (one error line); "
+        "3 the cycle ran but its ledger or journal write failed (summary printed).",
     )
     p.add_argument("--now", default=None, metavar="ISO8601",
                    help="replay this moment (ISO 8601, e.g. 2022-06-01T15:45:00-04:00; no offset means New York "
@@ -68,4 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if summary["status"] == "error":
         sys.stderr.write(f"error: {error.get('message')}\n")
         return EXIT_CYCLE_FAILED
+    if summary["status"] == "unrecorded":
+        why = summary.get("ledger_error") or summary.get("journal_error")
+        sys.stderr.write(f"error: the cycle ran ({summary.get('outcome')}) but was not recorded: {why}\n")
+        return EXIT_UNRECORDED
     return 0

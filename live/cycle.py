@@ -24,9 +24,13 @@ from live.components import candidate_universe, make_broker, make_provider
 from live.config import ConfigError, InputError, LiveConfig
 from live.daybook import make_daybook
 from live.history import load_history
+from live.event import read_event
 from live.journal import make_journal
-from live.logs import log, redact, setup_logging
-from live.orders import skipped_records, submit_idempotently, to_request
+from live.lease import LeaseBusy, LeaseError, LeaseSettings, open_lease, require_durable_home
+from live.ledger import LedgerError, open_ledger
+from live.logs import log, setup_logging
+from live.orders import plan_records, skipped_records, submit_idempotently, to_request
+from live.outcome import conclude
 from live.reconcile import reconcile
 from live.record import CycleRecord
 from live.schedule import closed_reason, decision_due, new_york, parse_moment, slot_of
@@ -38,13 +42,16 @@ from strategies.rules import plan_orders
 
 def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One trading cycle; returns a JSON-serialisable summary whose ``status`` is one of
-    traded | no_change | market_closed | dry_run | error. Never raises for expected failures."""
-    event = dict(event or {})
+    traded | no_change | market_closed | dry_run | busy | error | unrecorded (live.record). Never raises for
+    expected failures: a malformed event, too, is an input error with a journaled summary."""
+    raw_event, event = event, {}
     env = dict(os.environ if env is None else env)
     logger = setup_logging()  # LOG_LEVEL applies once the configuration is read
     record = CycleRecord(now=dt.datetime.now(dt.timezone.utc))
+    record.function = env.get("AWS_LAMBDA_FUNCTION_NAME") or "local"
+    record.notify_topic = env.get("NOTIFY_TOPIC_ARN", "").strip() or None
     secrets: list[str] = []
-    journal = None
+    journal = lease = None
     try:
         # 1. Configuration and secrets (the keys stay in this frame; logs and journal redact them anyway).
         config = LiveConfig.from_env(env)
@@ -56,7 +63,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         journal = make_journal(config.journal, secrets)
         strategy = config.build_strategy()
         name = record.strategy = config.strategy_name
-        asked = _flag(event.get("dry_run"))
+        event, asked = read_event(raw_event)  # strict: a dry_run that is not plainly true or false trades nothing
         record.dry_run = asked or not config.trading_enabled
         record.dry_run_reason = "dry run requested" if asked else (config.trading_enabled_reason or None)
         if event.get("now") is not None:
@@ -64,6 +71,12 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
                 raise ConfigError("a replayed 'now' is honoured only with the paper broker or a dry run")
             record.now, record.replayed = parse_moment(event["now"]), True
         record.inputs["config"] = config.describe()
+        # One cycle per strategy at a time, across containers: adjacent slots would otherwise both buy the book.
+        require_durable_home(config.journal, in_lambda=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
+                             broker=config.broker, dry_run=record.dry_run)
+        lease = open_lease(config.journal, name, LeaseSettings.from_env(env))
+        lease.acquire()
+        record.lease = lease.where
         provider = make_provider(config)
         broker = make_broker(config, provider, record.now if record.replayed else None, keys, env)
         record.broker = broker.name
@@ -90,9 +103,18 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
             return _finish(record, journal, logger, secrets, "market_closed", reason=reason)
 
         # 3. Reconcile: cancel this strategy's stale open orders; symbols with open orders sit this cycle out.
-        reconciled = reconcile(broker, name, now, config.stale_order_minutes)
-        account, positions = broker.account(), broker.positions()
-        record.inputs.update(reconcile=reconciled.describe(), account=account, positions=positions)
+        #    The strategy sees only its own positions (its ledger, capped by the broker's) and only its own legs.
+        ledger = record.ledger = open_ledger(config.journal, name)
+        ledger.sync(broker, now)
+        reconciled = reconcile(broker, name, now, config.stale_order_minutes, our_legs=ledger.leg_ids())
+        account, broker_positions = broker.account(), broker.positions()
+        view = ledger.against(broker_positions)
+        positions = view.positions
+        record.ledger_view = {**view.describe(), "new_fills": ledger.new_fills}
+        if view.shortfalls:
+            log(logger, "ledger_shortfall", logging.WARNING, shortfalls=view.shortfalls)
+        record.inputs.update(reconcile=reconciled.describe(), account=account, positions=positions,
+                             broker_positions=broker_positions)
         log(logger, "reconciled", canceled=len(reconciled.canceled), open_symbols=sorted(reconciled.open_symbols),
             positions={s: p.qty for s, p in positions.items()}, cash=account.cash)
 
@@ -138,7 +160,12 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
 
         # 8. Idempotent submission: an id that exists at the broker is reported, never sent again.
         requests = [(to_request(o, name, now.date()), o.intent) for o in planned]
-        record.orders, failure = submit_idempotently(broker, requests, dry_run=record.dry_run, exits=reconciled.exits)
+        if requests and not record.dry_run:  # write-ahead: a cycle killed after sending leaves the names behind
+            ledger.plan([request for request, _ in requests])
+            ledger.save()
+        record.orders, failure = submit_idempotently(broker, requests, dry_run=record.dry_run, exits=reconciled.exits,
+                                                     on_order=ledger.record)
+        record.plan = plan_records(record.orders, record.skipped)
         for order in record.orders:
             log(logger, "order", **{k: order.get(k) for k in ("symbol", "side", "qty", "client_order_id", "status", "new")})
         if failure is not None:
@@ -148,6 +175,13 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
                                       "orders": [o["client_order_id"] for o in record.orders]})
         status = "dry_run" if record.dry_run else ("traded" if any(o["new"] for o in record.orders) else "no_change")
         return _finish(record, journal, logger, secrets, status)
+    except LeaseBusy as exc:
+        log(logger, "busy", logging.WARNING, reason=str(exc))
+        return _finish(record, journal, logger, secrets, "busy", reason=str(exc))
+    except LeaseError as exc:
+        return _fail(record, journal, logger, secrets, "lease", exc)
+    except LedgerError as exc:
+        return _fail(record, journal, logger, secrets, "ledger", exc)
     except ConfigError as exc:
         return _fail(record, journal, logger, secrets, "config", exc)
     except BrokerError as exc:
@@ -161,12 +195,12 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
     except Exception as exc:  # a bug: still journal and answer, so the next cycle starts from a known record
         logger.exception("unexpected_error")
         return _fail(record, journal, logger, secrets, "internal", exc)
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+    finally:
+        if lease is not None:
+            try:
+                lease.release()
+            except Exception as exc:  # noqa: BLE001 - the summary is written; an unreleased lease expires
+                log(logger, "lease_release_failed", logging.WARNING, message=str(exc))
 
 
 def _fail(record, journal, logger, secrets, kind: str, exc: BaseException) -> dict[str, Any]:
@@ -178,14 +212,5 @@ def _fail(record, journal, logger, secrets, kind: str, exc: BaseException) -> di
 
 
 def _finish(record, journal, logger, secrets, status: str, **extra: Any) -> dict[str, Any]:
-    summary = redact(record.finish(status, **extra), secrets)
-    if journal is not None:
-        try:
-            summary["journal"] = journal.write(record.journal_entry(summary))
-        except Exception as exc:  # the journal failing must not hide what the cycle did
-            message = f"journal write failed: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
-            log(logger, "journal_error", logging.ERROR, message=message)
-            summary["journal_error"] = redact(message, secrets)
-    log(logger, "cycle_end", status=status, orders=len(summary["orders"]), seconds=summary["seconds"],
-        error=summary["error"])
-    return summary
+    # ledger, notification, journal, metric line: a failed write makes the status `unrecorded` (live.outcome)
+    return conclude(record, journal, logger, secrets, status, **extra)

@@ -1,7 +1,16 @@
 """A journal of every cycle: one JSON record (inputs, provenance, signals, orders, broker answers, errors).
 
-``JOURNAL`` is a local JSON-lines file (appended under a file lock, so concurrent cycles never interleave) or
-``s3://bucket/prefix`` (one object per cycle: ``prefix/YYYY-MM-DD/<cycle id>.json``, since S3 cannot append).
+``JOURNAL`` is a local JSON-lines file or ``s3://bucket/prefix``:
+
+* locally each record is one line appended under a file lock (concurrent cycles never interleave) and fsynced
+  before the write returns. A torn tail (a partial last line left by a full disk or a killed writer) is detected
+  before the next append: the torn bytes are moved to ``<journal>.torn`` (never dropped silently), the file is cut
+  back to its last whole line, and the record that follows says so in ``journal_repair``. A write that fails
+  half-way is cut back at once, so it cannot swallow the next record either.
+* on S3 each cycle writes its own object, ``prefix/YYYY-MM-DD/<cycle id>.json`` (S3 cannot append), created
+  with ``If-None-Match: *`` so no record ever overwrites another.
+
+The strategy's ledger and lease live next to the journal (:class:`JournalHome`).
 
 Example:
     >>> import json, os, tempfile
@@ -11,17 +20,59 @@ Example:
     True
     >>> json.loads(open(path).read())["error"]
     'bad key ***'
+    >>> with open(path, "a") as f:
+    ...     _ = f.write('{"cycle_id": "c2", "trun')   # a torn write
+    >>> _ = journal.write({"cycle_id": "c3"})
+    >>> [json.loads(line)["cycle_id"] for line in open(path)], open(path + ".torn").read().count("trun")
+    (['c1', 'c3'], 1)
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import json
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 from live.logs import redact_text
+
+
+def safe_name(name: str) -> str:
+    """A strategy name as a file name part.
+
+    >>> safe_name("prophet-trend"), safe_name("a/b")
+    ('prophet-trend', 'a_b')
+    """
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "_"
+
+
+@dataclass(frozen=True)
+class JournalHome:
+    """Where the journal lives: a local ``folder`` or an S3 ``bucket`` and ``prefix``.
+
+    >>> JournalHome.of("s3://b/cycles").key("ledger", "pt.json"), str(JournalHome.of("/x/journal.jsonl").folder)
+    ('cycles/ledger/pt.json', '/x')
+    """
+
+    folder: Path | None = None
+    bucket: str | None = None
+    prefix: str = ""
+
+    @classmethod
+    def of(cls, spec: str) -> "JournalHome":
+        if spec.startswith("s3://"):
+            bucket, _, prefix = spec[len("s3://"):].partition("/")
+            if not bucket:
+                raise ValueError(f"JOURNAL {spec!r} names no bucket (use s3://bucket/prefix)")
+            return cls(bucket=bucket, prefix=prefix.strip("/"))
+        return cls(folder=Path(spec).parent)
+
+    def key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.prefix, *parts) if p)
 
 
 class Journal(Protocol):
@@ -30,28 +81,73 @@ class Journal(Protocol):
         ...
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until done (a short write is legal); the seam tests use to fill the disk."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class LocalJournal:
     def __init__(self, path: str | Path, secrets: Iterable[str] = ()) -> None:
         self.path = Path(path)
         self.secrets = list(secrets)
+        self.last_repair: dict[str, Any] | None = None  # what the last write found torn and moved aside
 
     def write(self, record: dict[str, Any]) -> str:
-        line = redact_text(json.dumps(record, default=str, sort_keys=True), self.secrets) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.write(line)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            repair = self.last_repair = self._repair(fd)
+            if repair is not None:
+                record = {**record, "journal_repair": repair}
+            line = redact_text(json.dumps(record, default=str, sort_keys=True), self.secrets) + "\n"
+            size = os.fstat(fd).st_size
+            try:
+                _write_all(fd, line.encode())
+                os.fsync(fd)
+            except OSError:
+                try:  # cut the partial line back now, so it cannot tear the next record
+                    os.ftruncate(fd, size)
+                    os.fsync(fd)
+                except OSError:
+                    pass  # the next write's repair moves it aside
+                raise
+        finally:
+            os.close(fd)
+        return str(self.path)
+
+    def _repair(self, fd: int) -> dict[str, Any] | None:
+        """Move a torn last line aside; ``None`` when the file ends with a whole line."""
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return None
+        start, step = size, 65536
+        while start > 0:  # find the end of the last whole line
+            lo = max(0, start - step)
+            chunk = os.pread(fd, start - lo, lo)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                start = lo + cut + 1
+                break
+            start = lo
+        torn = os.pread(fd, size - start, start)
+        aside = self.path.with_name(self.path.name + ".torn")
+        with open(aside, "ab") as handle:  # appended, fsynced, before the journal is cut
+            handle.write(b"# torn tail moved here at " + dt.datetime.now(dt.timezone.utc).isoformat().encode()
+                         + b" from byte " + str(start).encode() + b"\n" + torn + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
-        return str(self.path)
+        os.ftruncate(fd, start)
+        os.fsync(fd)
+        return {"torn_bytes": len(torn), "at_byte": start, "moved_to": str(aside)}
 
 
 class S3Journal:
     def __init__(self, url: str, secrets: Iterable[str] = ()) -> None:
-        bucket, _, prefix = url[len("s3://"):].partition("/")
-        if not bucket:
-            raise ValueError(f"JOURNAL {url!r} names no bucket (use s3://bucket/prefix)")
-        self.bucket, self.prefix = bucket, prefix.strip("/")
+        home = JournalHome.of(url)
+        self.bucket, self.prefix = home.bucket, home.prefix
         self.secrets = list(secrets)
 
     def write(self, record: dict[str, Any]) -> str:
@@ -60,7 +156,8 @@ class S3Journal:
         day = record.get("trading_date") or str(record.get("now", ""))[:10] or "undated"
         key = "/".join(p for p in (self.prefix, day, f"{record['cycle_id']}.json") if p)
         body = redact_text(json.dumps(record, default=str, sort_keys=True, indent=1), self.secrets)
-        boto3.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body.encode(), ContentType="application/json")
+        boto3.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body.encode(), IfNoneMatch="*",
+                                      ContentType="application/json")
         return f"s3://{self.bucket}/{key}"
 
 

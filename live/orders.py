@@ -19,9 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from brokers.base import Broker, BrokerError, BrokerOrder, DuplicateOrderError, OrderRequest
+from brokers.base import Broker, BrokerError, BrokerOrder, DuplicateOrderError, OrderRefused, OrderRequest
 from strategies.base import OrderIntent
 from strategies.rules import PlannedOrder, Skipped, skipped_records  # noqa: F401  (re-exported for the cycle)
 
@@ -60,12 +60,16 @@ def to_request(order: PlannedOrder, strategy: str, trading_date: dt.date, slot: 
                         take_profit_price=order.take_profit_price)
 
 
+FATES = ("sent", "existing", "refused", "skipped", "dry_run", "error", "not_sent")
+
+
 def order_record(request: OrderRequest, intent: OrderIntent | None, order: BrokerOrder | None, *, status: str,
-                 new: bool, error: str | None = None) -> dict[str, Any]:
-    """One entry of the summary's ``orders`` list."""
+                 new: bool, error: str | None = None, fate: str | None = None) -> dict[str, Any]:
+    """One entry of the summary's ``orders`` list; ``fate`` is what became of it (one of :data:`FATES`)."""
     record: dict[str, Any] = {
         "symbol": request.symbol, "side": request.side, "qty": request.qty,
         "client_order_id": request.client_order_id, "status": status, "new": new,
+        "fate": fate or ("sent" if new else "existing"),
         "reason": intent.reason if intent else None, "price": intent.price if intent else None,
     }
     if request.stop_loss_price is not None or request.take_profit_price is not None:
@@ -80,34 +84,68 @@ def order_record(request: OrderRequest, intent: OrderIntent | None, order: Broke
 
 
 def submit_idempotently(broker: Broker, planned: list[tuple[OrderRequest, OrderIntent]], *, dry_run: bool,
-                        exits: Mapping[str, list[BrokerOrder]] | None = None) -> tuple[list[dict], BrokerError | None]:
-    """Submit each request unless an order with its id exists; stop at the first broker failure.
+                        exits: Mapping[str, list[BrokerOrder]] | None = None,
+                        on_order: Callable[[BrokerOrder], None] | None = None,
+                        ) -> tuple[list[dict], BrokerError | None]:
+    """Submit each request unless an order with its id exists; one refused order never stops the others.
 
-    Returns the records (submitted, found, or would-be in a dry run) and the failure, if any. Protective exit legs
-    (``exits``) of a symbol about to be sold are cancelled first, or the broker would hold the shares for them.
+    Returns a record for every planned order, each with its ``fate``: ``sent``, ``existing`` (found at the
+    broker), ``dry_run``, ``refused`` (:class:`~brokers.base.OrderRefused`: the broker's ``refusal`` reason and
+    HTTP ``refusal_status`` are kept, and the symbol is skipped), ``skipped`` (its exit leg could not be cancelled),
+    or, after an account-level :class:`~brokers.base.BrokerError`, ``error`` for the order that met it and
+    ``not_sent`` for those after it; that failure is returned too. Protective exit legs (``exits``) of a symbol
+    about to be sold are cancelled first, or the broker would hold the shares for them. ``on_order`` sees every
+    order the broker answered with (the ledger takes them in).
     """
     records: list[dict] = []
-    for request, intent in planned:
+    for n, (request, intent) in enumerate(planned):
         try:
             existing = broker.order_by_client_id(request.client_order_id)
             if existing is not None:
+                if on_order:
+                    on_order(existing)
                 records.append(order_record(request, intent, existing, status=existing.status, new=False))
                 continue
             if dry_run:
-                records.append(order_record(request, intent, None, status="dry_run", new=False))
+                records.append(order_record(request, intent, None, status="dry_run", new=False, fate="dry_run"))
                 continue
             if request.side == "sell":
-                for leg in (exits or {}).get(request.symbol, []):
-                    broker.cancel(leg.id)
+                try:
+                    for leg in (exits or {}).get(request.symbol, []):
+                        broker.cancel(leg.id)
+                except OrderRefused as exc:
+                    records.append(order_record(request, intent, None, status="skipped", new=False, fate="skipped",
+                                                error=f"its exit leg could not be cancelled: {exc.reason}"))
+                    continue
             try:
                 order = broker.submit(request)
+                if on_order:
+                    on_order(order)
                 records.append(order_record(request, intent, order, status=order.status, new=True))
             except DuplicateOrderError:  # a concurrent invocation won the race: theirs is the order
                 order = broker.order_by_client_id(request.client_order_id)
+                if order is not None and on_order:
+                    on_order(order)
                 records.append(order_record(request, intent, order, status=order.status if order else "duplicate",
                                             new=False))
+        except OrderRefused as exc:  # this one order: note the broker's reason, go on with the others
+            record = order_record(request, intent, None, status="refused", new=False, fate="refused", error=exc.reason)
+            record.update(refusal=exc.reason, refusal_status=exc.status)
+            records.append(record)
         except BrokerError as exc:
-            records.append(order_record(request, intent, None, status="error", new=False, error=str(exc)))
+            records.append(order_record(request, intent, None, status="error", new=False, fate="error", error=str(exc)))
+            records.extend(order_record(r, i, None, status="not_sent", new=False, fate="not_sent")
+                           for r, i in planned[n + 1:])
             return records, exc
     return records, None
+
+
+def plan_records(orders: list[dict], skipped: list[dict]) -> list[dict]:
+    """Every order the cycle planned and its fate: the orders it sent or meant to, and the intents the limits
+    skipped (``fate: skipped``) or reduced (listed with the order they became)."""
+    plan = [{k: o.get(k) for k in ("symbol", "side", "qty", "client_order_id", "fate", "status")}
+            | ({"reason": o["error"]} if o.get("error") else {}) for o in orders]
+    plan += [{"symbol": s["symbol"], "side": s["side"], "qty": None, "client_order_id": None, "fate": "skipped",
+              "status": "skipped", "reason": s["reason"]} for s in skipped if s.get("action") == "skipped"]
+    return plan
 

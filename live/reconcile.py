@@ -2,7 +2,9 @@
 
 Orders of other origins (manual trades, other strategies) are never cancelled; their symbols are skipped this cycle,
 and so are symbols whose order was just cancelled (the cancellation may still be pending at the broker).
-Protective exit legs of bracket orders (limit or stop sells) are kept: they guard held positions.
+Protective exit legs of *our own* bracket parents (``our_legs``, known from the ledger) are kept: they guard held
+positions, and are cancelled only when the cycle sells. A sell limit or stop that is not a leg of ours (a user's
+GTC limit sell) is someone else's open order like any other: never cancelled, and its symbol sits the cycle out.
 
 Example:
     >>> import datetime as dt
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Collection
 
 from brokers.base import Broker, BrokerError, BrokerOrder
 from live.orders import EXIT_ORDER_TYPES, is_ours
@@ -45,11 +48,15 @@ def _is_exit_leg(order: BrokerOrder) -> bool:
     return order.side == "sell" and getattr(order, "order_type", "market") in EXIT_ORDER_TYPES
 
 
-def reconcile(broker: Broker, strategy: str, now: dt.datetime, stale_minutes: float) -> Reconciliation:
-    """Cancel open orders of ``strategy`` older than ``stale_minutes``; report what stays open."""
+def reconcile(broker: Broker, strategy: str, now: dt.datetime, stale_minutes: float, *,
+              our_legs: Collection[str] = ()) -> Reconciliation:
+    """Cancel open orders of ``strategy`` older than ``stale_minutes``; report what stays open.
+
+    ``our_legs``: broker ids of the exit legs of this strategy's bracket parents (``Ledger.leg_ids``)."""
     result = Reconciliation()
+    our_legs = set(our_legs)
     for order in broker.open_orders():
-        if _is_exit_leg(order):
+        if _is_exit_leg(order) and order.id in our_legs:
             result.exits.setdefault(order.symbol, []).append(order)
             continue
         age = None if order.submitted_at is None else (now - order.submitted_at).total_seconds() / 60

@@ -16,7 +16,9 @@ import uuid
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
-STATUSES = ("traded", "no_change", "market_closed", "dry_run", "error")
+# busy: another cycle of this strategy held the lease, nothing traded; unrecorded: the cycle ran (``outcome`` says
+# how) but its ledger or journal write failed (``ledger_error`` / ``journal_error``), so it counts as failed.
+STATUSES = ("traded", "no_change", "market_closed", "dry_run", "busy", "error", "unrecorded")
 
 
 def _plain(value: Any) -> Any:
@@ -55,6 +57,12 @@ class CycleRecord:
     decision: dict[str, Any] = field(default_factory=dict)  # whether the cadence made a decision, and why not
     provenance: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)  # journal only: config, account, positions, ...
+    plan: list[dict] = field(default_factory=list)  # every planned order and its fate (live.orders.plan_records)
+    ledger_view: dict[str, Any] | None = None  # the strategy's positions against the broker's (live.ledger)
+    ledger: Any = None  # the live.ledger.Ledger, saved when the cycle ends
+    lease: str | None = None  # where the lease was held
+    function: str = "local"  # AWS_LAMBDA_FUNCTION_NAME: the metric's dimension
+    notify_topic: str | None = None  # NOTIFY_TOPIC_ARN
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
@@ -79,6 +87,9 @@ class CycleRecord:
             "signals": self.signals,
             "skipped": self.skipped,
             "decision": self.decision,
+            "plan": self.plan,
+            "ledger": self.ledger_view,
+            "lease": self.lease,
             "provenance": self.provenance,
             "error": error,
             "cycle_id": self.cycle_id,

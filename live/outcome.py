@@ -1,0 +1,63 @@
+"""How a cycle ends, in this order: the ledger is saved, the fill notification sent, the journal written, the
+metric line printed, the ``cycle_end`` line logged. A failed ledger or journal write never hides what the cycle
+did: the status becomes ``unrecorded`` (``outcome`` keeps what it was, ``ledger_error``/``journal_error`` say
+what failed), which counts as a failed cycle for the metric, the Lambda handler and the command line's exit code.
+
+Example:
+    >>> mark_unrecorded({"status": "traded"}, "journal_error", "journal write failed: disk full")
+    {'status': 'unrecorded', 'outcome': 'traded', 'journal_error': 'journal write failed: disk full'}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from live import logs, metrics, notify
+from live.logs import log, redact
+
+
+def _line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def mark_unrecorded(summary: dict[str, Any], field: str, message: str) -> dict[str, Any]:
+    if summary["status"] != "unrecorded":
+        summary["outcome"] = summary["status"]
+        summary["status"] = "unrecorded"
+    summary[field] = message
+    return summary
+
+
+def conclude(record, journal, logger, secrets, status: str, **extra: Any) -> dict[str, Any]:
+    """The summary of a cycle ending with ``status``, after saving and reporting it everywhere."""
+    summary = redact(record.finish(status, **extra), secrets)
+    ledger = record.ledger
+    if ledger is not None and ledger.dirty:
+        try:
+            ledger.save()
+        except Exception as exc:  # noqa: BLE001 - reported in the status, never raised past the journal
+            message = redact(f"ledger write failed: {_line(exc)}", secrets)
+            log(logger, "ledger_error", logging.ERROR, message=message)
+            mark_unrecorded(summary, "ledger_error", message)
+    if record.notify_topic:
+        try:
+            summary["notification"] = notify.publish(record.notify_topic, summary, ledger.new_fills if ledger else [])
+        except Exception as exc:  # noqa: BLE001 - a notification is a courtesy: noted, not a failed cycle
+            summary["notify_error"] = redact(f"notification failed: {_line(exc)}", secrets)
+            log(logger, "notify_error", logging.WARNING, message=summary["notify_error"])
+    if journal is not None:
+        try:
+            summary["journal"] = journal.write(record.journal_entry(summary))
+            if getattr(journal, "last_repair", None):
+                summary["journal_repair"] = journal.last_repair
+                log(logger, "journal_repaired", logging.WARNING, **journal.last_repair)
+        except Exception as exc:  # noqa: BLE001 - the journal failing must not hide what the cycle did
+            message = redact(f"journal write failed: {_line(exc)}", secrets)
+            log(logger, "journal_error", logging.ERROR, message=message)
+            mark_unrecorded(summary, "journal_error", message)
+    if not logging.getLogger(logs.LOGGER_NAME).disabled:
+        metrics.emit(summary, function=record.function, stream=logs.default_stream)
+    log(logger, "cycle_end", status=summary["status"], orders=len(summary["orders"]), seconds=summary["seconds"],
+        error=summary["error"])
+    return summary

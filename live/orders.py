@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import time
 from typing import Any, Callable, Mapping
 
 from brokers.base import Broker, BrokerError, BrokerOrder, DuplicateOrderError, OrderRefused, OrderRequest
@@ -27,6 +28,7 @@ from strategies.rules import PlannedOrder, Skipped, skipped_records  # noqa: F40
 
 MAX_ID_LENGTH = 48  # Alpaca refuses a longer client_order_id
 EXIT_ORDER_TYPES = frozenset({"limit", "stop", "stop_limit", "trailing_stop"})
+RELEASE_WAIT_S = 10.0  # how long a sell waits for the broker to confirm its exit legs' cancels
 
 
 def _name_part(name: str) -> str:
@@ -86,7 +88,7 @@ def order_record(request: OrderRequest, intent: OrderIntent | None, order: Broke
 def submit_idempotently(broker: Broker, planned: list[tuple[OrderRequest, OrderIntent]], *, dry_run: bool,
                         exits: Mapping[str, list[BrokerOrder]] | None = None,
                         on_order: Callable[[BrokerOrder], None] | None = None,
-                        ) -> tuple[list[dict], BrokerError | None]:
+                        release_wait_s: float = RELEASE_WAIT_S) -> tuple[list[dict], BrokerError | None]:
     """Submit each request unless an order with its id exists; one refused order never stops the others.
 
     Returns a record for every planned order, each with its ``fate``: ``sent``, ``existing`` (found at the
@@ -94,8 +96,10 @@ def submit_idempotently(broker: Broker, planned: list[tuple[OrderRequest, OrderI
     HTTP ``refusal_status`` are kept, and the symbol is skipped), ``skipped`` (its exit leg could not be cancelled),
     or, after an account-level :class:`~brokers.base.BrokerError`, ``error`` for the order that met it and
     ``not_sent`` for those after it; that failure is returned too. Protective exit legs (``exits``) of a symbol
-    about to be sold are cancelled first, or the broker would hold the shares for them. ``on_order`` sees every
-    order the broker answered with (the ledger takes them in).
+    about to be sold are cancelled first, or the broker would hold the shares for them; the sell waits up to
+    ``release_wait_s`` for the broker to release them (Alpaca's cancels go ``pending_cancel`` first), and is
+    refused by the broker, per order, if they are still held then. ``on_order`` sees every order the broker
+    answered with (the ledger takes them in).
     """
     records: list[dict] = []
     for n, (request, intent) in enumerate(planned):
@@ -110,13 +114,16 @@ def submit_idempotently(broker: Broker, planned: list[tuple[OrderRequest, OrderI
                 records.append(order_record(request, intent, None, status="dry_run", new=False, fate="dry_run"))
                 continue
             if request.side == "sell":
+                legs = (exits or {}).get(request.symbol, [])
                 try:
-                    for leg in (exits or {}).get(request.symbol, []):
+                    for leg in legs:
                         broker.cancel(leg.id)
                 except OrderRefused as exc:
                     records.append(order_record(request, intent, None, status="skipped", new=False, fate="skipped",
                                                 error=f"its exit leg could not be cancelled: {exc.reason}"))
                     continue
+                if legs:
+                    wait_for_release(broker, request.symbol, request.qty, release_wait_s)
             try:
                 order = broker.submit(request)
                 if on_order:
@@ -138,6 +145,24 @@ def submit_idempotently(broker: Broker, planned: list[tuple[OrderRequest, OrderI
                            for r, i in planned[n + 1:])
             return records, exc
     return records, None
+
+
+def wait_for_release(broker: Broker, symbol: str, qty: int, timeout_s: float) -> bool:
+    """Poll until ``qty`` shares of ``symbol`` are available to sell (exit legs' cancels confirmed), or time out.
+
+    Brokers that do not report ``qty_available`` (None) are taken at their word at once.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.1
+    while True:
+        held = broker.positions().get(symbol)
+        available = None if held is None else held.qty_available
+        if available is None or available >= qty:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 1.0)
 
 
 def plan_records(orders: list[dict], skipped: list[dict]) -> list[dict]:

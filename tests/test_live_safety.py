@@ -398,3 +398,35 @@ def test_lambda_refuses_to_trade_alpaca_with_a_journal_that_dies_with_the_contai
         summary = run({}, env=live_env(tmp_path, AWS_LAMBDA_FUNCTION_NAME="pt-fn", **stub.env()))
         assert summary["status"] == "error" and summary["error"]["type"] == "config"
         assert "JOURNAL must be s3://" in summary["error"]["message"] and stub.state.submitted() == []
+
+
+def test_a_bracketed_sell_waits_for_alpaca_to_release_the_shares_of_its_cancelled_legs():
+    """Alpaca confirms a cancel later (pending_cancel): selling at once would be refused for shares still held."""
+    from brokers.alpaca import AlpacaBroker
+    from brokers.base import OrderRequest
+    from live.orders import submit_idempotently
+    from strategies.base import OrderIntent
+    from _alpaca_stub import alpaca_stub
+
+    with alpaca_stub() as stub:
+        stub.state.prices["AAPL"] = 150.0
+        stub.state.fill_market_orders = True
+        broker = AlpacaBroker(stub.key_id, stub.secret, url=stub.url)
+        broker.submit(OrderRequest("AAPL", "buy", 10, "pt-20220601-AAPL-buy", stop_loss_price=140.0,
+                                   take_profit_price=170.0))
+        stub.state.cancel_delay = 4  # the cancels are confirmed only after a few more requests
+        legs = [o for o in broker.open_orders() if o.symbol == "AAPL"]
+        assert len(legs) == 2 and broker.positions()["AAPL"].qty_available == 0
+        sell = OrderRequest("AAPL", "sell", 10, "pt-20220602-AAPL-sell")
+        records, failure = submit_idempotently(broker, [(sell, OrderIntent("AAPL", "sell", 10, 150.0, "x"))],
+                                               dry_run=False, exits={"AAPL": legs})
+        assert failure is None and records[0]["fate"] == "sent", records
+        assert broker.order_by_client_id("pt-20220602-AAPL-sell").status == "filled"
+        # and with cancels that never confirm in time, the sell is refused for this order only, with the reason
+        broker.submit(OrderRequest("AAPL", "buy", 5, "pt-20220603-AAPL-buy", stop_loss_price=140.0))
+        stub.state.cancel_delay = None
+        legs = [o for o in broker.open_orders() if o.symbol == "AAPL"]
+        records, failure = submit_idempotently(broker, [(OrderRequest("AAPL", "sell", 5, "pt-20220604-AAPL-sell"),
+                                                         OrderIntent("AAPL", "sell", 5, 150.0, "x"))],
+                                               dry_run=False, exits={"AAPL": legs}, release_wait_s=0.3)
+        assert failure is None and records[0]["fate"] == "refused" and "available" in records[0]["refusal"]

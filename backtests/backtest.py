@@ -137,6 +137,9 @@ def run_backtest(
     if bar is not None and bar != data.interval:
         raise DataError(f"the strategy runs on {bar} bars but the data has {data.interval} bars; use --bar "
                         f"{data.interval} or {bar} data")
+    if cadence is not None and cadence.intraday and not data.intraday:
+        raise DataError(f"cadence {cadence.kind} needs intraday bars; the data has daily bars (use intraday --data "
+                        f"and --bar, e.g. 15m)")
     if data.intraday:
         return _run_intraday(data, strategy, config, cadence or Cadence.parse("15min"), index, on_bar)
     window = window_for(data, strategy, config)

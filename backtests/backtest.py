@@ -19,13 +19,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import backtrader as bt
+import numpy as np
 import pandas as pd
 
 from backtests import metrics
-from backtests.backtrader_adapter import BacktestRecorder, StrategyAdapter
+from backtests.backtrader_adapter import ArrayData, BacktestRecorder, StrategyAdapter, backtrader_numbers
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
 from strategies.base import Strategy
+from strategies.cadence import Cadence
 from strategies.forecaster import Forecaster
 from strategies.params import StrategyParams
 from strategies.prophet_trend import ProphetTrend
@@ -101,7 +103,8 @@ def window_for(data: PriceData, strategy: Strategy | StrategyParams, config: Bac
     start, end = config.start_ts, config.end_ts
     dates = data.closes.index
     first = dates.searchsorted(start)
-    last = dates.searchsorted(end, side="right")
+    # Intraday rows are bar starts: the end date includes that whole session.
+    last = dates.searchsorted(end + pd.Timedelta(days=1)) if data.intraday else dates.searchsorted(end, side="right")
     if last <= first:
         raise DataError(f"no bars between {start.date()} and {end.date()} (the data covers "
                         f"{dates[0].date()} to {dates[-1].date()})")
@@ -125,9 +128,22 @@ def run_backtest(
     index: pd.Series | None = None,
     on_bar: Callable[[], None] | None = None,
     forecaster: Forecaster | None = None,
+    cadence: Cadence | None = None,
 ) -> BacktestResult:
-    """Backtest ``strategy`` on ``data`` over ``config``'s window; ``on_bar`` is called once per bar (progress)."""
+    """Backtest ``strategy`` on ``data`` over ``config``'s window; ``on_bar`` is called once per bar (progress).
+
+    Intraday ``data`` (``data.interval`` ``15m`` etc.) decides at every slot of ``cadence`` (default ``15min``)
+    on the bars complete at the slot; daily data decides at every bar, as before."""
     strategy = as_strategy(strategy, forecaster)
+    bar = getattr(strategy, "bar", None)
+    if bar is not None and bar != data.interval:
+        raise DataError(f"the strategy runs on {bar} bars but the data has {data.interval} bars; use --bar "
+                        f"{data.interval} or {bar} data")
+    if cadence is not None and cadence.intraday and not data.intraday:
+        raise DataError(f"cadence {cadence.kind} needs intraday bars; the data has daily bars (use intraday --data "
+                        f"and --bar, e.g. 15m)")
+    if data.intraday:
+        return _run_intraday(data, strategy, config, cadence or Cadence.parse("15min"), index, on_bar)
     window = window_for(data, strategy, config)
     closes = window.closes
     if closes.iloc[strategy.warmup_bars:].isna().all().all():
@@ -154,10 +170,72 @@ def run_backtest(
     return _collect(window, strategy, config, recorder, index)
 
 
-def _collect(window, strategy, config, recorder, index) -> BacktestResult:
+def decision_bars(stamps: pd.DatetimeIndex, interval: str, cadence: Cadence) -> frozenset:
+    """The intraday bars (by start) whose completion is a slot of ``cadence`` in its XNYS session.
+
+    >>> stamps = pd.date_range("2022-11-25 09:30", "2022-11-25 12:45", freq="15min")
+    >>> bars = decision_bars(stamps, "15m", Cadence.parse("15min"))
+    >>> len(bars), str(min(bars)), str(max(bars))          # early close 13:00: slots 09:45 .. 12:45
+    (13, '2022-11-25 09:30:00', '2022-11-25 12:30:00')
+    """
+    from marketdata.bars import parse_interval, session_hours
+
+    length = parse_interval(interval).length
+    if cadence.intraday and cadence.minutes % parse_interval(interval).minutes:
+        raise DataError(f"cadence {cadence.kind} does not fall on {interval} bar ends; use a cadence that is a "
+                        f"multiple of the bar size")
+    stamps = pd.DatetimeIndex(stamps)
+    hours = session_hours(stamps.min().date(), stamps.max().date())
+    wanted = [pd.Timestamp(slot) - length for o, c in zip(hours["open"], hours["close"])
+              for slot in cadence.slots(pd.Timestamp(o).to_pydatetime(), pd.Timestamp(c).to_pydatetime())]
+    return frozenset(pd.DatetimeIndex(wanted).intersection(stamps))
+
+
+def _run_intraday(data, strategy, config, cadence, index, on_bar) -> BacktestResult:
+    from marketdata.bars import parse_interval
+
+    window = window_for(data, strategy, config)
+    closes = window.closes
+    if closes.iloc[strategy.warmup_bars:].isna().all().all():
+        raise DataError("no prices inside the window")
+    interval = parse_interval(window.interval)
+    decide_at = decision_bars(closes.index, window.interval, cadence)
+    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=False)
+    numbers = backtrader_numbers(closes.index)
+    for symbol in window.symbols:
+        close = closes[symbol].to_numpy(dtype="float64")
+        opens = close if window.opens is None else window.opens[symbol].to_numpy(dtype="float64")
+        opens = pd.Series(opens).fillna(pd.Series(close)).to_numpy()
+        if window.has_ranges:
+            high = window.highs[symbol].to_numpy(dtype="float64")
+            low = window.lows[symbol].to_numpy(dtype="float64")
+            high = pd.Series(high).fillna(pd.Series(np.maximum(opens, close))).to_numpy()
+            low = pd.Series(low).fillna(pd.Series(np.minimum(opens, close))).to_numpy()
+        else:
+            high, low = np.maximum(opens, close), np.minimum(opens, close)
+        arrays = {"datetime": numbers, "open": opens, "high": high, "low": low, "close": close}
+        cerebro.adddata(ArrayData(arrays=arrays, timeframe=bt.TimeFrame.Minutes, compression=interval.minutes),
+                        name=symbol)
+    cerebro.broker.setcash(config.cash)
+    cerebro.broker.setcommission(commission=config.commission)
+    recorder = BacktestRecorder()
+    cerebro.addstrategy(StrategyAdapter, user_strategy=strategy, rules=config.rules, start=config.start_ts.date(),
+                        recorder=recorder, on_bar=on_bar, intrabar=window.has_ranges, decide_at=decide_at,
+                        bar_length=interval.length)
+    cerebro.run(runonce=False)
+    result = _collect(window, strategy, config, recorder, index, shift=interval.length)
+    result.summary["cadence"] = cadence.to_dict()
+    result.summary["interval"] = window.interval
+    result.summary["slots"] = int(len(recorder.equity))
+    return result
+
+
+def _collect(window, strategy, config, recorder, index, shift=None) -> BacktestResult:
     equity = pd.DataFrame(recorder.equity).set_index("date")
     equity.index = pd.DatetimeIndex(equity.index, name="date")
-    trading = window.closes.loc[equity.index]
+    # Intraday equity is stamped at the slot; the bar it was valued on started one bar earlier.
+    trading = window.closes.loc[equity.index if shift is None else equity.index - shift]
+    trading.index = equity.index
     if config.benchmark == "index" and index is not None and len(index.reindex(equity.index).dropna()):
         bench_prices = index.reindex(equity.index).ffill().bfill()
         bench_name = str(index.name or "index")
@@ -186,13 +264,15 @@ def _collect(window, strategy, config, recorder, index) -> BacktestResult:
         "config": {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in asdict(config).items()
                    if k != "rules"},
     }
-    summary.update(metrics.performance(equity["equity"]))
+    # Metrics annualise daily returns: intraday equity counts at each session's last slot.
+    daily = equity if shift is None else equity.groupby(equity.index.normalize()).last()
+    summary.update(metrics.performance(daily["equity"]))
     summary.update(metrics.trade_stats(trades))
     summary["exposure"] = metrics.exposure(equity["invested"])
     summary["final_equity"] = float(equity["equity"].iloc[-1])
     summary["rejected_orders"] = int(len(rejected))
     summary["skipped_orders"] = int(len(recorder.skipped))
-    bench = metrics.performance(equity["benchmark"])
+    bench = metrics.performance(daily["benchmark"] if shift is not None else equity["benchmark"])
     summary["benchmark"] = {"name": bench_name, **{k: bench[k] for k in ("total_return", "cagr", "sharpe", "max_drawdown")}}
     summary["data"] = dict(window.provenance)
     skipped = pd.DataFrame(recorder.skipped, columns=["decision_date", "symbol", "side", "action", "reason"])

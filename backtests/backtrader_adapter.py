@@ -14,6 +14,12 @@ broker-side bracket (and the paper broker's legs):
   legs at every cycle's price the same way); a close beyond the price triggers a market sell that fills at the
   next close, and the strategy decides that bar as if the holding were gone, as the live cycle would.
 A strategy's own sell of a protected holding cancels its exits first, as the live cycle cancels a bracket's legs.
+
+Intraday bars (``decide_at`` given): Backtrader walks every bar, but the strategy decides only at the bars that
+complete at a slot of the cadence (a bar stamped 09:30 is complete at the 09:45 slot), on those bars and no
+later one; its orders fill at the next bar's open (the bar starting at the slot). Decisions, equity and fills
+are stamped with the slot moment, as the live cycle stamps them. Closes-only exits are checked at the slots,
+as the paper broker checks its legs at every cycle.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ class StrategyAdapter(bt.Strategy):
         ("recorder", None),
         ("on_bar", None),
         ("intrabar", False),
+        ("decide_at", None),  # intraday: the bar starts whose completion is a slot (None: decide at every bar)
+        ("bar_length", None),  # intraday: pd.Timedelta of one bar
     )
 
     def __init__(self) -> None:
@@ -68,17 +76,32 @@ class StrategyAdapter(bt.Strategy):
         self.legs: dict[str, list[bt.Order]] = {}  # open bracket exit legs per symbol (data with highs and lows)
         self.exits: dict[str, tuple[float | None, float | None]] = {}  # closes-only exits: (stop, take) per symbol
         self.intrabar = bool(self.p.intrabar)
+        self.decide_at: frozenset | None = self.p.decide_at
+        self.bar_length: pd.Timedelta | None = self.p.bar_length
 
     def prenext(self) -> None:  # feeds are aligned, but keep the calendar complete if one starts late
         self.next()
 
     def next(self) -> None:
-        today = pd.Timestamp(self.datas[0].datetime.date(0))
-        self.dates.append(today)
+        if self.decide_at is None:
+            today = pd.Timestamp(self.datas[0].datetime.date(0))
+            self.dates.append(today)
+        else:
+            stamp = pd.Timestamp(self.datas[0].datetime.datetime(0)).round("s")
+            self.dates.append(stamp)
+            if self.on_bar:
+                self.on_bar()
+            if stamp not in self.decide_at or (self.first_day is not None and stamp.date() < self.first_day):
+                return
+            self._decide(stamp + self.bar_length)
+            return
         if self.on_bar:
             self.on_bar()
         if self.first_day is not None and today.date() < self.first_day:
             return
+        self._decide(today)
+
+    def _decide(self, today: pd.Timestamp) -> None:
         n = min(len(self.dates), self.window)
         closes = pd.DataFrame(
             {d._name: np.asarray(d.close.get(size=n), dtype="float64") if len(d) >= n else np.full(n, np.nan)
@@ -156,7 +179,8 @@ class StrategyAdapter(bt.Strategy):
         if order.status == order.Completed:
             qty = abs(int(order.executed.size))
             price = float(order.executed.price)
-            day = pd.Timestamp(bt.num2date(order.executed.dt).date())
+            when = bt.num2date(order.executed.dt)
+            day = pd.Timestamp(when.date()) if self.decide_at is None else pd.Timestamp(when).round("s")
             self.recorder.fills.append({
                 "date": day,
                 "symbol": name,
@@ -176,3 +200,46 @@ class StrategyAdapter(bt.Strategy):
                 "decision_date": order.info.get("decision_date"), "symbol": name, "side": side,
                 "qty": abs(int(order.created.size)), "status": order.getstatusname(),
             })
+
+
+class ArrayData(bt.feed.DataBase):
+    """A Backtrader feed over numpy arrays (``arrays``: datetime as Backtrader numbers, open, high, low, close).
+
+    PandasData reads one pandas scalar per value per bar; this reads plain floats, which is what makes hundreds
+    of feeds of intraday bars affordable.
+    """
+
+    params = (("arrays", None),)
+
+    def start(self) -> None:
+        super().start()
+        self._i = -1
+        a = self.p.arrays
+        self._cols = (a["datetime"].tolist(), a["open"].tolist(), a["high"].tolist(), a["low"].tolist(),
+                      a["close"].tolist())
+        self._n = len(self._cols[0])
+
+    def _load(self) -> bool:
+        self._i += 1
+        i = self._i
+        if i >= self._n:
+            return False
+        dts, o, h, lo, c = self._cols
+        lines = self.lines
+        lines.datetime[0] = dts[i]
+        lines.open[0] = o[i]
+        lines.high[0] = h[i]
+        lines.low[0] = lo[i]
+        lines.close[0] = c[i]
+        lines.volume[0] = 0.0
+        lines.openinterest[0] = 0.0
+        return True
+
+
+def backtrader_numbers(index: pd.DatetimeIndex) -> np.ndarray:
+    """``bt.date2num`` of naive timestamps, vectorised (days since 0001-01-01, plus one, as floats).
+
+    >>> float(backtrader_numbers(pd.DatetimeIndex(["2022-06-01 09:45"]))[0]) == bt.date2num(dt.datetime(2022, 6, 1, 9, 45))
+    True
+    """
+    return 719163.0 + pd.DatetimeIndex(index).as_unit("ns").asi8 / 86_400e9

@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             if started["seen"] > strategy.warmup_bars:
                 bar.update(1)
 
-        result = run_backtest(data, strategy, run_config, index=index, on_bar=tick)
+        result = run_backtest(data, strategy, run_config, index=index, on_bar=tick, cadence=config.cadence)
     result.summary["cadence"] = config.cadence.to_dict()
     result.summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     write_outputs(result, out, plot=not args.no_plot, overwrite=args.overwrite, config_toml=ran.to_toml())

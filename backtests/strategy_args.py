@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from clitools import OneLineErrorParser
+from strategies.cadence import Cadence
 from strategies.config import StrategyConfig, rules_from
 from strategies.loader import load_strategy, parse_param_flags
 from strategies.params import StrategyParams
@@ -28,7 +29,7 @@ from strategies.prophet_trend import ProphetTrend
 
 # ProphetTrend's own flags, kept from before there was a Strategy interface: they set its params.
 PROPHET_FLAGS = ("top_n", "lookback", "history", "horizon", "band", "mode", "refit_every", "cash_fraction",
-                 "max_weight", "engine", "changepoint_prior_scale")
+                 "max_weight", "engine", "changepoint_prior_scale", "bar")
 RULE_FLAGS = ("max_positions", "max_order_notional", "stop_loss", "take_profit")
 DEFAULTS = StrategyParams()
 
@@ -46,6 +47,9 @@ def add_strategy_arguments(parser: argparse.ArgumentParser, *, prophet_flags: bo
     g.add_argument("--param", action="append", default=None, metavar="KEY=VALUE",
                    help="a parameter of the strategy (repeatable), e.g. --param top_n=5")
     g.add_argument("--name", default=None, help="the strategy's name (prefix of its order ids); for variants")
+    g.add_argument("--cadence", default=None, metavar="daily|Nmin",
+                   help="when the strategy decides: daily (default) or every N minutes dividing the session, e.g. "
+                        "15min (intraday bars: decides at every slot from 09:45 to 15:45)")
     r = parser.add_argument_group("rules (the same in the live cycle: MAX_POSITIONS, MAX_ORDER_NOTIONAL, ...)")
     r.add_argument("--max-positions", type=_optional, default=None,
                    help="most names held at once; 'none' for no limit (default: 20)")
@@ -70,6 +74,8 @@ def add_strategy_arguments(parser: argparse.ArgumentParser, *, prophet_flags: bo
         s.add_argument("--max-weight", default=None, help="cap one new position at this fraction of equity (none)")
         s.add_argument("--engine", choices=["exact", "stan"], default=None,
                        help="forecast engine: exact (default) or stan (stock Prophet, the reference)")
+        s.add_argument("--bar", choices=["1m", "5m", "15m", "1h", "1d"], default=None,
+                       help="bar size history, lookback, horizon and refit_every are counted in (1d)")
         s.add_argument("--changepoint-prior-scale", type=float, default=None,
                        help=f"Prophet's changepoint prior scale ({DEFAULTS.changepoint_prior_scale})")
 
@@ -88,7 +94,14 @@ def config_from_args(args: argparse.Namespace) -> StrategyConfig:
     params.update(parse_param_flags(getattr(args, "param", None)))
     rules = rules_from({k: getattr(args, k) for k in RULE_FLAGS if getattr(args, k, None) is not None},
                        lambda key: "--" + key.replace("_", "-"), base=base.rules)
-    config = base.with_(strategy=spec, params=params, rules=rules, name=getattr(args, "name", None) or base.name)
+    cadence = base.cadence
+    if getattr(args, "cadence", None):
+        try:
+            cadence = Cadence.parse(args.cadence)
+        except ValueError as exc:
+            raise ValueError(f"--cadence: {exc}") from None
+    config = base.with_(strategy=spec, params=params, rules=rules, cadence=cadence,
+                        name=getattr(args, "name", None) or base.name)
     config.build()  # fail on a bad value before anything runs
     return config
 

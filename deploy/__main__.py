@@ -118,7 +118,7 @@ def config_from(args: argparse.Namespace) -> DeployConfig:
     schedules = None
     if hasattr(args, "config"):  # build/up: the function runs the packed config, on the schedule its cadence says
         bundle = _bundle(args)
-        schedules = schedules_for(bundle.config.cadence)
+        schedules = schedules_for(bundle.config.cadence, env)
         clash = sorted(k for k in env if k == "STRATEGY" or k.startswith(("STRATEGY_", "CADENCE", "DECISION_TIME")))
         if clash:
             raise UserError(f"--env {clash[0]} would make the function disagree with its config; change the config "

@@ -4,24 +4,54 @@ Daily cadence: the decision time on weekdays, plus the early-close decision mome
 close), both in New York time. On a normal day the early cycle finds it is before the decision time and only
 reports; on an early-close day it makes the day's decision, as the backtest decides on every trading day.
 
+Intraday cadence (``15min``): exactly the slots of a normal session's trading window (09:45 to 15:45 with the
+live defaults ``TRADE_AFTER_OPEN_MINUTES=15``, ``TRADE_BEFORE_CLOSE_MINUTES=5``), hours that share the same
+minutes folded into one expression. An early close's slots are a subset of them (the same anchor after the
+open); the invocations after its window report the market closed; holidays likewise.
+
 Example:
     >>> from strategies.cadence import Cadence
     >>> schedules_for(Cadence())
     ('cron(45 12 ? * MON-FRI *)', 'cron(45 15 ? * MON-FRI *)')
     >>> schedules_for(Cadence.parse("daily", "11:00"))
     ('cron(0 11 ? * MON-FRI *)',)
+    >>> schedules_for(Cadence.parse("15min"))
+    ('cron(45 9 ? * MON-FRI *)', 'cron(0,15,30,45 10-15 ? * MON-FRI *)')
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Mapping
 
-from strategies.cadence import Cadence
+from strategies.cadence import AFTER_OPEN_MINUTES, BEFORE_CLOSE_MINUTES, Cadence
 
 EARLY_CLOSE = dt.time(13, 0)  # NYSE's early closes (July 3rd, Black Friday, Christmas Eve)
+_DAY = dt.date(2000, 1, 3)
 
 
-def schedules_for(cadence: Cadence) -> tuple[str, ...]:
-    """EventBridge Scheduler cron expressions (New York time) for ``cadence``."""
-    moments = {cadence.decision_time, cadence.decision_moment(dt.date(2000, 1, 3), EARLY_CLOSE)}
-    return tuple(f"cron({t.minute} {t.hour} ? * MON-FRI *)" for t in sorted(moments))
+def schedules_for(cadence: Cadence, env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """EventBridge Scheduler cron expressions (New York time) for ``cadence``; ``env`` may set the function's
+    ``TRADE_AFTER_OPEN_MINUTES`` / ``TRADE_BEFORE_CLOSE_MINUTES``, which move an intraday cadence's slots."""
+    if not cadence.intraday:
+        moments = {cadence.decision_time, cadence.decision_moment(_DAY, EARLY_CLOSE)}
+        return tuple(f"cron({t.minute} {t.hour} ? * MON-FRI *)" for t in sorted(moments))
+    env = env or {}
+    after = int(env.get("TRADE_AFTER_OPEN_MINUTES") or AFTER_OPEN_MINUTES)
+    before = int(env.get("TRADE_BEFORE_CLOSE_MINUTES") or BEFORE_CLOSE_MINUTES)
+    slots = cadence.slots(dt.datetime.combine(_DAY, dt.time(9, 30)), dt.datetime.combine(_DAY, dt.time(16, 0)),
+                          after, before)
+    minutes_by_hour: dict[int, list[int]] = {}
+    for slot in slots:
+        minutes_by_hour.setdefault(slot.hour, []).append(slot.minute)
+    groups: list[tuple[list[int], list[int]]] = []  # (hours, minutes): consecutive hours with the same minutes
+    for hour, minutes in sorted(minutes_by_hour.items()):
+        if groups and groups[-1][1] == minutes and groups[-1][0][-1] == hour - 1:
+            groups[-1][0].append(hour)
+        else:
+            groups.append(([hour], minutes))
+    return tuple(f"cron({','.join(map(str, minutes))} {_hours(hours)} ? * MON-FRI *)" for hours, minutes in groups)
+
+
+def _hours(hours: list[int]) -> str:
+    return str(hours[0]) if len(hours) == 1 else f"{hours[0]}-{hours[-1]}"

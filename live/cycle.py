@@ -8,6 +8,9 @@ Daily cadence: one decision per trading day, at or after the decision time (15:4
 early-close days). A cycle before it, or after the day's decision was made, reconciles and reports but never
 trades. Order ids are derived from strategy, decision date, symbol and side, and existing ids are never resubmitted,
 so a retried or doubled cycle sends nothing twice.
+
+Intraday cadence (``15min``): one decision per slot of the trading window, on the bars complete at the slot, with
+ids keyed by date and slot and a daybook mark per slot (``live.schedule``).
 """
 
 
@@ -33,7 +36,7 @@ from live.orders import plan_records, skipped_records, submit_idempotently, to_r
 from live.outcome import conclude
 from live.reconcile import reconcile
 from live.record import CycleRecord
-from live.schedule import closed_reason, decision_due, new_york, parse_moment, slot_of
+from live.schedule import closed_reason, decision_due, decision_key, new_york, parse_moment, slot_of
 from live.secrets import load_alpaca_keys, secret_values
 from marketdata.errors import DataError
 from strategies.base import Position, StrategyError, as_decision
@@ -120,7 +123,9 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
 
         # 4. The cadence: one decision per trading day, at or after its decision time; other cycles only report.
         daybook = make_daybook(config.journal, name)
-        wait = decision_due(now, session, config.cadence, daybook.decided(now.date()))
+        window_minutes = (config.trade_after_open_minutes, config.trade_before_close_minutes)
+        key = decision_key(now, session, config.cadence, *window_minutes)  # the date, or the intraday slot
+        wait = decision_due(now, session, config.cadence, daybook.decided(key), *window_minutes)
         record.decision = {"due": wait is None, "reason": wait, **config.cadence.to_dict()}
         if wait is not None:
             log(logger, "no_decision", reason=wait)
@@ -129,7 +134,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         # 5. History of universe plus holdings, the backtest's window, up to today.
         universe = candidate_universe(config)
         history = load_history(provider, universe, sorted(positions), now.date(),
-                               calendar.previous_session(now.date()), strategy)
+                               calendar.previous_session(now.date()), strategy, at=getattr(key, "at", now))
         record.provenance = {"data": history.data.provenance, "strategy": strategy.describe(),
                              "rules": config.rules.to_dict(), "broker": broker.name,
                              "universe": universe, "unpriced_holdings": history.unpriced,
@@ -159,7 +164,8 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
             buys=[o.symbol for o in planned if o.side == "buy"], sells=[o.symbol for o in planned if o.side == "sell"])
 
         # 8. Idempotent submission: an id that exists at the broker is reported, never sent again.
-        requests = [(to_request(o, name, now.date()), o.intent) for o in planned]
+        slot = config.cadence.slot_number(key.at) if config.cadence.intraday else None
+        requests = [(to_request(o, name, now.date(), slot), o.intent) for o in planned]
         if requests and not record.dry_run:  # write-ahead: a cycle killed after sending leaves the names behind
             ledger.plan([request for request, _ in requests])
             ledger.save()
@@ -171,7 +177,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         if failure is not None:
             raise failure
         if not record.dry_run:  # the day is decided: later cycles today only reconcile and report
-            daybook.mark(now.date(), {"cycle_id": record.cycle_id, "at": now.isoformat(),
+            daybook.mark(key, {"cycle_id": record.cycle_id, "at": now.isoformat(),
                                       "orders": [o["client_order_id"] for o in record.orders]})
         status = "dry_run" if record.dry_run else ("traded" if any(o["new"] for o in record.orders) else "no_change")
         return _finish(record, journal, logger, secrets, status)

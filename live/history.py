@@ -31,13 +31,17 @@ class History:
 
 
 def load_history(provider, universe: list[str], held: list[str], trading_date: dt.date,
-                 previous_session: dt.date, strategy: Strategy) -> History:
+                 previous_session: dt.date, strategy: Strategy, at: dt.datetime | None = None) -> History:
     """Closes of ``universe`` + ``held`` up to ``trading_date``, the strategy's decision window (the rows the
-    backtest hands it, ``strategies.decision_window``); refuses data older than ``previous_session``."""
+    backtest hands it, ``strategies.decision_window``); refuses data older than ``previous_session``.
+
+    A strategy on intraday bars (its ``bar``, e.g. ``15m``) gets the bars complete at ``at`` (the slot), no later."""
     extra = [s for s in held if s not in universe]
+    bar = str(getattr(strategy, "bar", "1d") or "1d")
+    window = {"end": trading_date} if bar == "1d" else {"end": at or trading_date, "interval": bar}
     # A symbol the provider cannot serve (delisted, renamed, bought by hand) must not stop the whole cycle: the
     # rest is decided on, and what was dropped is named in the provenance and the log.
-    data = provider.history(universe + extra, end=trading_date, bars=decision_window(strategy), strict=False)
+    data = provider.history(universe + extra, bars=decision_window(strategy), strict=False, **window)
     priced = set(data.symbols)
     unpriced = [s for s in held if s not in priced]
     unavailable = [s for s in universe if s not in priced]

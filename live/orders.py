@@ -50,7 +50,7 @@ def client_order_id(strategy: str, trading_date: dt.date, symbol: str, side: str
 def is_ours(strategy: str, order_id: str | None) -> bool:
     """Whether an order's client id was made by :func:`client_order_id` for this strategy (ids of the earlier
     ``-sNN-`` slot format count too, so orders placed before an upgrade are still recognised)."""
-    pattern = re.escape(_name_part(strategy)) + r"-\d{8}(-?s\d{2})?-"
+    pattern = re.escape(_name_part(strategy)) + r"-\d{8}(-?s\d{2,3})?-"  # sNNN: slots of a 1- or 5-minute cadence
     return bool(order_id) and re.match(pattern, order_id) is not None
 
 

@@ -1,5 +1,9 @@
 """When a cycle may trade: the trading date and 15-minute slot of a moment, and the allowed window of a session.
 
+An intraday cadence (``15min``) decides at each slot of the window (``strategies.cadence.Cadence.slots``); a
+cycle between two slots belongs to the earlier one, decides on the bars complete at that slot (not at its own
+moment, so a late retry sees the same bars) and marks that slot, not the day.
+
 Example:
     >>> import datetime as dt
     >>> from brokers.calendar import NEW_YORK, MarketCalendar
@@ -16,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from brokers.base import Session
 from brokers.calendar import NEW_YORK, as_aware
@@ -55,8 +60,48 @@ def closed_reason(now: dt.datetime, session: Session | None, after_open_minutes:
     return None
 
 
-def decision_due(now: dt.datetime, session: Session, cadence: Cadence, decided: dict | None) -> str | None:
-    """Why no decision is made at ``now`` under ``cadence``, or ``None`` when it is due (daily: once a day).
+@dataclass(frozen=True)
+class SlotMark:
+    """The daybook key of one intraday slot: ``isoformat()`` names its mark (``2022-06-01T0945``), one per slot."""
+
+    day: dt.date
+    at: dt.datetime
+
+    def isoformat(self) -> str:
+        return f"{self.day.isoformat()}T{self.at:%H%M}"
+
+
+def current_slot(now: dt.datetime, session: Session, cadence: Cadence, after_open_minutes: int,
+                 before_close_minutes: int) -> dt.datetime | None:
+    """The intraday slot ``now`` belongs to (the latest one at or before it), or ``None`` (daily, or before the
+    first slot).
+
+    >>> from brokers.calendar import MarketCalendar
+    >>> session = MarketCalendar().session(dt.date(2022, 6, 1))
+    >>> current_slot(dt.datetime(2022, 6, 1, 10, 7, tzinfo=NEW_YORK), session, Cadence.parse("15min"), 15, 5)
+    datetime.datetime(2022, 6, 1, 10, 0, tzinfo=zoneinfo.ZoneInfo(key='America/New_York'))
+    """
+    if not cadence.intraday:
+        return None
+    local = new_york(now)
+    slots = cadence.slots(session.open.astimezone(NEW_YORK), session.close.astimezone(NEW_YORK),
+                          after_open_minutes, before_close_minutes)
+    earlier = [s for s in slots if s <= local]
+    return earlier[-1] if earlier else None
+
+
+def decision_key(now: dt.datetime, session: Session, cadence: Cadence, after_open_minutes: int,
+                 before_close_minutes: int) -> dt.date | SlotMark:
+    """What the daybook marks for a decision at ``now``: the date (daily) or the slot (intraday)."""
+    slot = current_slot(now, session, cadence, after_open_minutes, before_close_minutes)
+    local = new_york(now)
+    return local.date() if slot is None else SlotMark(local.date(), slot)
+
+
+def decision_due(now: dt.datetime, session: Session, cadence: Cadence, decided: dict | None,
+                 after_open_minutes: int = 15, before_close_minutes: int = 5) -> str | None:
+    """Why no decision is made at ``now`` under ``cadence``, or ``None`` when it is due (daily: once a day;
+    intraday: once per slot, ``decided`` being that slot's mark).
 
     >>> from brokers.calendar import MarketCalendar
     >>> session = MarketCalendar().session(dt.date(2022, 6, 1))
@@ -66,6 +111,14 @@ def decision_due(now: dt.datetime, session: Session, cadence: Cadence, decided: 
     True
     """
     local = new_york(now)
+    if cadence.intraday:
+        slot = current_slot(now, session, cadence, after_open_minutes, before_close_minutes)
+        if slot is None:
+            return f"before the first {cadence.kind} slot of the day"
+        if decided is not None:
+            return (f"the {slot:%H:%M} slot's decision was made already (cycle {decided.get('cycle_id')}); this "
+                    f"cycle only reconciles")
+        return None
     at = cadence.decision_moment(session.date, session.close.astimezone(NEW_YORK).time())
     if local.time() < at:
         return f"before today's decision time, {at:%H:%M} New York time ({cadence.kind} cadence)"

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from strategies.engines import ForecastEngine, ForecastJob, ProphetSettings, make_engine
 from strategies.engines.base import Forecast
 from strategies.params import StrategyParams
-from strategies.schedule import forecast_date, forecast_dates, refit_anchor
+from strategies.schedule import (forecast_date, forecast_dates, refit_anchor, session_axis, session_bar_numbers,
+                                 session_bar_stamps)
+
+_BAR_MINUTES = {"1m": 1, "5m": 5, "15m": 15, "1h": 60}
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ def settings_for(params: StrategyParams) -> ProphetSettings:
         changepoint_prior_scale=params.changepoint_prior_scale,
         yearly_seasonality=params.yearly_seasonality,
         weekly_seasonality=params.weekly_seasonality,
+        # On real clock times an intraday fit needs the day's shape; on the session axis there is no clock.
+        daily_seasonality=params.bar != "1d" and params.intraday_model == "clock",
     )
 
 
@@ -54,10 +60,13 @@ class Forecaster:
         self._cache: dict[tuple[str, pd.Timestamp], Forecast] = {}
         self._anchor: pd.Timestamp | None = None
         self.fits = 0
+        self.fallbacks = 0  # intraday fits the exact engine handed to stan (counted, reported by the benchmark)
 
     def forecasts(self, closes: pd.DataFrame, symbols: list[str]) -> dict[str, ForecastPoint]:
         """Forecast points for those ``symbols`` that have ``history`` closes up to the refit bar."""
         p = self.params
+        if p.bar != "1d":
+            return self._intraday(closes, symbols)
         anchor_pos = refit_anchor(closes.index, p.refit_every)
         anchor = closes.index[anchor_pos]
         target = forecast_date(closes.index[-1], p.horizon)
@@ -86,5 +95,61 @@ class Forecaster:
             value = forecast.at(target)
             if value is None:  # cannot happen with forecast_dates' range; fail loudly rather than guess
                 raise RuntimeError(f"no forecast for {symbol} at {target.date()} from the fit at {anchor.date()}")
+            points[symbol] = ForecastPoint(symbol, anchor, target, value[0], value[1])
+        return points
+
+    def _intraday(self, closes: pd.DataFrame, symbols: list[str]) -> dict[str, ForecastPoint]:
+        """Intraday bars: refit blocks, horizon and targets in session bars (``strategies.schedule``)."""
+        p = self.params
+        minutes = _BAR_MINUTES[p.bar]
+        numbers = session_bar_numbers(pd.DatetimeIndex(closes.index), minutes)
+        blocks = numbers // p.refit_every
+        anchor_pos = int(np.searchsorted(blocks, blocks[-1], side="left"))
+        anchor = pd.Timestamp(closes.index[anchor_pos])
+        target_number = int(numbers[-1]) + p.horizon
+        block = int(blocks[-1])
+        future_numbers = np.arange(block * p.refit_every + p.horizon, (block + 1) * p.refit_every + p.horizon)
+        if p.intraday_model == "session":
+            future = session_axis(future_numbers)
+            target_ds = session_axis(np.array([target_number]))[0]
+        else:
+            future = session_bar_stamps(future_numbers, minutes)
+            target_ds = future[int(np.searchsorted(future_numbers, target_number))]
+        target = session_bar_stamps(np.array([target_number]), minutes)[0]
+        if anchor != self._anchor:
+            self._cache = {k: v for k, v in self._cache.items() if k[1] == anchor}
+            self._anchor = anchor
+        jobs = []
+        for symbol in symbols:
+            if (symbol, anchor) in self._cache:
+                continue
+            series = closes[symbol].iloc[: anchor_pos + 1].dropna()
+            if len(series) == 0 or series.index[-1] != anchor:
+                continue
+            if p.today_only:  # the seed's variant: this session's bars only
+                series = series[series.index.normalize() == anchor.normalize()].iloc[-p.history:]
+                if len(series) < 10:
+                    continue
+            elif len(series) < p.history:
+                continue
+            else:
+                series = series.iloc[-p.history:]
+            stamps = pd.DatetimeIndex(series.index)
+            ds = session_axis(session_bar_numbers(stamps, minutes)) if p.intraday_model == "session" else stamps
+            jobs.append(ForecastJob(symbol, ds, series.to_numpy(), future))
+        if jobs:
+            for job, result in zip(jobs, self.engine.fit_predict_many(jobs)):
+                self._cache[(job.key, anchor)] = result
+                if result.info.get("path") == "stan-fallback":
+                    self.fallbacks += 1
+            self.fits += len(jobs)
+        points = {}
+        for symbol in symbols:
+            forecast = self._cache.get((symbol, anchor))
+            if forecast is None:
+                continue
+            value = forecast.at(target_ds)
+            if value is None:
+                raise RuntimeError(f"no forecast for {symbol} at {target} from the fit at {anchor}")
             points[symbol] = ForecastPoint(symbol, anchor, target, value[0], value[1])
         return points

@@ -65,7 +65,7 @@ def decide(
     prices = {s: float(last[s]) for s in closes.columns if np.isfinite(last[s])}
     weights = target_weights(positions, orders, prices, cash)
     return Decision(as_of=as_of, orders=orders, target_weights=weights, universe=universe, signals=signals,
-                    forecasts=forecasts, info={"fits": forecaster.fits})
+                    forecasts=forecasts, info={"fits": forecaster.fits, "stan_fallbacks": forecaster.fallbacks})
 
 
 class ProphetTrend(Strategy):
@@ -89,6 +89,11 @@ class ProphetTrend(Strategy):
     @property
     def warmup_bars(self) -> int:  # type: ignore[override]
         return self.params.warmup_bars
+
+    @property
+    def bar(self) -> str:
+        """The bar size both homes feed ``decide`` (``1d`` or intraday: ``1m 5m 15m 1h``)."""
+        return self.params.bar
 
     @property
     def extra_window_bars(self) -> int:

@@ -24,6 +24,7 @@ import pandas as pd
 
 YEARLY = (365.25, 10)  # (period in days, Fourier order): Prophet's built-in yearly seasonality
 WEEKLY = (7.0, 3)
+DAILY = (1.0, 4)
 _NS_PER_DAY = 24 * 60 * 60 * 1e9
 
 
@@ -113,6 +114,7 @@ def build_design(
     changepoint_range: float = 0.8,
     yearly: bool = False,
     weekly: bool = False,
+    daily: bool = False,
     seasonality_prior_scale: float = 10.0,
 ) -> Design:
     """Prophet's scaled data and design for closes ``y`` at sorted, distinct dates ``ds`` (absmax scaling)."""
@@ -125,7 +127,7 @@ def build_design(
     if y_scale == 0:
         y_scale = 1.0
     t_change = np.sort(t[changepoint_rows(len(y), n_changepoints, changepoint_range)])
-    seasonalities = tuple(s for s, on in ((YEARLY, yearly), (WEEKLY, weekly)) if on)
+    seasonalities = tuple(s for s, on in ((YEARLY, yearly), (WEEKLY, weekly), (DAILY, daily)) if on)
     seasonal = fourier_features(ds, seasonalities)
     X = _design_matrix(t, t_change, seasonal)
     prior_var = np.concatenate([[25.0, 25.0], np.full(len(t_change), np.inf),

@@ -19,6 +19,7 @@ class ProphetSettings:
     changepoint_prior_scale: float = 0.05
     yearly_seasonality: bool = False
     weekly_seasonality: bool = False
+    daily_seasonality: bool = False
     n_changepoints: int = 25
     changepoint_range: float = 0.8
     seasonality_prior_scale: float = 10.0
@@ -30,7 +31,7 @@ class ProphetSettings:
             "changepoint_prior_scale": self.changepoint_prior_scale,
             "yearly_seasonality": self.yearly_seasonality,
             "weekly_seasonality": self.weekly_seasonality,
-            "daily_seasonality": False,
+            "daily_seasonality": self.daily_seasonality,
             "n_changepoints": self.n_changepoints,
             "changepoint_range": self.changepoint_range,
             "seasonality_prior_scale": self.seasonality_prior_scale,

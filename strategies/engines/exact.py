@@ -33,7 +33,7 @@ _SUPPORTED: dict[str, tuple[Any, ...] | None] = {
     "changepoint_prior_scale": None,
     "yearly_seasonality": (True, False),
     "weekly_seasonality": (True, False),
-    "daily_seasonality": (False,),
+    "daily_seasonality": (True, False),
     "n_changepoints": None,
     "changepoint_range": None,
     "seasonality_prior_scale": None,
@@ -107,6 +107,7 @@ class ExactEngine:
         s = self.settings
         return build_design(job.ds, job.y, n_changepoints=s.n_changepoints, changepoint_range=s.changepoint_range,
                             yearly=bool(s.yearly_seasonality), weekly=bool(s.weekly_seasonality),
+                            daily=bool(s.daily_seasonality),
                             seasonality_prior_scale=s.seasonality_prior_scale)
 
     def solve(self, job: ForecastJob, warm: bool = True) -> tuple[Design, MapFit]:

@@ -19,7 +19,7 @@ Example:
     >>> _ = path.write_text("date,symbol,close\\n2022-01-03,AAA,10\\n2022-01-04,AAA,11\\n")
     >>> load_csv(path).closes["AAA"].tolist()
     [10.0, 11.0]
-    >>> _ = path.write_text("timestamp,AAA\n2024-07-01 09:30,10\n2024-07-01 09:45,11\n2024-07-01 10:00,12\n")
+    >>> _ = path.write_text("timestamp,AAA\\n2024-07-01 09:30,10\\n2024-07-01 09:45,11\\n2024-07-01 10:00,12\\n")
     >>> data = load_csv(path)
     >>> data.interval, [str(t) for t in data.closes.index[:2]]
     ('15m', ['2024-07-01 09:30:00', '2024-07-01 09:45:00'])
@@ -108,28 +108,27 @@ def _intraday_interval(frame: pd.DataFrame, date_col, symbol_col, path: Path, ex
         raise DataError(f"timestamp {stamps[row]} on line {row + 2} of {path} is outside {when}; "
                         f"keep only regular-hours bars (or load with extended hours)")
     groups = [frame.index] if symbol_col is None else list(frame.groupby(symbol_col, sort=False).groups.values())
-    steps_of: list[tuple[int, int]] = []  # (row, minutes since the previous bar of that symbol on that day)
-    for rows in groups:
+    steps_of: list[tuple[int, int, tuple]] = []  # (row, minutes since that symbol's previous bar that day, key)
+    for number, rows in enumerate(groups):
         order = pd.Series(stamps[np.asarray(rows)], index=np.asarray(rows)).sort_values()
         minutes = order.to_numpy().astype("datetime64[m]").astype(np.int64)
-        same_day = order.dt.normalize().to_numpy()[1:] == order.dt.normalize().to_numpy()[:-1]
-        steps_of += [(int(r), int(m)) for r, m, keep in zip(order.index[1:], np.diff(minutes), same_day) if keep]
+        days = order.dt.normalize().to_numpy()
+        steps_of += [(int(r), int(m), (number, day)) for r, m, day, keep
+                     in zip(order.index[1:], np.diff(minutes), days[1:], days[1:] == days[:-1]) if keep]
     if not steps_of:
         raise DataError(f"cannot tell the bar size in {path}: no day has two bars")
-    steps = np.array([m for _, m in steps_of])
+    steps = np.array([m for _, m, _ in steps_of])
     values, counts = np.unique(steps[steps > 0], return_counts=True)
     size = int(values[np.argmax(counts)]) if len(values) else 0
     # The first row (in file order) whose step from the bar before it is not a whole number of bars, or whose
-    # day runs on a finer grid than the file's bar size.
-    by_day: dict = {}
-    for row, minutes in steps_of:
-        day = stamps[row].normalize()
-        by_day[day] = min(by_day.get(day, minutes), minutes)
-    bad = sorted(row for row, minutes in steps_of
-                 if size == 0 or minutes % size or by_day[stamps[row].normalize()] != size)
+    # symbol's day runs on a finer or coarser grid than the file's bar size.
+    finest: dict[tuple, int] = {}
+    for _, minutes, key in steps_of:
+        finest[key] = min(finest.get(key, minutes), minutes)
+    bad = sorted((row, minutes) for row, minutes, key in steps_of
+                 if size == 0 or minutes % size or (finest[key] != size and minutes == finest[key]))
     if bad:
-        row = bad[0]
-        step = next(m for r, m in steps_of if r == row)
+        row, step = bad[0]
         raise DataError(f"mixed intervals in {path}: line {row + 2} ({stamps[row]}) comes {step} minutes after the "
                         f"bar before it, while the file's bars are {size} minutes apart")
     return infer_interval(pd.DatetimeIndex(stamps.unique()), origin=str(path))

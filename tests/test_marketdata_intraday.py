@@ -52,8 +52,11 @@ def spans(stub: YahooStub, symbol: str) -> list[float]:
 
 
 def test_1m_ranges_are_fetched_in_7_day_chunks_and_every_session_minute_arrives(stub, make):
-    report = make().fetch(["AAPL", "KO"], dt.date(2022, 12, 1), dt.date(2022, 12, 28), interval="1m")
-    assert report.failed == {}
+    ticks: list[int] = []
+    report = make().fetch(["AAPL", "KO"], dt.date(2022, 12, 1), dt.date(2022, 12, 28), interval="1m",
+                          progress=ticks.append)
+    assert report.failed == {} and report.downloads == 4
+    assert ticks == [2]  # the progress bar counts a symbol once, when its last chunk is in
     assert spans(stub, "AAPL") == [7.0, 7.0, 7.0, 7.0] and spans(stub, "KO") == [7.0, 7.0, 7.0, 7.0]
     days = sessions("2022-12-01", "2022-12-28")
     bars = report.frames["AAPL"]

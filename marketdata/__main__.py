@@ -63,7 +63,11 @@ def build_parser() -> OneLineErrorParser:
                        description="Delete the cached files of some symbols, or all of them.")
     g = c.add_mutually_exclusive_group(required=True)
     g.add_argument("--symbols", default=None, help="comma-separated symbols to delete")
-    g.add_argument("--all", action="store_true", help="delete every cached file of this kind (adjusted or --raw)")
+    g.add_argument("--all", action="store_true",
+                   help="delete every cached file of this kind (adjusted or --raw, --interval)")
+    for sp in (i, c):
+        sp.add_argument("--interval", default="1d", help="which Yahoo cache: 1m, 5m, 15m, 1h or 1d (default)")
+        sp.add_argument("--extended", action="store_true", help="intraday: the extended-hours cache")
     u = sub.add_parser("universe", parents=[common], help="show or refresh the S&P 500 snapshot",
                        description="Show the S&P 500 snapshot in use; --refresh downloads the current table.")
     u.add_argument("--refresh", action="store_true", help="download the constituents table from --url")
@@ -199,11 +203,12 @@ def _fetch_alpaca(args, symbols: list[str], what: str, start: dt.date, end: dt.d
 def _info(args) -> int:
     if args.symbols is not None and not args.symbols.replace(",", "").strip():
         raise UserError("--symbols lists no symbols (use 'all' for every cached symbol)")
-    cache = PriceCache(args.cache_dir, adjusted=not args.raw)
+    cache = _yahoo_cache(args)
     symbols = cache.symbols()
     rows = [cache.describe(s) for s in symbols]
     size = sum(r["bytes"] for r in rows)
-    print(f"cache: {cache.folder} ({'adjusted' if cache.adjusted else 'raw'} daily bars)")
+    bars = "daily bars" if cache.interval == "1d" else f"{cache.interval} bars, New York bar starts"
+    print(f"cache: {cache.folder} ({'adjusted' if cache.adjusted else 'raw'} {bars})")
     covered = [r["covered"] for r in rows if r.get("covered")]
     fetched = [r["fetched_at"] for r in rows if r.get("fetched_at")]
     shown = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.0f} kB"
@@ -236,8 +241,17 @@ def _info(args) -> int:
     return 0
 
 
+def _yahoo_cache(args) -> PriceCache:
+    """The Yahoo cache folder ``info`` and ``clear`` work on: adjusted or raw, daily or one intraday size."""
+    from marketdata.bars import parse_interval
+
+    interval = parse_interval(getattr(args, "interval", "1d")).name
+    return YahooProvider(cache_dir=args.cache_dir, adjusted=not args.raw, offline=True).cache_for(
+        interval, extended=getattr(args, "extended", False))
+
+
 def _clear(args) -> int:
-    cache = PriceCache(args.cache_dir, adjusted=not args.raw)
+    cache = _yahoo_cache(args)
     if args.all:
         removed = cache.clear(None)
     else:

@@ -275,6 +275,7 @@ def _intraday_answer(stub: "YahooStub", url: str, symbol: str, series: pd.Series
     frame = frame.sort_index()
     frame = frame[(frame.index >= first) & (frame.index < last)]
     sessions = _sessions(first, last)
+    sessions = sessions[(sessions["open"] < last) & (sessions["close"] > first)]  # the days asked for
     regular = [[_period(o, c)] for o, c in zip(sessions["open"], sessions["close"])]
     if prepost:
         periods = {"pre": [[_period(o.normalize() + pd.Timedelta(hours=4), o)] for o in sessions["open"]],

@@ -8,6 +8,7 @@ previous close to the bundled sample's real close of that day. Yahoo's limits ar
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import exchange_calendars
 import numpy as np
@@ -197,6 +198,14 @@ def test_cli_fetch_from_yfinance_at_15m(stub, tmp_path, capsys, monkeypatch):
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: yfinance serves 1m bars only for the "
                                                                  "last 30 days (from 2022-11-29)")
+    assert cli(["info", "--interval", "15m", "--cache-dir", cache, "--symbols", "KO"]) == 0
+    out = capsys.readouterr().out
+    assert "yahoo-15m-adjusted (adjusted 15m bars, New York bar starts)" in out
+    # 19 sessions of 26 bars; today's session (2022-12-28) is stored but not marked covered.
+    assert re.search(rf"KO\s+{19 * 26} bars  2022-12-01 to 2022-12-27", out), out
+    assert cli(["clear", "--interval", "15m", "--symbols", "KO", "--cache-dir", cache]) == 0
+    assert "removed 1 file(s) from" in capsys.readouterr().out
+    assert YahooProvider(cache_dir=cache).cache_for("15m").symbols() == ["AAPL"]
 
 
 # ------------------------------------------------------------------------------------------------------------

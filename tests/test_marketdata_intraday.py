@@ -91,6 +91,26 @@ def test_a_422_is_refused_not_cached_and_asked_again_next_time(stub, make):
     assert spans(stub, "AAPL") == [9.0]  # AAPL came from the cache the second time
 
 
+def test_a_failed_1m_chunk_leaves_no_hole_marked_covered(stub, make):
+    provider = make()
+    provider.fetch(["AAPL"], dt.date(2022, 12, 15), dt.date(2022, 12, 28), interval="1m")
+    stub.intraday_requests.clear()
+    stub.refuse_status["AAPL"] = (422, 2)  # the chunk next to the cache (12-08..12-14) is refused
+    report = provider.fetch(["AAPL"], dt.date(2022, 12, 1), dt.date(2022, 12, 28), interval="1m")
+    asked = [pd.Timestamp(r["period1"], unit="s", tz="UTC").tz_convert("America/New_York").date().isoformat()
+             for r in stub.intraday_requests]
+    # Refused requests are not recorded: 12-08 was asked first (backwards from the cache), then 12-01, then today.
+    assert asked == ["2022-12-01", "2022-12-28"]
+    assert "AAPL" in report.incomplete
+    cached = provider.cache_for("1m").read("AAPL")
+    assert cached.covered == (dt.date(2022, 12, 15), dt.date(2022, 12, 27))  # 12-01..12-07 stored, not covered
+    assert cached.bars.index[0] == pd.Timestamp("2022-12-01 09:30")
+    again = provider.fetch(["AAPL"], dt.date(2022, 12, 1), dt.date(2022, 12, 28), interval="1m")
+    assert again.incomplete == {} and provider.cache_for("1m").read("AAPL").covered == (dt.date(2022, 12, 1),
+                                                                                       dt.date(2022, 12, 27))
+    assert len(again.frames["AAPL"]) == 19 * 390
+
+
 @pytest.mark.parametrize("interval, start, days", [("1m", "2022-11-25", 30), ("15m", "2022-10-03", 60),
                                                    ("5m", "2022-10-03", 60), ("1h", "2020-12-01", 730)])
 def test_a_range_beyond_yahoos_limit_is_one_line_naming_interval_and_limit(stub, make, interval, start, days):

@@ -4,6 +4,7 @@ Examples:
 
     python -m marketdata fetch --symbols AAPL,MSFT --start 2020-01-01     # only missing ranges are downloaded
     python -m marketdata fetch                                            # the whole S&P 500 snapshot, 5 years
+    python -m marketdata fetch --interval 15m --symbols AAPL --start 2024-06-03   # Yahoo: 15m for 60 days back
     python -m marketdata info
     python -m marketdata clear --symbols AAPL
     python -m marketdata universe --refresh                               # re-read Wikipedia's constituents table
@@ -54,7 +55,7 @@ def build_parser() -> OneLineErrorParser:
     f.add_argument("--source", choices=("yfinance", "alpaca"), default="yfinance",
                    help="where to fetch from (alpaca: APCA_API_KEY_ID / APCA_API_SECRET_KEY, APCA_DATA_FEED)")
     f.add_argument("--interval", default="1d", help="bar size: 1m, 5m, 15m, 1h (60m) or 1d")
-    f.add_argument("--extended", action="store_true", help="intraday: keep pre- and post-market bars (alpaca)")
+    f.add_argument("--extended", action="store_true", help="intraday: keep pre- and post-market bars (04:00-20:00)")
     i = sub.add_parser("info", parents=[common], help="what the cache holds",
                        description="Summarise the cache: symbols, dates, size, fetch times, unreadable files.")
     i.add_argument("--symbols", default=None, help="show these symbols one per line ('all' for every symbol)")
@@ -62,7 +63,11 @@ def build_parser() -> OneLineErrorParser:
                        description="Delete the cached files of some symbols, or all of them.")
     g = c.add_mutually_exclusive_group(required=True)
     g.add_argument("--symbols", default=None, help="comma-separated symbols to delete")
-    g.add_argument("--all", action="store_true", help="delete every cached file of this kind (adjusted or --raw)")
+    g.add_argument("--all", action="store_true",
+                   help="delete every cached file of this kind (adjusted or --raw, --interval)")
+    for sp in (i, c):
+        sp.add_argument("--interval", default="1d", help="which Yahoo cache: 1m, 5m, 15m, 1h or 1d (default)")
+        sp.add_argument("--extended", action="store_true", help="intraday: the extended-hours cache")
     u = sub.add_parser("universe", parents=[common], help="show or refresh the S&P 500 snapshot",
                        description="Show the S&P 500 snapshot in use; --refresh downloads the current table.")
     u.add_argument("--refresh", action="store_true", help="download the constituents table from --url")
@@ -115,16 +120,21 @@ def _fetch(args) -> int:
     symbols, what = _symbols(args.symbols, args.cache_dir)
     if getattr(args, "source", "yfinance") == "alpaca":
         return _fetch_alpaca(args, symbols, what, start, end)
-    if getattr(args, "interval", "1d") not in ("1d",):
-        raise UserError(f"--interval {args.interval} with --source yfinance is not available yet; use --source alpaca")
+    from marketdata.bars import parse_interval
+
+    interval = parse_interval(getattr(args, "interval", "1d")).name
+    extended = bool(getattr(args, "extended", False)) and interval != "1d"
     provider = YahooProvider(cache_dir=args.cache_dir, adjusted=not args.raw, batch_size=args.batch_size)
     if provider.offline:
         raise UserError(f"{OFFLINE_ENV_VAR} is set: fetch needs the network")
+    if interval != "1d" and args.start is None:
+        start = max(start, provider.earliest(interval))  # the default five years: as far back as Yahoo serves
     with progress(len(symbols), "fetch", enabled=False if args.quiet else None) as bar:
         bar.unit = "symbol"
-        report = provider.fetch(symbols, start, end, progress=bar.update)
-    print(f"{what}, {start} to {end}: {len(report.frames)} loaded, {len(report.downloaded)} updated from Yahoo "
-          f"in {report.downloads} download(s); cache {provider.cache.folder}")
+        report = provider.fetch(symbols, start, end, progress=bar.update, interval=interval, extended=extended)
+    bars = "" if interval == "1d" else f", {interval} bars{' (extended hours)' if extended else ''}"
+    print(f"{what}{bars}, {start} to {end}: {len(report.frames)} loaded, {len(report.downloaded)} updated from "
+          f"Yahoo in {report.downloads} download(s); cache {provider.cache_for(interval, extended).folder}")
     return _outcome(report)
 
 
@@ -193,11 +203,12 @@ def _fetch_alpaca(args, symbols: list[str], what: str, start: dt.date, end: dt.d
 def _info(args) -> int:
     if args.symbols is not None and not args.symbols.replace(",", "").strip():
         raise UserError("--symbols lists no symbols (use 'all' for every cached symbol)")
-    cache = PriceCache(args.cache_dir, adjusted=not args.raw)
+    cache = _yahoo_cache(args)
     symbols = cache.symbols()
     rows = [cache.describe(s) for s in symbols]
     size = sum(r["bytes"] for r in rows)
-    print(f"cache: {cache.folder} ({'adjusted' if cache.adjusted else 'raw'} daily bars)")
+    bars = "daily bars" if cache.interval == "1d" else f"{cache.interval} bars, New York bar starts"
+    print(f"cache: {cache.folder} ({'adjusted' if cache.adjusted else 'raw'} {bars})")
     covered = [r["covered"] for r in rows if r.get("covered")]
     fetched = [r["fetched_at"] for r in rows if r.get("fetched_at")]
     shown = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.0f} kB"
@@ -230,8 +241,17 @@ def _info(args) -> int:
     return 0
 
 
+def _yahoo_cache(args) -> PriceCache:
+    """The Yahoo cache folder ``info`` and ``clear`` work on: adjusted or raw, daily or one intraday size."""
+    from marketdata.bars import parse_interval
+
+    interval = parse_interval(getattr(args, "interval", "1d")).name
+    return YahooProvider(cache_dir=args.cache_dir, adjusted=not args.raw, offline=True).cache_for(
+        interval, extended=getattr(args, "extended", False))
+
+
 def _clear(args) -> int:
-    cache = PriceCache(args.cache_dir, adjusted=not args.raw)
+    cache = _yahoo_cache(args)
     if args.all:
         removed = cache.clear(None)
     else:

@@ -5,12 +5,24 @@
 
 Column names are case-insensitive; ``Date``/``date`` and ``Symbol``/``ticker`` are accepted.
 
+**Intraday** files are told apart by their timestamps: a date column (``timestamp``, ``datetime``, ...) whose
+values carry a time of day. Each timestamp is the bar's start in New York wall-clock time (values with a UTC
+offset, ``2024-07-01T13:30:00Z`` or ``...-04:00``, are converted to it). The bar size is inferred
+(``marketdata.bars.infer_interval``: 1m, 5m, 15m or 1h); a file that mixes bar sizes, or has a bar outside the
+New York regular session (XNYS: holidays and early closes included; ``extended=True`` allows 04:00-20:00), is
+refused with one line naming the first offending row. Files whose dates have no time of day load as daily bars,
+as before.
+
 Example:
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "p.csv"
     >>> _ = path.write_text("date,symbol,close\\n2022-01-03,AAA,10\\n2022-01-04,AAA,11\\n")
     >>> load_csv(path).closes["AAA"].tolist()
     [10.0, 11.0]
+    >>> _ = path.write_text("timestamp,AAA\\n2024-07-01 09:30,10\\n2024-07-01 09:45,11\\n2024-07-01 10:00,12\\n")
+    >>> data = load_csv(path)
+    >>> data.interval, [str(t) for t in data.closes.index[:2]]
+    ('15m', ['2024-07-01 09:30:00', '2024-07-01 09:45:00'])
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from marketdata.errors import DataError
@@ -28,8 +41,8 @@ _SYMBOL_NAMES = ("symbol", "ticker")
 _OHLCV = ("open", "high", "low", "close", "adj close", "adj_close", "volume")
 
 
-def load_csv(path: str | Path, *, adjusted: bool | None = None) -> PriceData:
-    """Read a long or wide CSV of daily prices; raises :class:`DataError` with a one-line reason."""
+def load_csv(path: str | Path, *, adjusted: bool | None = None, extended: bool = False) -> PriceData:
+    """Read a long or wide CSV of daily or intraday prices; raises :class:`DataError` with a one-line reason."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no such file: {path}")
@@ -45,23 +58,80 @@ def load_csv(path: str | Path, *, adjusted: bool | None = None) -> PriceData:
     date_col = next((lower[n] for n in _DATE_NAMES if n in lower), None)
     if date_col is None:
         raise DataError(f"{path} has no date column (expected one of: {', '.join(_DATE_NAMES)})")
-    dates = pd.to_datetime(frame[date_col], errors="coerce", utc=False, format="mixed")
+    dates = _parse_stamps(frame[date_col])
     if dates.isna().any():
         bad = frame[date_col][dates.isna()].iloc[0]
         raise DataError(f"unparseable date {bad!r} in {path}")
     frame = frame.assign(**{str(date_col): dates})
     symbol_col = next((lower[n] for n in _SYMBOL_NAMES if n in lower), None)
     origin = str(path)
+    stamps = pd.DatetimeIndex(dates)
+    interval = "1d"
+    extra: dict = {}
+    if (stamps != stamps.normalize()).any():  # a time of day: intraday bars
+        spec = _intraday_interval(frame, date_col, symbol_col, path, extended)
+        interval = spec.name
+        extra = {"session": "extended (04:00-20:00 New York)" if extended else "regular (XNYS sessions)",
+                 "timestamps": "bar start, New York wall-clock time"}
     highs = lows = None
     if symbol_col is not None:
-        closes, opens, highs, lows = _long(frame, lower, date_col, symbol_col, path)
+        closes, opens, highs, lows = _long(frame, lower, date_col, symbol_col, path, intraday=interval != "1d")
         shape = "long"
     else:
         closes, opens = _wide(frame, lower, date_col, path), None
         shape = "wide"
     return PriceData.from_closes(
-        closes, opens=opens, highs=highs, lows=lows, source=f"csv:{path.resolve()}", adjusted=adjusted, origin=origin, extra={"csv_shape": shape}
+        closes, opens=opens, highs=highs, lows=lows, source=f"csv:{path.resolve()}", adjusted=adjusted, origin=origin,
+        extra={"csv_shape": shape, **extra}, interval=interval,
     )
+
+
+def _parse_stamps(column: pd.Series) -> pd.Series:
+    """Dates or timestamps; values with a UTC offset become New York wall-clock times (naive)."""
+    text = column.astype(str).str.strip()
+    has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True) & text.str.contains(r"\d[T ]\d", regex=True)
+    if has_offset.any():
+        parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
+        return parsed.dt.tz_convert("America/New_York").dt.tz_localize(None)
+    return pd.to_datetime(column, errors="coerce", utc=False, format="mixed")
+
+
+def _intraday_interval(frame: pd.DataFrame, date_col, symbol_col, path: Path, extended: bool):
+    """The bar size of an intraday file, after checking every bar lies in a session and the steps agree."""
+    from marketdata.bars import in_session, infer_interval
+
+    stamps = pd.DatetimeIndex(frame[date_col])
+    inside = in_session(stamps, extended=extended)
+    if not inside.all():
+        row = int(np.flatnonzero(~inside)[0])
+        when = "04:00-20:00 on a session day" if extended else "the New York regular session (XNYS)"
+        raise DataError(f"timestamp {stamps[row]} on line {row + 2} of {path} is outside {when}; "
+                        f"keep only regular-hours bars (or load with extended hours)")
+    groups = [frame.index] if symbol_col is None else list(frame.groupby(symbol_col, sort=False).groups.values())
+    steps_of: list[tuple[int, int, tuple]] = []  # (row, minutes since that symbol's previous bar that day, key)
+    for number, rows in enumerate(groups):
+        order = pd.Series(stamps[np.asarray(rows)], index=np.asarray(rows)).sort_values()
+        minutes = order.to_numpy().astype("datetime64[m]").astype(np.int64)
+        days = order.dt.normalize().to_numpy()
+        steps_of += [(int(r), int(m), (number, day)) for r, m, day, keep
+                     in zip(order.index[1:], np.diff(minutes), days[1:], days[1:] == days[:-1]) if keep]
+    if not steps_of:
+        raise DataError(f"cannot tell the bar size in {path}: no day has two bars")
+    steps = np.array([m for _, m, _ in steps_of])
+    values, counts = np.unique(steps[steps > 0], return_counts=True)
+    size = int(values[np.argmax(counts)]) if len(values) else 0
+    # The first row (in file order) whose step from the bar before it is not a whole number of bars, or whose
+    # symbol's day runs on a finer or coarser grid than the file's bar size.
+    finest: dict[tuple, int] = {}
+    for _, minutes, key in steps_of:
+        finest[key] = min(finest.get(key, minutes), minutes)
+    bad = sorted((row, minutes) for row, minutes, key in steps_of
+                 if size == 0 or minutes % size or (finest[key] != size and minutes == finest[key]))
+    if bad:
+        row, step = bad[0]
+        raise DataError(f"mixed intervals in {path}: line {row + 2} ({stamps[row]}) comes {step} minutes after the "
+                        f"bar before it, while the file's bars are {size} minutes apart")
+    return infer_interval(pd.DatetimeIndex(stamps.unique()), origin=str(path))
 
 
 def _refuse_duplicated_columns(path: Path) -> None:
@@ -76,7 +146,7 @@ def _refuse_duplicated_columns(path: Path) -> None:
         seen.add(key)
 
 
-def _long(frame, lower, date_col, symbol_col, path):
+def _long(frame, lower, date_col, symbol_col, path, intraday: bool = False):
     close_col = lower.get("close") or lower.get("adj close") or lower.get("adj_close")
     if close_col is None:
         raise DataError(f"{path} has a symbol column but no close column")
@@ -84,7 +154,8 @@ def _long(frame, lower, date_col, symbol_col, path):
     dup = frame.duplicated([date_col, symbol_col])
     if dup.any():
         row = frame[dup].iloc[0]
-        raise DataError(f"duplicate date {row[date_col].date()} for {row[symbol_col]} in {path}")
+        shown = row[date_col] if intraday else row[date_col].date()
+        raise DataError(f"duplicate {'timestamp' if intraday else 'date'} {shown} for {row[symbol_col]} in {path}")
     closes = frame.pivot(index=date_col, columns=symbol_col, values=close_col)
     extra = {}
     for name in ("open", "high", "low"):

@@ -1,8 +1,17 @@
-"""Daily bars from Yahoo Finance (yfinance), through a durable on-disk cache.
+"""Daily and intraday bars from Yahoo Finance (yfinance), through a durable on-disk cache.
 
 :class:`YahooProvider` implements :class:`marketdata.provider.PriceProvider`. For each symbol it asks the cache
 which calendar ranges are missing, downloads only those with ``yf.download`` (symbols sharing a range go in one
 batched call, ``auto_adjust`` always passed explicitly), and writes the result back atomically.
+
+**Intraday** (``interval`` ``1m 5m 15m 1h``; daily is ``1d``): bars are stamped with their start in New York
+wall-clock time (see ``marketdata.bars``), regular-hours only unless ``extended`` (then Yahoo's pre- and
+post-market, 04:00-20:00), kept in their own cache folder per bar size (``yahoo-15m-adjusted``, ...). Yahoo
+serves them only so far back (:data:`INTRADAY_LIMITS`: 1m bars for the last 30 days, at most 7 days per request,
+so 1m ranges are fetched in 7-day chunks; 5m and 15m for 60 days; 1h for 730 days). A missing range beyond that
+is refused before anything is asked, with one line naming the interval and the limit; what the cache already
+holds is still served, also offline. Yahoo split-adjusts intraday bars but does not dividend-adjust them
+(``auto_adjust`` changes nothing there); the provenance says so.
 
 What can go wrong, and what happens:
 
@@ -13,7 +22,10 @@ What can go wrong, and what happens:
   ``incomplete`` in the provenance if part of the window could not be fetched), the others are named;
 * **corrupt cache file**: named with its path and left in place, never overwritten or deleted;
 * **split or dividend since the last fetch** (adjusted prices move retroactively): each incremental fetch
-  overlaps the cache by one bar, and a mismatch refetches that symbol's whole cached range.
+  overlaps the cache by one bar, and a mismatch refetches that symbol's whole cached range (daily bars; intraday
+  bars are kept as Yahoo served them, on the split basis of their ``fetched_at``);
+* **any other refusal** (HTTP 4xx such as 422, Yahoo's answer to a range it will not serve): named as
+  ``refused`` with Yahoo's reason, never cached as an empty range.
 
 How a failure is classified: yfinance swallows per-symbol errors into log lines, so the provider gives yfinance
 its own curl_cffi session subclass that records, per symbol, what Yahoo's chart endpoint answered (an HTTP status
@@ -46,7 +58,8 @@ import numpy as np
 import pandas as pd
 from curl_cffi import requests as curl_requests
 
-from marketdata.cache import CacheCorruptError, PriceCache, missing_ranges
+from marketdata.bars import Interval, completed_by, keep_session, parse_interval
+from marketdata.cache import CacheCorruptError, PriceCache, cache_kind, missing_ranges
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
 from marketdata.symbols import INVALID, describe_missing, split_symbols, with_missing
@@ -54,6 +67,22 @@ from marketdata.symbols import INVALID, describe_missing, split_symbols, with_mi
 log = logging.getLogger(__name__)
 
 SOURCE = "yfinance (Yahoo Finance daily bars)"
+INTRADAY_SOURCE = "yfinance (Yahoo Finance {interval} bars)"
+
+
+@dataclass(frozen=True)
+class YahooLimit:
+    """How far back Yahoo serves one bar size (``lookback_days``) and how many days one request may span."""
+
+    lookback_days: int
+    days_per_request: int | None = None
+
+
+# Yahoo's answers beyond these are HTTP 422 ("... The requested range must be within the last 30 days.",
+# "Only 8 days worth of 1m granularity data are allowed to be fetched per request."); 7-day 1m chunks stay
+# clear of the per-request rule, which has been 7 days in the past.
+INTRADAY_LIMITS: dict[str, YahooLimit] = {"1m": YahooLimit(30, 7), "5m": YahooLimit(60), "15m": YahooLimit(60),
+                                          "1h": YahooLimit(730)}
 OFFLINE_ENV_VAR = "PROPHETTREND_OFFLINE"
 _NEW_YORK = ZoneInfo("America/New_York")
 _ONE_DAY = dt.timedelta(days=1)
@@ -69,6 +98,7 @@ REASONS = {
     "network": "not cached, and Yahoo could not be reached",
     "offline": "not cached, and offline mode is on",
     "corrupt": "cache file unreadable",
+    "refused": "refused by Yahoo",
 }
 
 
@@ -96,6 +126,9 @@ class FetchReport:
     downloads: int = 0  # yf.download calls made
     cache_write_errors: dict[str, str] = field(default_factory=dict)
     unsaved: dict[str, tuple[pd.DataFrame, str]] = field(default_factory=dict, repr=False)  # cache not writable
+    interval: str = "1d"
+    extended: bool = False
+    restart: dict[str, tuple[dt.date, dt.date]] = field(default_factory=dict, repr=False)  # see _check_limits
 
     def failure_summary(self) -> str:
         """One line naming every failed symbol by reason, and how many loaded."""
@@ -105,7 +138,10 @@ class FetchReport:
         parts = []
         for reason, symbols in by_reason.items():
             shown = ", ".join(symbols[:12]) + (f" and {len(symbols) - 12} more" if len(symbols) > 12 else "")
-            parts.append(f"{shown} ({REASONS.get(reason, reason)})")
+            why = REASONS.get(reason, reason)
+            if reason == "refused" and self.details.get(symbols[0]):
+                why = f"{why}: {self.details[symbols[0]]}"
+            parts.append(f"{shown} ({why})")
         if "corrupt" in by_reason:
             parts.append(self.details[by_reason["corrupt"][0]])
         text = "; ".join(parts) if parts else "nothing failed"
@@ -157,6 +193,10 @@ def _classify(notes: list[str], got_rows: bool) -> str:
         return "server"
     if "http 404" in notes:
         return "unknown"
+    if notes and notes[-1].startswith("http 4"):
+        # Yahoo refuses a request it will not serve (422 for a range beyond its intraday limits) with an error
+        # body and no bars: that is not "no bars in the range", and must not be cached as such.
+        return "refused"
     return "empty" if notes else "network"
 
 
@@ -174,11 +214,25 @@ def _new_york_today() -> dt.date:
     return dt.datetime.now(_NEW_YORK).date()
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One fetch's bar size, session choice and cache folder."""
+
+    spec: Interval
+    extended: bool
+    cache: PriceCache
+
+    @property
+    def intraday(self) -> bool:
+        return self.spec.intraday
+
+
 class YahooProvider:
-    """Daily bars for many symbols from Yahoo Finance, cached on disk; see the module docstring.
+    """Daily and intraday bars for many symbols from Yahoo Finance, cached on disk; see the module docstring.
 
     ``adjusted`` is passed to yfinance as ``auto_adjust`` (splits and dividends folded into OHLC);
     ``offline`` (or ``PROPHETTREND_OFFLINE=1``) serves the cache only, without touching the network.
+    ``cache`` is the daily cache; :meth:`cache_for` gives the folder of any bar size.
     """
 
     name = "yfinance"
@@ -200,24 +254,60 @@ class YahooProvider:
         self._sleep = sleep
         self._session: _ObservedSession | None = None
 
+    def cache_for(self, interval: str = "1d", extended: bool = False) -> PriceCache:
+        """The cache folder of one bar size and session choice (``yahoo-15m-adjusted``, ...)."""
+        spec = parse_interval(interval)
+        if not spec.intraday:
+            return self.cache
+        kind = cache_kind("yahoo", spec.name, "adjusted" if self.adjusted else "raw", extended=extended)
+        return PriceCache(self.cache.root, adjusted=self.adjusted, interval=spec.name, kind=kind)
+
+    def earliest(self, interval: str) -> dt.date | None:
+        """The first date Yahoo still serves ``interval`` bars for (``None``: no limit, daily bars).
+
+        >>> YahooProvider(offline=True, today=lambda: dt.date(2024, 7, 31)).earliest("1m")
+        datetime.date(2024, 7, 2)
+        """
+        limit = INTRADAY_LIMITS.get(parse_interval(interval).name)
+        if limit is None:
+            return None
+        # Yahoo counts back from the moment of the request; a day that starts later than that still qualifies.
+        return self.today() - dt.timedelta(days=limit.lookback_days - 1)
+
     # ----------------------------------------------------------------------------------------------------------
     # PriceProvider
 
-    def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
-                start: dt.date | None = None, strict: bool = True) -> PriceData:
-        """Daily bars up to and including ``end``: the last ``bars`` rows, or from ``start``.
+    def history(self, symbols: Sequence[str], end: dt.date | dt.datetime, bars: int | None = None,
+                start: dt.date | None = None, strict: bool = True, interval: str = "1d",
+                extended: bool = False) -> PriceData:
+        """Bars up to and including ``end``: the last ``bars`` rows, or from ``start``.
+
+        Intraday: a date ``end`` includes that whole day, a datetime only the bars complete by then; a window
+        computed from ``bars`` is cut at the first date Yahoo still serves (see :data:`INTRADAY_LIMITS`), an
+        explicit ``start`` beyond it that the cache does not hold is an error.
 
         Raises :class:`DataError` naming every symbol that could not be had (and why); with ``strict=False`` those
         are dropped and listed in ``provenance["symbols_missing"]`` instead. Symbols served from the cache without
         their newest bars are listed in ``provenance["symbols_incomplete"]``.
         """
-        end = _as_date(end)
+        spec = parse_interval(interval)
+        end_day = _as_date(end)
         if start is None:
             if bars is None:
                 raise DataError("yfinance history needs bars= or start=")
+            per_day = 1 if not spec.intraday else max(1, (960 if extended else 390) // spec.minutes)
             # Calendar days that hold `bars` trading days, with room for holidays.
-            start = end - dt.timedelta(days=math.ceil(bars * 365 / 252) + 10)
-        data = self.load(symbols, _as_date(start), end, strict=strict)
+            start = end_day - dt.timedelta(days=math.ceil(bars / per_day * 365 / 252) + 10)
+            earliest = self.earliest(spec.name)
+            if earliest is not None and start < earliest and not self.offline:
+                start = min(earliest, end_day)
+        data = self.load(symbols, _as_date(start), end_day, strict=strict, interval=spec.name, extended=extended)
+        if spec.intraday and isinstance(end, dt.datetime):
+            moment = pd.Timestamp(end.astimezone(_NEW_YORK).replace(tzinfo=None) if end.tzinfo else end)
+            done = completed_by(data.closes.index, spec, moment)
+            if not done.any():
+                raise DataError(f"no {spec.name} bars complete by {moment} from yfinance")
+            data = data.between(None, data.closes.index[done][-1])
         if bars is not None and len(data) > bars:
             data = data.between(data.closes.index[-bars], None)
         return data
@@ -225,7 +315,8 @@ class YahooProvider:
     # ----------------------------------------------------------------------------------------------------------
 
     def load(self, symbols: Sequence[str], start: dt.date, end: dt.date, *, strict: bool = True,
-             progress: Callable[[int], None] | None = None, extra: dict | None = None) -> PriceData:
+             progress: Callable[[int], None] | None = None, extra: dict | None = None, interval: str = "1d",
+             extended: bool = False) -> PriceData:
         """Fetch what is missing and return the window as :class:`PriceData` with provenance.
 
         ``strict`` raises :class:`DataError` if any symbol failed; otherwise the failures, and junk symbols (empty,
@@ -238,10 +329,11 @@ class YahooProvider:
             symbols, junk = split_symbols(symbols)
             if not symbols:
                 raise DataError(f"yfinance {start}..{end}: no symbol left: {describe_missing({INVALID: junk})}")
-        report = self.fetch(symbols, start, end, progress=progress)
+        report = self.fetch(symbols, start, end, progress=progress, interval=interval, extended=extended)
         if report.failed and (strict or not report.frames):
             also = f"; {describe_missing({INVALID: junk})}" if junk else ""
-            raise DataError(f"yfinance {start}..{end}: {report.failure_summary()}{also}")
+            what = "" if report.interval == "1d" else f"{report.interval} "
+            raise DataError(f"yfinance {what}{start}..{end}: {report.failure_summary()}{also}")
         data = self.to_price_data(report, extra=extra)
         return with_missing(data, {INVALID: junk}) if junk else data
 
@@ -263,6 +355,7 @@ class YahooProvider:
             missing[reason].append(symbol)
         import yfinance
 
+        intraday = report.interval != "1d"
         provenance_extra = {
             "provider": self.name,
             "auto_adjust": self.adjusted,
@@ -272,33 +365,56 @@ class YahooProvider:
             "symbols_missing": dict(missing),
             "symbols_incomplete": dict(sorted(report.incomplete.items())),
             "fetched_at_oldest": min(report.fetched_at.values()) if report.fetched_at else None,
-            **(extra or {}),
         }
+        if intraday:
+            limit = INTRADAY_LIMITS[report.interval]
+            provenance_extra.update(
+                session="extended (04:00-20:00 New York)" if report.extended else "regular (XNYS sessions)",
+                timestamps="bar start, New York wall-clock time",
+                adjustment="split-adjusted by Yahoo as of fetched_at; intraday bars are not dividend-adjusted "
+                           "(auto_adjust has no effect on them)",
+                yahoo_limit={"lookback_days": limit.lookback_days, "days_per_request": limit.days_per_request})
+        provenance_extra.update(extra or {})
         return PriceData.from_closes(
-            closes, opens=opens, highs=ranges.get("highs"), lows=ranges.get("lows"), source=SOURCE,
+            closes, opens=opens, highs=ranges.get("highs"), lows=ranges.get("lows"),
+            source=INTRADAY_SOURCE.format(interval=report.interval) if intraday else SOURCE,
             adjusted=self.adjusted,
             fetched_at=max(report.fetched_at.values()) if report.fetched_at else None,
-            origin="yfinance", extra=provenance_extra,
+            origin="yfinance", extra=provenance_extra, interval=report.interval,
         )
 
     def fetch(self, symbols: Iterable[str], start: dt.date, end: dt.date, *,
-              progress: Callable[[int], None] | None = None) -> FetchReport:
-        """Fill the cache for ``symbols`` over ``start..end`` (only missing ranges) and read the window back."""
+              progress: Callable[[int], None] | None = None, interval: str = "1d",
+              extended: bool = False) -> FetchReport:
+        """Fill the cache for ``symbols`` over ``start..end`` (only missing ranges) and read the window back.
+
+        Intraday ranges Yahoo no longer serves raise :class:`DataError` before anything is asked (unless the
+        cache holds them, or offline mode is on: then the cache is served as it is).
+        """
+        spec = parse_interval(interval)
+        if spec.name not in ("1d", *INTRADAY_LIMITS):
+            raise DataError(f"yfinance does not serve {spec.name} bars here: use 1m, 5m, 15m, 1h or 1d")
+        job = _Job(spec, bool(extended) and spec.intraday, self.cache_for(spec.name, extended))
         start, end = _as_date(start), _as_date(end)
         if start > end:
             raise DataError(f"empty date range: start {start} is after end {end}")
         wanted = _unique_symbols(symbols)
-        report = FetchReport(start=start, end=end)
-        plan: dict[tuple[dt.date, dt.date], list[str]] = defaultdict(list)
+        report = FetchReport(start=start, end=end, interval=spec.name, extended=job.extended)
+        gaps: dict[str, list[tuple[dt.date, dt.date]]] = {}
         for symbol in wanted:
             try:
-                cached = self.cache.read(symbol)
+                cached = job.cache.read(symbol)
             except CacheCorruptError as exc:
                 report.failed[symbol] = "corrupt"
                 report.details[symbol] = str(exc)
                 continue
-            for gap in missing_ranges(cached, start, end):
-                plan[_widened(gap, cached)].append(symbol)
+            if job.intraday:
+                gaps[symbol] = [(lo, hi, cached) for lo, hi in missing_ranges(cached, start, end)]
+            else:
+                gaps[symbol] = [(*_widened(gap, cached), cached) for gap in missing_ranges(cached, start, end)]
+        if job.intraday and not self.offline:
+            gaps = self._check_limits(job, gaps, start, end)
+        plan = self._plan(job, gaps, report)
         planned = {s for syms in plan.values() for s in syms}
         if progress is not None and len(wanted) > len(planned):
             progress(len(wanted) - len(planned))  # already cached (or unreadable): nothing to wait for
@@ -308,55 +424,116 @@ class YahooProvider:
             if progress is not None:
                 progress(len(planned))
         elif plan:
-            unfetched = self._fill(plan, report, progress)
+            unfetched = self._fill(job, plan, report, progress)
         for symbol in wanted:
             if symbol in report.failed:
                 continue
-            self._read_window(symbol, report, unfetched.get(symbol))
+            self._read_window(job, symbol, report, unfetched.get(symbol))
         return report
 
     # ----------------------------------------------------------------------------------------------------------
 
-    def _fill(self, plan, report: FetchReport, progress) -> dict[str, str]:
+    def _check_limits(self, job: _Job, gaps, start: dt.date, end: dt.date):
+        """The gaps Yahoo can still serve; one line naming the interval, the limit and the symbols if the
+        requested window reaches back beyond it and the cache does not hold that part.
+
+        A gap that starts before the limit only because the cache's covered range ends long ago (the request
+        itself starts later) is cut at the limit; its first chunk then starts a new covered range (the old bars
+        stay in the file)."""
+        earliest = self.earliest(job.spec.name)
+        beyond = sorted(s for s, ranges in gaps.items() if any(lo < earliest and start < earliest
+                                                               for lo, _, _ in ranges))
+        if not beyond:
+            cut = {}
+            for symbol, ranges in gaps.items():
+                cut[symbol] = []
+                for lo, hi, cached in ranges:
+                    if lo < earliest:
+                        if hi < earliest:
+                            continue
+                        lo, cached = earliest, None  # a fresh covered range from the limit on
+                    cut[symbol].append((lo, hi, cached))
+            return cut
+        limit = INTRADAY_LIMITS[job.spec.name]
+        shown = ", ".join(beyond[:12]) + (f" and {len(beyond) - 12} more" if len(beyond) > 12 else "")
+        raise DataError(
+            f"yfinance serves {job.spec.name} bars only for the last {limit.lookback_days} days (from {earliest}); "
+            f"{start}..{end} is beyond that and not cached for {shown}: start on or after {earliest}, or use "
+            f"--source alpaca (years of intraday bars)")
+
+    def _plan(self, job: _Job, gaps, report: FetchReport) -> dict[tuple[dt.date, dt.date], list[str]]:
+        """Ranges to download, each with the symbols that miss it, in the order they extend the cache.
+
+        1m ranges are cut into chunks Yahoo serves in one request; a head gap's chunks run backwards from the
+        cache, a tail gap's forwards, so each merged chunk touches the covered range and a failed chunk leaves no
+        hole marked covered."""
+        limit = INTRADAY_LIMITS.get(job.spec.name)
+        step = limit.days_per_request if limit is not None else None
+        plan: dict[tuple[dt.date, dt.date], list[str]] = {}
+        for symbol, ranges in gaps.items():
+            for lo, hi, cached in sorted(ranges, key=lambda r: (r[0], r[1])):
+                chunks = [(lo, hi)]
+                if step:
+                    chunks = [(a, min(hi, a + dt.timedelta(days=step - 1)))
+                              for a in (lo + dt.timedelta(days=k) for k in range(0, (hi - lo).days + 1, step))]
+                    head = cached is not None and cached.covered is not None and hi < cached.covered[0]
+                    if head:
+                        chunks.reverse()
+                if cached is None and job.intraday:
+                    report.restart[symbol] = chunks[0]
+                for chunk in chunks:
+                    plan.setdefault(chunk, []).append(symbol)
+        return plan
+
+    def _fill(self, job: _Job, plan, report: FetchReport, progress) -> dict[str, str]:
         """Download every planned range in batches; returns symbol -> reason for ranges that stayed missing."""
         unfetched: dict[str, str] = {}
         refetch: dict[str, tuple[dt.date, dt.date]] = {}
         done_symbols: set[str] = set()
         offline = False
-        for (lo, hi), symbols in sorted(plan.items()):
+        planned = {s for syms in plan.values() for s in syms}
+        last_chunk = {s: chunk for chunk, syms in plan.items() for s in syms}
+        for (lo, hi), symbols in plan.items():
             for i in range(0, len(symbols), self.batch_size):
                 batch = symbols[i:i + self.batch_size]
                 if offline:  # one batch that reached nobody is enough: do not wait on every other batch
                     outcome = {s: ("network", None) for s in batch}
                 else:
-                    outcome = self._download_with_retry(batch, lo, hi, report)
+                    outcome = self._download_with_retry(job, batch, lo, hi, report)
                     offline = all(status == "network" for status, _ in outcome.values())
                 for symbol in batch:
                     status, frame = outcome[symbol]
                     if status in ("ok", "empty"):
-                        merged = self._merge(symbol, frame, lo, hi, report, check_overlap=True)
+                        merged = self._merge(job, symbol, frame, lo, hi, report, check_overlap=not job.intraday)
                         if merged is not None:
                             refetch[symbol] = merged
                     else:
                         unfetched.setdefault(symbol, status)
                 if progress is not None:
-                    progress(len([s for s in batch if s not in done_symbols]))
-                done_symbols.update(batch)
+                    # A symbol counts as done after its last chunk (1m ranges take several requests).
+                    finished = [s for s in batch if last_chunk[s] == (lo, hi) and s not in done_symbols]
+                    if finished:
+                        progress(len(finished))
+                    done_symbols.update(finished)
+        if progress is not None and len(done_symbols) < len(planned):
+            progress(len(planned) - len(done_symbols))
         # A split or dividend moved the adjusted history: refetch each such symbol's whole range once.
         for symbol, (lo, hi) in sorted(refetch.items()):
-            status, frame = self._download_with_retry([symbol], lo, hi, report)[symbol]
+            status, frame = self._download_with_retry(job, [symbol], lo, hi, report)[symbol]
             if status in ("ok", "empty"):
-                self._merge(symbol, frame, lo, hi, report, check_overlap=False)
+                self._merge(job, symbol, frame, lo, hi, report, check_overlap=False)
             else:
                 unfetched.setdefault(symbol, status)
         return unfetched
 
-    def _merge(self, symbol: str, frame: pd.DataFrame | None, lo: dt.date, hi: dt.date, report: FetchReport,
-               *, check_overlap: bool) -> tuple[dt.date, dt.date] | None:
+    def _merge(self, job: _Job, symbol: str, frame: pd.DataFrame | None, lo: dt.date, hi: dt.date,
+               report: FetchReport, *, check_overlap: bool) -> tuple[dt.date, dt.date] | None:
         """Write fetched bars over ``lo..hi`` into the cache; returns a range to refetch if adjustments moved."""
-        fetched = frame if frame is not None else _empty_bars()
-        fetched = fetched[(fetched.index >= pd.Timestamp(lo)) & (fetched.index <= pd.Timestamp(hi))]
-        cached = self.cache.read(symbol)
+        fetched = frame if frame is not None else _empty_bars(job.spec.name)
+        day_after = pd.Timestamp(hi + _ONE_DAY)
+        fetched = fetched[(fetched.index >= pd.Timestamp(lo)) & (fetched.index < day_after)]
+        cache = job.cache
+        cached = cache.read(symbol)
         # The bar of the current session may still change: it is stored, but its date is not marked covered.
         complete_hi = min(hi, self.today() - _ONE_DAY)
         if cached is not None and cached.covered is not None:
@@ -367,39 +544,55 @@ class YahooProvider:
                 both = both[(both >= pd.Timestamp(cached.covered[0])) & (both <= pd.Timestamp(cached.covered[1]))]
                 if len(both) and not np.allclose(old.loc[both, "close"], fetched.loc[both, "close"], rtol=1e-5):
                     return min(cached.covered[0], lo), max(cached.covered[1], hi)
-            keep = old[(old.index < pd.Timestamp(lo)) | (old.index > pd.Timestamp(hi))]
+            keep = old[(old.index < pd.Timestamp(lo)) | (old.index >= day_after)]
             bars = pd.concat([keep, fetched]).sort_index() if len(keep) else fetched
-            if check_overlap:
+            if report.restart.get(symbol) == (lo, hi):
+                covered = (lo, complete_hi) if complete_hi >= lo else None
+            elif not check_overlap and job.intraday:
+                touches = lo <= cached.covered[1] + _ONE_DAY and hi >= cached.covered[0] - _ONE_DAY
+                # A chunk that does not touch the covered range (an earlier chunk failed) is stored, not covered.
+                covered = (min(cached.covered[0], lo), max(cached.covered[1], complete_hi)) if touches \
+                    else cached.covered
+            elif check_overlap:
                 covered = (min(cached.covered[0], lo), max(cached.covered[1], complete_hi))
             else:
                 covered = (lo, complete_hi)
         else:
-            bars = fetched
+            bars = fetched if cached is None else pd.concat(
+                [cached.bars[(cached.bars.index < pd.Timestamp(lo)) | (cached.bars.index >= day_after)],
+                 fetched]).sort_index()
             covered = (lo, complete_hi) if complete_hi >= lo else None
         fetched_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        source = INTRADAY_SOURCE.format(interval=job.spec.name) if job.intraday else SOURCE
+        extra = {"source": source, "yahoo_symbol": yahoo_symbol(symbol), "auto_adjust": self.adjusted}
+        if job.intraday:
+            extra["session"] = "extended" if job.extended else "regular"
         try:
-            self.cache.write(symbol, bars, covered=covered, fetched_at=fetched_at,
-                             extra={"source": SOURCE, "yahoo_symbol": yahoo_symbol(symbol)})
+            cache.write(symbol, bars, covered=covered, fetched_at=fetched_at, extra=extra)
         except OSError as exc:
             # A read-only cache still lets this run use what it downloaded.
             report.cache_write_errors[symbol] = f"{exc.strerror or exc}"
+            previous = report.unsaved.get(symbol)
+            if previous is not None:
+                bars = pd.concat([previous[0][~previous[0].index.isin(bars.index)], bars]).sort_index()
             report.unsaved[symbol] = (bars, fetched_at)
             return None
         if symbol not in report.downloaded:
             report.downloaded.append(symbol)
         return None
 
-    def _read_window(self, symbol: str, report: FetchReport, unfetched: str | None) -> None:
+    def _read_window(self, job: _Job, symbol: str, report: FetchReport, unfetched: str | None) -> None:
         if symbol in report.unsaved:
             bars, fetched_at = report.unsaved[symbol]
         else:
             try:
-                cached = self.cache.read(symbol)
+                cached = job.cache.read(symbol)
             except CacheCorruptError as exc:
                 report.failed[symbol], report.details[symbol] = "corrupt", str(exc)
                 return
-            bars, fetched_at = (cached.bars, cached.fetched_at) if cached is not None else (_empty_bars(), None)
-        window = bars[(bars.index >= pd.Timestamp(report.start)) & (bars.index <= pd.Timestamp(report.end))]
+            bars, fetched_at = (cached.bars, cached.fetched_at) if cached is not None else \
+                (_empty_bars(job.spec.name), None)
+        window = bars[(bars.index >= pd.Timestamp(report.start)) & (bars.index < pd.Timestamp(report.end + _ONE_DAY))]
         window = window[window["close"].notna() & (window["close"] > 0)]
         if window.empty:
             if unfetched is not None:
@@ -415,7 +608,7 @@ class YahooProvider:
 
     # ----------------------------------------------------------------------------------------------------------
 
-    def _download_with_retry(self, symbols: list[str], lo: dt.date, hi: dt.date,
+    def _download_with_retry(self, job: _Job, symbols: list[str], lo: dt.date, hi: dt.date,
                              report: FetchReport) -> dict[str, tuple[str, pd.DataFrame | None]]:
         from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential_jitter
 
@@ -423,7 +616,7 @@ class YahooProvider:
         pending = list(symbols)
 
         def attempt() -> list[str]:
-            outcome = self._download_once(pending, lo, hi)
+            outcome = self._download_once(job, pending, lo, hi, report)
             report.downloads += 1
             results.update(outcome)
             transient = [s for s in pending if outcome[s][0] in TRANSIENT]
@@ -446,8 +639,10 @@ class YahooProvider:
         retrying(attempt)
         return results
 
-    def _download_once(self, symbols: list[str], lo: dt.date, hi: dt.date) -> dict[str, tuple[str, pd.DataFrame | None]]:
-        """One ``yf.download`` call; classifies each symbol as ok, empty, unknown, rate_limited, server, network."""
+    def _download_once(self, job: _Job, symbols: list[str], lo: dt.date, hi: dt.date,
+                       report: FetchReport | None = None) -> dict[str, tuple[str, pd.DataFrame | None]]:
+        """One ``yf.download`` call; classifies each symbol as ok, empty, unknown, rate_limited, server, network,
+        refused."""
         import yfinance as yf
         from yfinance.data import YfData
 
@@ -463,10 +658,10 @@ class YahooProvider:
                 clear()
             try:
                 frame = yf.download(
-                    list(by_yahoo), start=lo.isoformat(), end=(hi + _ONE_DAY).isoformat(), interval="1d",
+                    list(by_yahoo), start=lo.isoformat(), end=(hi + _ONE_DAY).isoformat(), interval=job.spec.name,
                     auto_adjust=self.adjusted, actions=False, threads=self.threads, progress=False,
                     group_by="column", session=session, timeout=self.timeout, ignore_tz=True, repair=False,
-                    keepna=False, multi_level_index=True,
+                    keepna=False, multi_level_index=True, prepost=job.extended,
                 )
             except Exception as exc:  # yfinance's own failures (not per symbol): one readable line
                 reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -476,8 +671,14 @@ class YahooProvider:
             log.debug("yfinance: %s", message)
         result: dict[str, tuple[str, pd.DataFrame | None]] = {}
         for ysym, symbol in by_yahoo.items():
-            bars = _bars_of(frame, ysym)
-            status = _classify(outcomes.get(ysym, []), got_rows=bars is not None and not bars.empty)
+            bars = _bars_of(frame, ysym, job.spec)
+            if bars is not None and job.intraday:
+                bars = keep_session(bars, extended=job.extended)  # New York sessions, not Yahoo's word for them
+            notes = outcomes.get(ysym, [])
+            status = _classify(notes, got_rows=bars is not None and not bars.empty)
+            if status == "refused" and report is not None:
+                said = next((m for m in messages if ysym in m), notes[-1])
+                report.details[symbol] = said.split(": ", 1)[-1].strip()[:240]
             result[symbol] = (status, bars if status in ("ok", "empty") else None)
         return result
 
@@ -517,21 +718,26 @@ class _ListHandler(logging.Handler):
         self.sink.append(record.getMessage())
 
 
-def _bars_of(frame: pd.DataFrame | None, ysym: str) -> pd.DataFrame | None:
+def _bars_of(frame: pd.DataFrame | None, ysym: str, spec: Interval | None = None) -> pd.DataFrame | None:
     if frame is None or frame.empty or not isinstance(frame.columns, pd.MultiIndex):
         return None
     if ysym not in frame.columns.get_level_values("Ticker"):
         return None
     bars = frame.xs(ysym, axis=1, level="Ticker").rename(columns=_COLUMNS)
     bars = bars[[c for c in _COLUMNS.values() if c in bars.columns]].dropna(subset=["close"])
-    bars.index = pd.DatetimeIndex(bars.index).normalize()
-    bars.index.name = "date"
+    if spec is not None and spec.intraday:
+        # ignore_tz=True leaves the exchange's wall clock: bar starts in New York time, as marketdata.bars wants.
+        bars.index = pd.DatetimeIndex(bars.index)
+        bars.index.name = "timestamp"
+    else:
+        bars.index = pd.DatetimeIndex(bars.index).normalize()
+        bars.index.name = "date"
     return bars.astype("float64")
 
 
-def _empty_bars() -> pd.DataFrame:
+def _empty_bars(interval: str = "1d") -> pd.DataFrame:
     frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in ("open", "high", "low", "close", "volume")})
-    frame.index = pd.DatetimeIndex([], name="date")
+    frame.index = pd.DatetimeIndex([], name="date" if interval == "1d" else "timestamp")
     return frame
 
 

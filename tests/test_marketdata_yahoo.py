@@ -342,3 +342,12 @@ def test_cache_folder_follows_the_environment(tmp_path, monkeypatch):
     assert Path(os.environ["PROPHETTREND_CACHE"]) == PriceCache().root
     with pytest.raises(CacheCorruptError.__mro__[1]):  # DataError
         PriceCache().path("../etc")
+
+
+def test_another_4xx_is_refused_named_and_never_cached_as_an_empty_range(stub, make):
+    provider = make()
+    stub.refuse_status["KO"] = (422, 2)  # yfinance asks a second time with its other cookie strategy
+    report = provider.fetch(["AAPL", "KO"], *JUNE)
+    assert report.failed == {"KO": "refused"} and "refused by Yahoo" in report.failure_summary()
+    assert provider.cache.read("KO") is None  # an empty "covered" range would hide June from every later run
+    assert sorted(provider.fetch(["AAPL", "KO"], *JUNE).frames) == ["AAPL", "KO"]

@@ -20,6 +20,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+import backtrader  # noqa: F401  (research-only: the re-run is a Backtrader backtest; keeps this out of the function zip)
 import pandas as pd
 
 from live.journal_read import error_text, filled_qty, get, orders, trading_date

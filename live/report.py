@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from live.drift import Drift, backtest_drift, decision_records
 from live.journal_read import JournalRead, error_text, filled_qty, get, moment, orders, trading_date
 
-SAMPLE_JOURNAL = Path(__file__).resolve().parent / "data" / "sample_journal.jsonl"
+SAMPLE_JOURNAL = Path(__file__).resolve().parent.parent / "notebooks" / "data" / "sample_journal.jsonl"  # replayed
 STATUS_ORDER = ["traded", "no_change", "dry_run", "market_closed", "busy", "unrecorded", "error"]
 STATUS_COLOURS = {"traded": "tab:green", "no_change": "tab:blue", "dry_run": "tab:cyan", "market_closed": "tab:gray",
                   "busy": "tab:orange", "unrecorded": "tab:purple", "error": "tab:red"}

@@ -1,7 +1,7 @@
 """Replayed cycles for the live report: ``live.cycle.run`` at 15:45 on the paper broker over a window of the bundled
 sample, optionally with one order refused by the broker (an injected event), written to a JSON-lines journal.
 
-``python tests/_replay_journal.py`` regenerates the bundled sample, ``live/data/sample_journal.jsonl`` (a replay,
+``python tests/_replay_journal.py`` regenerates the bundled sample, ``notebooks/data/sample_journal.jsonl`` (a replay,
 not a record of real trading).
 """
 
@@ -23,7 +23,7 @@ from brokers.paper import PaperBroker  # noqa: E402
 
 FIRST, LAST = dt.date(2022, 6, 1), dt.date(2022, 6, 29)  # 20 sessions; Juneteenth (observed June 20) inside
 REFUSAL = "asset is not tradable (injected by the replay)"
-SAMPLE = ROOT / "live" / "data" / "sample_journal.jsonl"
+SAMPLE = ROOT / "notebooks" / "data" / "sample_journal.jsonl"
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""``python -m deploy build|up|invoke|logs|status|down``: one repeatable command to run the strategy in AWS Lambda.
+"""``python -m deploy build|up|invoke|logs|status|report|down``: one repeatable command to run the strategy in AWS Lambda.
 
 See docs/deploy.md. Every AWS command takes --region, --profile and --endpoint-url (moto, LocalStack).
 """
@@ -84,6 +84,14 @@ def make_parser() -> argparse.ArgumentParser:
     _aws_flags(s)
     s.add_argument("--secret-backend", choices=["secretsmanager", "ssm"], default="secretsmanager")
     s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("--bucket", help="the bucket given to up, if any (its journal gives the last cycle)")
+    rp = sub.add_parser("report", help="the live report over the deployed journal (python -m live report)",
+                        formatter_class=HELP_FORMATTER)
+    _aws_flags(rp)
+    rp.add_argument("--bucket", help="the bucket given to up, if any")
+    from live.__main__ import add_report_flags
+
+    add_report_flags(rp, journal_required=False)
     d = sub.add_parser("down", help="remove what up created (the journal bucket stays)", formatter_class=HELP_FORMATTER)
     _aws_flags(d)
     d.add_argument("--bucket", help="the bucket given to up, if any")
@@ -187,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         state = status(cfg)
         print(json.dumps(state, indent=2, default=str) if args.json else render(state))
         return 0
+    if args.command == "report":
+        from deploy.report import report
+
+        return report(cfg, args.since, args.out, drift=not args.no_drift)
     if args.command == "down":
         from deploy.down import down
 

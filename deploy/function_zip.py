@@ -103,6 +103,8 @@ def function_manifest(root: Path = PROJECT_ROOT, entry: str = ENTRY) -> Function
         rel = path.relative_to(root)
         names = _imports_of(root, rel.as_posix())
         tops = {n.split(".")[0] for n in names if n}
+        if tops & RESEARCH_ONLY and rel.as_posix() != entry:
+            continue  # left out of the zip below, so what it imports (backtests, say) never ships either
         for top in sorted(tops):
             if top in project and top not in seen_packages:
                 seen_packages.add(top)

@@ -71,6 +71,9 @@ def status(cfg: DeployConfig, aws: Aws | None = None) -> dict[str, Any]:
         out["topic"] = {"Arn": topic_arn, "Subscriptions": [
             {"Protocol": s.get("Protocol"), "Endpoint": s.get("Endpoint"),
              "Confirmed": s.get("SubscriptionArn", "").startswith("arn:")} for s in subs]}
+    from deploy.report import last_cycle
+
+    out["last_cycle"] = last_cycle(cfg, aws)
     return out
 
 
@@ -102,4 +105,8 @@ def render(state: dict[str, Any]) -> str:
         lines.append(f"topic       {topic['Arn']}: {subs or 'no subscriptions'}")
     for a in state.get("alarms", []):
         lines.append(f"alarm       {a['Name']}: {a['State']} ({a['Metric']})")
+    if "last_cycle" in state:
+        from deploy.report import render_last_cycle
+
+        lines += render_last_cycle(state["last_cycle"])
     return "\n".join(lines)

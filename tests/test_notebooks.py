@@ -33,7 +33,7 @@ def _text(nb) -> str:
     return "\n".join(parts)
 
 
-@pytest.mark.parametrize("name", ["01_one_stock.ipynb", "02_backtest.ipynb"])
+@pytest.mark.parametrize("name", ["01_one_stock.ipynb", "02_backtest.ipynb", "03_live_report.ipynb"])
 def test_committed_without_outputs_and_with_a_parameters_cell(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbformat.validate(nb)
@@ -63,3 +63,14 @@ def test_backtest_notebook_runs_and_draws(monkeypatch):
     text = _text(nb)
     assert "prophet-trend backtest 2022-10-03 to 2022-12-28" in text and "SP500" in text
     assert "4 symbols" in text
+
+
+def test_live_report_notebook_reads_the_sample_journal_and_draws(monkeypatch):
+    monkeypatch.setenv("PROPHETTREND_NB_FAST", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = _execute("03_live_report.ipynb")
+    assert _outputs(nb, "error") == []
+    assert _images(nb) >= 3  # statuses, equity against benchmark and backtest, positions
+    text = _text(nb)
+    assert "statuses    error 1, market_closed 1, no_change 16, traded 4" in text
+    assert "refused by the broker" in text and "JNJ" in text

@@ -1,0 +1,70 @@
+"""``python -m live report --journal PATH|s3://bucket/prefix [--since DATE] [--out DIR]``: what the bot did.
+
+Writes ``live_report.html`` (one self-contained file) and ``live_summary.txt`` to ``--out`` and prints the summary.
+Exit codes: 0 the report was written (unreadable records, if any, are named in it); 2 bad input: no journal, an
+empty or foreign one, no cycles under the S3 prefix, ``--since`` after the last cycle (one ``error:`` line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from clitools import DefaultsHelpFormatter, OneLineErrorParser, UserError, guarded
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def add_report_flags(p: argparse.ArgumentParser, journal_required: bool = True) -> None:
+    if journal_required:
+        p.add_argument("--journal", required=True, metavar="PATH|s3://bucket/prefix",
+                       help="the cycles' journal: a JSON-lines file or an S3 prefix")
+    p.add_argument("--since", type=_date, default=None, metavar="DATE", help="only cycles on or after this date")
+    p.add_argument("--out", type=Path, default=Path("live_report"), help="folder for live_report.html")
+    p.add_argument("--no-drift", action="store_true", help="skip the backtest re-run (drift)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(prog="python -m live", description=__doc__, formatter_class=DefaultsHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    r = sub.add_parser("report", help="HTML report and text summary of the journal", formatter_class=DefaultsHelpFormatter)
+    add_report_flags(r)
+    return parser
+
+
+def report(journal: str, since: dt.date | None, out: Path, drift: bool = True, s3_client=None) -> int:
+    """Read, build, write, print; a :class:`~live.journal_read.JournalError` becomes a one-line ``UserError``."""
+    from live.journal_read import JournalError, read_journal
+    from live.report import build_report, summary_text, write_report
+
+    try:
+        read = read_journal(journal, since=since, s3_client=s3_client)
+    except JournalError as exc:
+        raise UserError(str(exc)) from None
+    built = build_report(read, drift=drift)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    page, _ = write_report(built, out)
+    print(summary_text(built))
+    print(f"report      {page}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return report(args.journal, args.since, args.out, drift=not args.no_drift)
+
+
+def run(argv: list[str] | None = None) -> int:
+    return guarded(main, OSError)(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

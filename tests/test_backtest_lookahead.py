@@ -55,3 +55,47 @@ def test_stop_loss_exits_trigger_on_the_first_close_through_the_stop_and_fill_at
         watched = closes.loc[buy["date"]:t.decision_date, t.symbol]  # from the entry's fill bar to the trigger
         assert watched.iloc[-1] <= level and (watched.iloc[:-1] > level).all()
         assert t.date > t.decision_date and t.price == pytest.approx(closes.at[t.date, t.symbol])  # the next close
+
+
+def test_with_highs_and_lows_a_stop_fills_inside_the_bar_at_its_price_or_the_gapped_open(tmp_path):
+    """OHLC data: the bracket's stop triggers on the bar's low and fills at the stop price (or at the open when the
+    bar opens through it), not at the close; the same run on closes only exits at a later close."""
+    import numpy as np
+
+    from strategies.base import Strategy
+
+    class BuyFirstDay(Strategy):
+        name = "buy-first"
+        warmup_bars = 1
+
+        def decide(self, closes, positions, cash):
+            return {"AAA": 0.5} if not positions and len(closes) and closes.index[-1] == closes.index[0] else (
+                {s: p.qty * closes[s].iloc[-1] / (cash + p.qty * closes[s].iloc[-1]) for s, p in positions.items()})
+
+    days = pd.bdate_range("2022-03-01", periods=12)
+    close = np.full(12, 100.0)
+    low = np.full(12, 99.5)
+    open_ = np.full(12, 100.0)
+    low[4] = 96.0            # day 4 dips through the 97.00 stop inside the bar and closes back at 100
+    rows = [f"{d.date()},AAA,{o},{max(o, c) + 0.5},{lo},{c}" for d, o, lo, c in zip(days, open_, low, close)]
+    path = tmp_path / "ohlc.csv"
+    path.write_text("date,symbol,open,high,low,close\n" + "\n".join(rows) + "\n")
+    from marketdata import load_csv
+
+    data = load_csv(path)
+    assert data.has_ranges
+    config = BacktestConfig(start=str(days[1].date()), end=str(days[-1].date()), benchmark="equal-weight",
+                            commission=0.0, rules=Rules(stop_loss=0.03, max_positions=None, max_order_notional=None))
+    ohlc = run_backtest(data, BuyFirstDay(), config)
+    stop = ohlc.trades[ohlc.trades["reason"] == "stop_loss"]
+    assert len(stop) == 1 and stop["price"].iloc[0] == pytest.approx(97.0) and stop["date"].iloc[0] == days[4]
+    # a gap: the bar opens below the stop, so the stop fills at that open
+    open_[4], low[4] = 95.0, 94.0
+    rows = [f"{d.date()},AAA,{o},{max(o, c) + 0.5},{lo},{c}" for d, o, lo, c in zip(days, open_, low, close)]
+    path.write_text("date,symbol,open,high,low,close\n" + "\n".join(rows) + "\n")
+    gapped = run_backtest(load_csv(path), BuyFirstDay(), config)
+    stop = gapped.trades[gapped.trades["reason"] == "stop_loss"]
+    assert len(stop) == 1 and stop["price"].iloc[0] == pytest.approx(95.0)
+    # closes only: the close never crosses 97, so no stop at all
+    closes_only = run_backtest(PriceData.from_closes(data.closes, source="closes"), BuyFirstDay(), config)
+    assert (closes_only.trades["reason"] != "stop_loss").all()

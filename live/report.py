@@ -30,6 +30,7 @@ from live.drift import Drift, backtest_drift, decision_records
 from live.journal_read import JournalRead, error_text, filled_qty, get, moment, orders, trading_date
 
 SAMPLE_JOURNAL = Path(__file__).resolve().parent.parent / "notebooks" / "data" / "sample_journal.jsonl"  # replayed
+REFUSED_STATUSES = ("refused", "rejected", "error")
 STATUS_ORDER = ["traded", "no_change", "dry_run", "market_closed", "busy", "unrecorded", "error"]
 STATUS_COLOURS = {"traded": "tab:green", "no_change": "tab:blue", "dry_run": "tab:cyan", "market_closed": "tab:gray",
                   "busy": "tab:orange", "unrecorded": "tab:purple", "error": "tab:red"}
@@ -48,6 +49,19 @@ class LiveReport:
     @property
     def counts(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.cycles["status"].value_counts().items()}
+
+    @property
+    def errors(self) -> pd.DataFrame:
+        """What went wrong, named: cycles that failed, and single orders the broker refused (the cycle went on)."""
+        c = self.cycles[self.cycles["error"] != ""]
+        rows = [{"time": r.time, "what": f"cycle {r.status}", "error": r.error, "cycle_id": r.cycle_id}
+                for r in c.itertuples()]
+        o = self.orders
+        refused = o[o["status"].isin(REFUSED_STATUSES) & (o["error"] != "")]
+        rows += [{"time": r.time, "what": f"{r.symbol} {r.side} refused", "error": r.error, "cycle_id": r.cycle_id}
+                 for r in refused.itertuples()]
+        frame = pd.DataFrame(rows, columns=["time", "what", "error", "cycle_id"])
+        return frame.sort_values("time", kind="stable").reset_index(drop=True)
 
 
 def _ny(record: dict) -> pd.Timestamp:
@@ -70,9 +84,9 @@ def _orders(records: list[dict]) -> pd.DataFrame:
                          "side": o["side"], "qty": o.get("qty"), "status": o.get("status"), "new": bool(o.get("new")),
                          "filled_qty": filled_qty(o), "filled_avg_price": o.get("filled_avg_price"),
                          "reason": o.get("reason"), "error": o.get("error") or "",
-                         "client_order_id": o.get("client_order_id")})
+                         "client_order_id": o.get("client_order_id"), "cycle_id": r.get("cycle_id")})
     return pd.DataFrame(rows, columns=["date", "time", "symbol", "side", "qty", "status", "new", "filled_qty",
-                                       "filled_avg_price", "reason", "error", "client_order_id"])
+                                       "filled_avg_price", "reason", "error", "client_order_id", "cycle_id"])
 
 
 def _prices(record: dict) -> dict[str, float]:
@@ -234,9 +248,8 @@ def summary_text(report: LiveReport) -> str:
     lines = [f"journal     {read.source}: {len(c)} cycles, {c['time'].min():%Y-%m-%d %H:%M} to "
              f"{c['time'].max():%Y-%m-%d %H:%M} New York",
              "statuses    " + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))]
-    errors = c[c["error"] != ""]
-    for row in errors.itertuples():
-        lines.append(f"error       {row.time:%Y-%m-%d %H:%M}: {row.error}")
+    for row in report.errors.itertuples():
+        lines.append(f"error       {row.time:%Y-%m-%d %H:%M}: {row.what}: {row.error}")
     o = report.orders
     lines.append(f"orders      {len(o)} ({int((o['filled_qty'] > 0).sum())} filled, "
                  f"{int(o['status'].isin(['error', 'refused', 'rejected']).sum())} refused or failed)")
@@ -295,8 +308,8 @@ def render(report: LiveReport) -> str:
         items = "".join(f"<li>{html.escape(u.where)}: {html.escape(u.why)}</li>" for u in report.read.unreadable)
         warn = (f'<div class="warn" id="unreadable">{len(report.read.unreadable)} record(s) could not be read and are '
                 f'left out:<ul>{items}</ul></div>')
-    errors = c[c["error"] != ""][["time", "status", "error", "cycle_id"]]
-    o = report.orders.drop(columns=["time"])
+    errors = report.errors
+    o = report.orders.drop(columns=["time", "cycle_id"])
     per_cycle = report.equity.reset_index()
     held = report.positions.groupby("date").apply(
         lambda g: ", ".join(f"{s} {q:g}" for s, q in zip(g["symbol"], g["qty"])), include_groups=False) \

@@ -72,5 +72,5 @@ def test_live_report_notebook_reads_the_sample_journal_and_draws(monkeypatch):
     assert _outputs(nb, "error") == []
     assert _images(nb) >= 3  # statuses, equity against benchmark and backtest, positions
     text = _text(nb)
-    assert "statuses    error 1, market_closed 1, no_change 16, traded 4" in text
+    assert "statuses    market_closed 1, no_change 16, traded 5" in text and "JNJ sell refused" in text
     assert "refused by the broker" in text and "JNJ" in text

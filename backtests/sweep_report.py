@@ -73,7 +73,7 @@ def write_heatmap(table: pd.DataFrame, x: str, y: str | None, metric: str, path:
             text = "" if np.isnan(value) else f"{value:.2f}"
             if times:
                 text += f"\nchosen {times}/{windows}"
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=2.5))
+                ax.add_patch(Rectangle((j - 0.44, i - 0.44), 0.88, 0.88, fill=False, edgecolor="red", lw=2.5))  # inset: neighbours never share an edge
             ax.text(j, i, text, ha="center", va="center",
                     color="white" if value < (low + high) / 2 else "black", fontsize=9)
     fig.colorbar(image, ax=list(axes), shrink=0.8)

@@ -122,6 +122,13 @@ def _load_from_source(spec: str, symbols: str | None, *, start: str | None, end:
     with progress(len(wanted), spec, enabled=None) as bar:
         bar.unit = "symbol"
         data = provider.load(wanted, lo, last, strict=True, interval=spec_i.name, progress=bar.update)
+    incomplete = data.provenance.get("symbols_incomplete") or {}
+    if incomplete:
+        # Served from the cache without the part that could not be fetched: the run would quietly end early.
+        why = next(iter(incomplete.values())).split(": ", 1)[-1]
+        raise DataError(f"{spec} {spec_i.name} {lo}..{last}: part of the window could not be fetched for "
+                        f"{', '.join(sorted(incomplete))} ({why}); their cached bars are kept (to "
+                        f"{data.closes.index[-1].date()}): retry later, or end the run by then")
     return data
 
 
@@ -166,7 +173,9 @@ def format_summary(s: dict) -> str:
     width = max(len(r[0]) for r in rows)
     bench_name = b["name"] if len(b["name"]) <= 22 else "equal-weight B&H"
     title = s.get("strategy", {}).get("name", "ProphetTrend")
-    shape = (f"{s['bars']} slots in {s['sessions']} sessions, {s['interval']} bars, every {s['cadence']['cadence']}"
+    n = s.get("sessions", 0)
+    shape = (f"{s['bars']} slots in {n} session{'s' if n != 1 else ''}, {s['interval']} bars, every "
+             f"{s['cadence']['cadence']}"
              if intraday and "sessions" in s else f"{s['bars']} bars")
     lines = [f"{title} backtest {s['start']} to {s['end']} ({shape}, {len(s['symbols'])} symbols)",
              f"{'':{width}}  {'strategy':>14}  {bench_name:>16}"]

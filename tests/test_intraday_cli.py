@@ -234,3 +234,54 @@ def test_a_15_minute_backtest_on_alpaca_bars_and_a_429_storm_keeps_the_cache(alp
     assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "storm").exists()
     line = _bad(["--data", "alpaca", *FAST, "--out", str(tmp_path / "none")], capsys)
     assert line == "error: --data alpaca needs --symbols (or a universe of symbols in the config) for 15m bars"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Live: one Alpaca for prices and trading, at a 15-minute slot
+
+
+def test_a_live_cycle_at_a_slot_on_alpaca_data_and_the_alpaca_broker_decides_on_bars_complete_before_it(tmp_path):
+    """BROKER=alpaca against the trading stand-in and MARKET_DATA=alpaca against the data stand-in, with ONE pair
+    of keys (the data stand-in is given the trading one's); its bars are SYNTHETIC. The data source already has
+    bars after the slot (its clock runs ahead): the cycle must still decide on the bars complete at the slot."""
+    from _alpaca_data_stub import alpaca_data_stub
+    from _alpaca_stub import alpaca_stub
+    from _live_env import live_env
+    from live.cycle import run
+    from marketdata.alpaca_data import AlpacaDataConfig, AlpacaDataProvider
+    from strategies import ProphetTrend
+
+    slot = "2024-07-01T11:30:00-04:00"
+    symbols = ["AAPL", "KO", "MSFT"]
+    with alpaca_stub() as trading, alpaca_data_stub(key_id=trading.key_id) as data:
+        data.state.secret = trading.secret  # the same keys serve both, as on Alpaca
+        data.state.now = dt.datetime(2024, 7, 1, 15, 0, tzinfo=dt.timezone(dt.timedelta(hours=-4)))
+        trading.state.set_now(slot)
+        trading.state.fill_market_orders = True
+        reference = AlpacaDataProvider(AlpacaDataConfig(trading.key_id, trading.secret, url=data.url),
+                                       cache_dir=tmp_path / "ref")
+        params = dict(bar="15m", top_n=2, lookback=10, history=60, horizon=2, refit_every=4, band=0.0005)
+        window = ProphetTrend(**params).warmup_bars + 1
+        seen = reference.history(symbols, end=dt.datetime.fromisoformat(slot), bars=window, interval="15m")
+        assert seen.closes.index[-1] == pd.Timestamp("2024-07-01 11:15")  # the bar that completes at the slot
+        last = seen.closes.iloc[-1]
+        trading.state.prices.update({s: float(last[s]) for s in symbols})
+        env = live_env(tmp_path / "live", BROKER="alpaca", MARKET_DATA="alpaca", APCA_API_DATA_URL=data.url,
+                       PROPHETTREND_CACHE=str(tmp_path / "cache"), CADENCE="15min", UNIVERSE=",".join(symbols),
+                       MAX_POSITIONS="none", **{f"STRATEGY_{k.upper()}": str(v) for k, v in params.items()},
+                       **trading.env())
+        requests_before = len(data.state.bars_requests())
+        summary = run({}, env=env)  # the time is the trading stand-in's clock: the slot
+        assert summary["status"] in ("traded", "no_change"), summary
+        assert summary["broker"] == "alpaca-paper" and summary["decision"]["due"]
+        assert summary["provenance"]["data"]["provider"] == "alpaca"
+        assert len(data.state.bars_requests()) > requests_before, "prices must come from Alpaca's data API"
+        assert all(r["timeframe"] == "15Min" for r in data.state.bars_requests())
+        expected = ProphetTrend(**params).decide(seen.closes, {}, 100_000.0)
+        got = {s: sig["decision"] for s, sig in summary["signals"].items()}
+        assert got == {s: sig.action for s, sig in expected.signals.items()}
+        assert {s: round(sig["forecast"], 6) for s, sig in summary["signals"].items() if sig.get("forecast")} == \
+               {s: round(sig.forecast, 6) for s, sig in expected.signals.items() if getattr(sig, "forecast", None)}
+        sent = trading.state.submitted()
+        assert sorted(b["client_order_id"] for b in sent) == sorted(o["client_order_id"] for o in summary["orders"])
+        assert all("s46-" in o["client_order_id"] for o in summary["orders"])  # 11:30 is slot 46 of 15 minutes

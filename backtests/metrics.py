@@ -1,5 +1,10 @@
 """Performance metrics from an equity curve (daily bars, 252 a year, risk-free rate 0).
 
+Intraday curves (one row per slot, timestamps with a time of day) are annualised by **sessions, not bars**:
+returns, Sharpe, Sortino, volatility, CAGR, alpha, the rolling and period statistics all count the equity at each
+session's last slot (preceded by the starting equity, so the first session's return is in), 252 sessions a
+year (:func:`session_equity`). Drawdowns are measured on every slot: a dip inside a session is a real one.
+
 Example:
     >>> import pandas as pd
     >>> eq = pd.Series([100.0, 110.0, 99.0, 121.0], index=pd.bdate_range("2022-01-03", periods=4))
@@ -19,8 +24,44 @@ import pandas as pd
 BARS_PER_YEAR = 252
 
 
+def is_intraday(index) -> bool:
+    """Whether an equity index has times of day (an intraday run's slots), rather than one row per date.
+
+    >>> is_intraday(pd.DatetimeIndex(["2022-06-01 09:45", "2022-06-01 10:00"])), is_intraday(pd.bdate_range("2022-06-01", periods=2))
+    (True, False)
+    """
+    idx = pd.DatetimeIndex(index)
+    return bool(len(idx)) and bool((idx != idx.normalize()).any())
+
+
+def session_equity(equity: pd.Series) -> pd.Series:
+    """The curve the annualised statistics count: for intraday equity, the starting equity followed by each
+    session's last slot (indexed by the session's date; the start one day before the first); daily equity as it is.
+
+    >>> eq = pd.Series([100.0, 98.0, 103.0, 101.0, 104.0], index=pd.DatetimeIndex(
+    ...     ["2022-06-01 09:45", "2022-06-01 12:00", "2022-06-01 15:45", "2022-06-02 09:45", "2022-06-02 15:45"]))
+    >>> session_equity(eq).tolist(), [d.date().isoformat() for d in session_equity(eq).index]
+    ([100.0, 103.0, 104.0], ['2022-05-31', '2022-06-01', '2022-06-02'])
+    """
+    if not is_intraday(equity.index):
+        return equity
+    closes = equity.groupby(pd.DatetimeIndex(equity.index).normalize()).last()
+    start = pd.Series([equity.iloc[0]], index=pd.DatetimeIndex([closes.index[0] - pd.Timedelta(days=1)]))
+    out = pd.concat([start, closes])
+    out.index.name = equity.index.name
+    return out
+
+
 def performance(equity: pd.Series) -> dict[str, float]:
-    """total_return, cagr, sharpe, sortino, max_drawdown (a positive fraction) and annualised volatility."""
+    """total_return, cagr, sharpe, sortino, max_drawdown (a positive fraction) and annualised volatility.
+
+    Intraday equity: everything but the drawdown from the session curve (:func:`session_equity`), the
+    drawdown from every slot."""
+    if is_intraday(equity.index):
+        perf = performance(session_equity(equity))
+        if len(equity) >= 2 and float(equity.iloc[0]) > 0:
+            perf["max_drawdown"] = float(drawdown(equity.astype("float64")).max())
+        return perf
     values = equity.astype("float64").to_numpy()
     if len(values) < 2 or values[0] <= 0:
         return {k: 0.0 for k in ("total_return", "cagr", "sharpe", "sortino", "max_drawdown", "volatility")}
@@ -115,7 +156,7 @@ def relative(equity: pd.Series, benchmark: pd.Series) -> dict[str, float]:
     >>> round(relative(2 * bench - 100.0, bench)["correlation"], 6) > 0.99
     True
     """
-    r, b = daily_returns(equity), daily_returns(benchmark)
+    r, b = daily_returns(session_equity(equity)), daily_returns(session_equity(benchmark))
     if len(r) < 2 or float(b.var(ddof=0)) == 0:
         return {"alpha": 0.0, "beta": 0.0, "information_ratio": 0.0, "correlation": 0.0, "tracking_error": 0.0}
     beta = float(((r - r.mean()) * (b - b.mean())).mean() / b.var(ddof=0))
@@ -157,7 +198,7 @@ def drawdown_periods(equity: pd.Series) -> pd.DataFrame:
 
 def period_returns(equity: pd.Series, freq: str) -> pd.Series:
     """Compounded returns per calendar period (``"M"`` months, ``"Y"`` years), labelled by the period's start."""
-    r = daily_returns(equity)
+    r = daily_returns(session_equity(equity))
     if r.empty:
         return pd.Series(dtype="float64")
     grouped = (1.0 + r).groupby(r.index.to_period(freq)).prod() - 1.0
@@ -176,8 +217,9 @@ def monthly_table(equity: pd.Series) -> pd.DataFrame:
 
 
 def rolling_stats(equity: pd.Series, window: int = 63) -> pd.DataFrame:
-    """Rolling annualised Sharpe and volatility over ``window`` bars (NaN until the window is full)."""
-    r = daily_returns(equity)
+    """Rolling annualised Sharpe and volatility over ``window`` bars (sessions for intraday equity; NaN until the
+    window is full)."""
+    r = daily_returns(session_equity(equity))
     mean, std = r.rolling(window).mean(), r.rolling(window).std(ddof=1)
     return pd.DataFrame({"sharpe": mean / std.where(std > 0) * math.sqrt(BARS_PER_YEAR),
                          "volatility": std * math.sqrt(BARS_PER_YEAR)})
@@ -185,9 +227,10 @@ def rolling_stats(equity: pd.Series, window: int = 63) -> pd.DataFrame:
 
 def extended(equity: pd.Series, benchmark: pd.Series) -> dict[str, Any]:
     """The tearsheet's return statistics: Calmar, profit factor, longest drawdown, best and worst day and month,
-    and the benchmark-relative ones under ``relative``."""
+    and the benchmark-relative ones under ``relative``. Intraday equity: "day" is a session (its last slot against
+    the previous session's), the longest drawdown is measured on every slot."""
     perf = performance(equity)
-    r = daily_returns(equity)
+    r = daily_returns(session_equity(equity))
     months = period_returns(equity, "M")
     periods = drawdown_periods(equity)
     longest = periods.sort_values("days", ascending=False, kind="stable").head(1)

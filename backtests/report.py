@@ -24,7 +24,8 @@ def focus_symbol(result: BacktestResult) -> str | None:
     if len(result.trades):
         from backtests import round_trips as rt
 
-        trips = rt.round_trips(result.trades, result.closes.reindex(result.equity.index))
+        _, closes = rt.on_equity_clock(result.trades, result.closes, result.equity.index, result.summary.get("interval"))
+        trips = rt.round_trips(result.trades, closes)
         pnl = trips.groupby("symbol")["pnl"].sum()
         return str(sorted(pnl.index, key=lambda s: (-abs(pnl[s]), s))[0])
     if len(result.forecasts):

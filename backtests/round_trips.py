@@ -55,6 +55,39 @@ class ConcentrationRule:
     share_of_days: float = 0.10
 
 
+def on_equity_clock(trades: pd.DataFrame, closes: pd.DataFrame, equity_index: pd.DatetimeIndex,
+                    interval: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Trades and closes stamped as the equity curve is, for :func:`replay` and :func:`round_trips`.
+
+    Daily runs need nothing: a row is a date, fills and closes carry it. An intraday run's equity row is stamped
+    at the slot and valued at the close of the bar that ended there, while closes are stamped at their bar's
+    start and a fill at the start of the bar whose open filled it; both move one bar on, onto the row whose
+    valuation first includes them (a fill in the session's last bar, which ends at the close and has no slot,
+    onto the next session's first row).
+
+    >>> bars = pd.DatetimeIndex(["2022-06-01 09:30", "2022-06-01 09:45"])
+    >>> closes = pd.DataFrame({"A": [10.0, 11.0]}, index=bars)
+    >>> fills = pd.DataFrame([{"date": bars[1], "symbol": "A", "side": "buy", "qty": 1, "price": 10.5,
+    ...                        "value": 10.5, "commission": 0.0}])
+    >>> t, c = on_equity_clock(fills, closes, bars + pd.Timedelta(minutes=15), "15m")
+    >>> str(t["date"].iloc[0]), c["A"].tolist()
+    ('2022-06-01 10:00:00', [10.0, 11.0])
+    """
+    if interval in (None, "1d"):
+        return trades, closes.reindex(equity_index)
+    from marketdata.bars import parse_interval
+
+    length = parse_interval(interval).length
+    moved = trades.copy()
+    rows = pd.DatetimeIndex(equity_index)
+    ends = pd.DatetimeIndex(pd.to_datetime(moved["date"])) + length
+    at = rows.searchsorted(ends)
+    moved["date"] = [rows[i] if i < len(rows) else e for i, e in zip(at, ends)]
+    shifted = closes.copy()
+    shifted.index = pd.DatetimeIndex(closes.index) + length
+    return moved, shifted.reindex(equity_index)
+
+
 def _signed(trades: pd.DataFrame) -> pd.DataFrame:
     t = trades.copy()
     t["date"] = pd.to_datetime(t["date"])

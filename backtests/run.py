@@ -42,8 +42,9 @@ def build_parser() -> OneLineErrorParser:
         formatter_class=DefaultsHelpFormatter,
     )
     g = p.add_argument_group("data and window")
-    g.add_argument("--data", default=None, help="'sample' (bundled, offline; the default), 'yfinance', or a CSV file "
-                   "(long or wide)")
+    g.add_argument("--data", default=None, help="'sample' (bundled, offline; the default), 'yfinance', 'alpaca' "
+                   "(APCA_API_KEY_ID/APCA_API_SECRET_KEY), or a CSV file (long or wide; intraday when its timestamps "
+                   "have a time of day); yfinance and alpaca fetch bars of the strategy's --bar")
     g.add_argument("--symbols", default=None, help="comma-separated symbols to trade (default: the config's universe, "
                    "else every symbol in the data)")
     g.add_argument("--start", default=None, help=f"first trading day; earlier rows warm the strategy up ({RUN_DEFAULTS['start']})")
@@ -72,26 +73,63 @@ def run_settings(args, config: StrategyConfig) -> dict:
     if isinstance(settings.get("symbols"), (list, tuple)):
         settings["symbols"] = ",".join(settings["symbols"])
     data = str(settings["data"])
-    if data not in ("sample", "yfinance") and not data.startswith("csv:"):
+    if data not in ("sample", "yfinance", "alpaca") and not data.startswith("csv:"):
         settings["data"] = str(Path(data).resolve())  # a config written by this run must find the file again
     return settings
 
 
 def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: str | None = None,
-              warmup_bars: int = 0) -> tuple[PriceData, pd.Series | None]:
+              warmup_bars: int = 0, interval: str = "1d") -> tuple[PriceData, pd.Series | None]:
     """The prices named by ``--data`` and the index series for the benchmark (only the sample has one).
 
-    yfinance fetches only ``start`` - ``warmup_bars`` .. ``end`` (through its cache)."""
+    yfinance and alpaca fetch only ``start`` - ``warmup_bars`` .. ``end`` (through their caches), in bars of
+    ``interval`` (the strategy's ``bar``); a CSV file's bar size is what its timestamps say."""
     index = load_sample_index() if spec == "sample" else None
-    if spec == "yfinance":
+    if spec == "yfinance" and interval == "1d":
         from marketdata.yahoo_cli_support import load_yfinance_for_backtest
 
         data = load_yfinance_for_backtest(symbols, start=start, end=end, warmup_bars=warmup_bars)
+    elif spec in ("yfinance", "alpaca"):
+        data = _load_from_source(spec, symbols, start=start, end=end, warmup_bars=warmup_bars, interval=interval)
     else:  # the sample or a CSV file, opened as the live cycle opens MARKET_DATA
         data = open_provider(spec).data
     if symbols:
         data = data.select(symbols.split(","))
     return data, index
+
+
+def _load_from_source(spec: str, symbols: str | None, *, start: str | None, end: str | None, warmup_bars: int,
+                      interval: str) -> PriceData:
+    """Bars of ``interval`` from Alpaca (any size) or yfinance (intraday, within Yahoo's limits), with enough
+    sessions before ``start`` to warm the strategy up."""
+    import datetime as dt
+    import math
+
+    from marketdata.bars import parse_interval
+
+    wanted = [s.strip().upper() for s in (symbols or "").split(",") if s.strip()]
+    if not wanted:
+        raise DataError(f"--data {spec} needs --symbols (or a universe of symbols in the config) for {interval} bars")
+    try:
+        first, last = dt.date.fromisoformat(str(start)), dt.date.fromisoformat(str(end))
+    except ValueError:
+        raise DataError(f"--start and --end must be dates (YYYY-MM-DD), got {start!r} and {end!r}") from None
+    spec_i = parse_interval(interval)
+    per_session = 1 if not spec_i.intraday else max(1, 390 // spec_i.minutes)
+    sessions = math.ceil(warmup_bars / per_session) + 1
+    lo = first - dt.timedelta(days=math.ceil(sessions * 365 / 252) + (14 if not spec_i.intraday else 4))
+    provider = open_provider(spec)
+    with progress(len(wanted), spec, enabled=None) as bar:
+        bar.unit = "symbol"
+        data = provider.load(wanted, lo, last, strict=True, interval=spec_i.name, progress=bar.update)
+    incomplete = data.provenance.get("symbols_incomplete") or {}
+    if incomplete:
+        # Served from the cache without the part that could not be fetched: the run would quietly end early.
+        why = next(iter(incomplete.values())).split(": ", 1)[-1]
+        raise DataError(f"{spec} {spec_i.name} {lo}..{last}: part of the window could not be fetched for "
+                        f"{', '.join(sorted(incomplete))} ({why}); their cached bars are kept (to "
+                        f"{data.closes.index[-1].date()}): retry later, or end the run by then")
+    return data
 
 
 def resolve_benchmark(choice: str, index: pd.Series | None) -> str:
@@ -109,16 +147,17 @@ def resolve_benchmark(choice: str, index: pd.Series | None) -> str:
 def format_summary(s: dict) -> str:
     """The summary as a two-column table, strategy vs benchmark."""
     b = s["benchmark"]
+    intraday = s.get("interval", "1d") != "1d"
     rows = [
         ("Total return", f"{s['total_return']:+.2%}", f"{b['total_return']:+.2%}"),
         ("CAGR", f"{s['cagr']:+.2%}", f"{b['cagr']:+.2%}"),
-        ("Sharpe (252, rf 0)", f"{s['sharpe']:.2f}", f"{b['sharpe']:.2f}"),
+        ("Sharpe (252 sessions, rf 0)" if intraday else "Sharpe (252, rf 0)", f"{s['sharpe']:.2f}", f"{b['sharpe']:.2f}"),
         ("Sortino", f"{s['sortino']:.2f}", ""),
         ("Max drawdown", f"{s['max_drawdown']:.2%}", f"{b['max_drawdown']:.2%}"),
         ("Volatility", f"{s['volatility']:.2%}", ""),
         ("Orders executed", f"{s['trades']}", ""),
         ("Round trips / win rate", f"{s['round_trips']} / {s['win_rate']:.0%}", ""),
-        ("Exposure (bars invested)", f"{s['exposure']:.0%}", ""),
+        ("Exposure (slots invested)" if intraday else "Exposure (bars invested)", f"{s['exposure']:.0%}", ""),
         ("Final equity", f"{s['final_equity']:,.0f}", ""),
     ]
     if "calmar" in s:  # the tearsheet's statistics, once write_outputs has added them
@@ -126,14 +165,19 @@ def format_summary(s: dict) -> str:
         rows[6:6] = [
             ("Calmar", f"{s['calmar']:.2f}", ""),
             ("Longest drawdown", f"{s['longest_drawdown']['days']} days", ""),
-            ("Worst day / month", f"{s['worst_day']['return']:+.2%} / {s['worst_month']['return']:+.2%}", ""),
+            ("Worst session / month" if intraday else "Worst day / month",
+             f"{s['worst_day']['return']:+.2%} / {s['worst_month']['return']:+.2%}", ""),
             ("Alpha / beta", f"{rel['alpha']:+.2%} / {rel['beta']:.2f}", ""),
             ("Information ratio", f"{rel['information_ratio']:.2f}", ""),
         ]
     width = max(len(r[0]) for r in rows)
     bench_name = b["name"] if len(b["name"]) <= 22 else "equal-weight B&H"
     title = s.get("strategy", {}).get("name", "ProphetTrend")
-    lines = [f"{title} backtest {s['start']} to {s['end']} ({s['bars']} bars, {len(s['symbols'])} symbols)",
+    n = s.get("sessions", 0)
+    shape = (f"{s['bars']} slots in {n} session{'s' if n != 1 else ''}, {s['interval']} bars, every "
+             f"{s['cadence']['cadence']}"
+             if intraday and "sessions" in s else f"{s['bars']} bars")
+    lines = [f"{title} backtest {s['start']} to {s['end']} ({shape}, {len(s['symbols'])} symbols)",
              f"{'':{width}}  {'strategy':>14}  {bench_name:>16}"]
     lines += [f"{name:{width}}  {a:>14}  {bb:>16}" for name, a, bb in rows]
     if s.get("concentration", {}).get("warning"):
@@ -154,22 +198,25 @@ def write_outputs(result: BacktestResult, out: Path, *, plot: bool, overwrite: b
     from backtests.tearsheet import run_statistics
 
     result.summary.update(run_statistics(result))
+    interval = result.summary.get("interval")
+    # Intraday rows are slots (equity) and fill or decision times (trades): keep the time of day.
+    stamp = "%Y-%m-%d" if interval in (None, "1d") else "%Y-%m-%d %H:%M"
     with staged_dir(out, overwrite) as stage:
         write_json(stage / "summary.json", result.summary)
         if config_toml is not None:
             (stage / "config.toml").write_text(config_toml, encoding="utf-8")
         if result.skipped is not None and len(result.skipped):
-            result.skipped.to_csv(stage / "skipped.csv", index=False, date_format="%Y-%m-%d")
+            result.skipped.to_csv(stage / "skipped.csv", index=False, date_format=stamp)
         eq = result.equity[["equity", "benchmark", "cash"]].round(2)  # money in cents
-        eq.to_csv(stage / "equity.csv", index_label="date", date_format="%Y-%m-%d")
+        eq.to_csv(stage / "equity.csv", index_label="date", date_format=stamp)
         trades = result.trades.round({"price": PRICE_DECIMALS, "value": 2, "commission": 2})
-        trades.to_csv(stage / "trades.csv", index=False, date_format="%Y-%m-%d")
-        closes = result.closes.reindex(result.equity.index)
+        trades.to_csv(stage / "trades.csv", index=False, date_format=stamp)
+        moved, closes = rt.on_equity_clock(result.trades, result.closes, result.equity.index, interval)
         trips = rt.round_trips(result.trades, closes)
         trips.round({"entry_price": PRICE_DECIMALS, "exit_price": PRICE_DECIMALS, "pnl": 2, "return": 6}).to_csv(
-            stage / "round_trips.csv", index=False, date_format="%Y-%m-%d")
-        book = rt.replay(result.trades, closes, result.equity, float(result.summary["config"]["cash"]))
-        book.weights.round(6).to_csv(stage / "positions.csv", index_label="date", date_format="%Y-%m-%d")
+            stage / "round_trips.csv", index=False, date_format=stamp)
+        book = rt.replay(moved, closes, result.equity, float(result.summary["config"]["cash"]))
+        book.weights.round(6).to_csv(stage / "positions.csv", index_label="date", date_format=stamp)
         if plot:
             from backtests.report import write_report
             from backtests.tearsheet import write_tearsheet
@@ -189,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]),
                    commission=float(settings["commission"]), rules=config.rules)  # cash, dates: checked now too
     data, index = load_data(settings["data"], settings.get("symbols"), start=settings["start"], end=settings["end"],
-                            warmup_bars=strategy.warmup_bars)
+                            warmup_bars=strategy.warmup_bars, interval=str(getattr(strategy, "bar", None) or "1d"))
     run_config = BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]),
                                 commission=float(settings["commission"]),
                                 benchmark=resolve_benchmark(settings["benchmark"], index), rules=config.rules)

@@ -40,8 +40,8 @@ def run_statistics(result: BacktestResult, rule: rt.ConcentrationRule = rt.Conce
 def _parts(result: BacktestResult, rule: rt.ConcentrationRule) -> dict[str, Any]:
     eq = result.equity
     cash = float(result.summary.get("config", {}).get("cash", eq["equity"].iloc[0]))
-    closes = result.closes.reindex(eq.index)
-    book = rt.replay(result.trades, closes, eq, cash)
+    moved, closes = rt.on_equity_clock(result.trades, result.closes, eq.index, result.summary.get("interval"))
+    book = rt.replay(moved, closes, eq, cash)
     trips = rt.round_trips(result.trades, closes)
     per_symbol = rt.by_symbol(trips, book)
     conc = rt.concentration(book)
@@ -57,6 +57,13 @@ def _parts(result: BacktestResult, rule: rt.ConcentrationRule) -> dict[str, Any]
     }
     stats["concentration"] = rt.concentration_summary(conc, rule)
     stats["replay_max_error"] = book.max_error
+    if metrics.is_intraday(eq.index):
+        # The run's own figures, annualised by sessions (backtests.metrics), over what the backtest computed.
+        perf, bench = metrics.performance(eq["equity"]), metrics.performance(eq["benchmark"])
+        stats.update(perf)
+        stats["benchmark"] = {**result.summary.get("benchmark", {}),
+                              **{k: bench[k] for k in ("total_return", "cagr", "sharpe", "max_drawdown")}}
+        stats["sessions"] = int(pd.DatetimeIndex(eq.index).normalize().nunique())
     return {"stats": stats, "book": book, "trips": trips, "per_symbol": per_symbol, "conc": conc}
 
 
@@ -149,13 +156,15 @@ def fig_rolling(eq: pd.DataFrame) -> str:
 
 def fig_distribution(eq: pd.DataFrame) -> str:
     fig, ax = _fig(3.0)
-    r, b = metrics.daily_returns(eq["equity"]), metrics.daily_returns(eq["benchmark"])
+    r = metrics.daily_returns(metrics.session_equity(eq["equity"]))
+    b = metrics.daily_returns(metrics.session_equity(eq["benchmark"]))
     bins = np.linspace(min(r.min(), b.min(), -0.01), max(r.max(), b.max(), 0.01), 50)
     ax.hist(r, bins=bins, alpha=0.6, label=f"strategy (skew {r.skew():.2f}, kurtosis {r.kurt():.1f})")
     ax.hist(b, bins=bins, alpha=0.4, color="grey", label="benchmark")
     ax.axvline(r.min(), color="tab:red", ls="--", lw=1, label=f"worst day {r.min():+.2%}")
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_title("distribution of daily returns")
+    ax.set_title("distribution of daily returns" + (" (per session: its last slot against the previous "
+                 "session's)" if metrics.is_intraday(eq.index) else ""))
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -237,10 +246,15 @@ def _table(frame: pd.DataFrame, formats: dict[str, Any] | None = None, id_: str 
         for col, v in zip(frame.columns, row):
             f = formats.get(col)
             text = "" if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT) else (
-                f(v) if f else (v.date().isoformat() if isinstance(v, pd.Timestamp) else str(v)))
+                f(v) if f else (_stamp(v) if isinstance(v, pd.Timestamp) else str(v)))
             cells.append(f"<td>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<table id="{id_}"><tr>{head}</tr>' + "".join(body) + "</table>"
+
+
+def _stamp(t: pd.Timestamp) -> str:
+    """A date, or for an intraday row its New York time too."""
+    return t.date().isoformat() if t == t.normalize() else t.strftime("%Y-%m-%d %H:%M")
 
 
 def _img(data: str, name: str, cls: str = "") -> str:
@@ -309,6 +323,11 @@ def render(result: BacktestResult, rule: rt.ConcentrationRule = rt.Concentration
         "trips": _img(fig_trips(trips), "trips") if len(trips) else "<p>No round trips.</p>",
         "concentration": _img(fig_concentration(conc, c["threshold"]), "concentration"),
     }
+    returns_note = "daily returns, 252 a year"
+    if metrics.is_intraday(eq.index):
+        returns_note = (f"{s.get('interval', 'intraday')} bars, deciding every {s.get('cadence', {}).get('cadence', '?')}; "
+                        f"returns per session (the equity at each session's last slot), 252 sessions a year; "
+                        f"drawdowns on every slot")
     p = s["params"]
     title = (f"ProphetTrend {s['start']} to {s['end']}: {len(s['symbols'])} symbols, top {p['top_n']}, {p['mode']}, "
              f"engine {p['engine']}")
@@ -316,7 +335,7 @@ def render(result: BacktestResult, rule: rt.ConcentrationRule = rt.Concentration
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class="muted">{s['bars']} bars; symbols {html.escape(', '.join(s['symbols']))}; benchmark
-{html.escape(s['benchmark']['name'])}; commission {s['config']['commission']:.2%}; daily returns, 252 a year,
+{html.escape(s['benchmark']['name'])}; commission {s['config']['commission']:.2%}; {returns_note},
 risk-free rate 0.</p>
 {warning}
 <h2>Summary</h2>{stats_table}

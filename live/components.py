@@ -19,12 +19,21 @@ from live.config import ConfigError, LiveConfig
 from live.secrets import AlpacaKeys
 
 
-def make_provider(config: LiveConfig):
-    """The ``PriceProvider`` named by ``MARKET_DATA``, opened as the backtest opens ``--data``."""
+def make_provider(config: LiveConfig, keys: AlpacaKeys | None = None, env: Mapping[str, str] | None = None):
+    """The ``PriceProvider`` named by ``MARKET_DATA``, opened as the backtest opens ``--data``.
+
+    ``MARKET_DATA=alpaca`` uses the trading keys (``keys``, from wherever the cycle loaded them: environment,
+    Secrets Manager or SSM) and the cycle's ``env`` for ``APCA_API_DATA_URL`` / ``APCA_DATA_FEED``, so one
+    Alpaca account serves prices and trading."""
     from marketdata.errors import DataError
     from marketdata.provider import open_provider
 
     try:
+        if config.market_data == "alpaca" and keys is not None:
+            from marketdata.alpaca_data import AlpacaDataConfig, AlpacaDataProvider
+
+            settings = {**(env or {}), "APCA_API_KEY_ID": keys.key_id, "APCA_API_SECRET_KEY": keys.secret_key}
+            return AlpacaDataProvider(AlpacaDataConfig.from_env(settings), cache_dir=config.cache_dir)
         return open_provider(config.market_data, cache_dir=config.cache_dir)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"MARKET_DATA={config.market_data} is not available in this build ({exc.name} is missing)") from None

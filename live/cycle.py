@@ -60,7 +60,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         config = LiveConfig.from_env(env)
         if config.sandboxed:  # Prophet imports matplotlib, which wants a writable config folder
             os.environ.setdefault("MPLCONFIGDIR", str(config.state_dir / "matplotlib"))
-        keys = load_alpaca_keys(env) if config.broker == "alpaca" else None
+        keys = load_alpaca_keys(env) if "alpaca" in (config.broker, config.market_data) else None
         secrets = secret_values(keys)
         logger = setup_logging(config.log_level, secrets)
         journal = make_journal(config.journal, secrets)
@@ -80,7 +80,8 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         lease = open_lease(config.journal, name, LeaseSettings.from_env(env))
         lease.acquire()
         record.lease = lease.where
-        provider = make_provider(config)
+        # MARKET_DATA=alpaca: the same keys as trading (only then passed, so a stand-in provider keeps its shape)
+        provider = make_provider(config, keys=keys, env=env) if config.market_data == "alpaca" else make_provider(config)
         broker = make_broker(config, provider, record.now if record.replayed else None, keys, env)
         record.broker = broker.name
         clock = None if record.replayed else broker.clock()

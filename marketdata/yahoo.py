@@ -459,7 +459,7 @@ class YahooProvider:
         raise DataError(
             f"yfinance serves {job.spec.name} bars only for the last {limit.lookback_days} days (from {earliest}); "
             f"{start}..{end} is beyond that and not cached for {shown}: start on or after {earliest}, or use "
-            f"--source alpaca (years of intraday bars)")
+            f"Alpaca's data (--data alpaca in backtests.run, --source alpaca in marketdata fetch: years of intraday bars)")
 
     def _plan(self, job: _Job, gaps, report: FetchReport) -> dict[tuple[dt.date, dt.date], list[str]]:
         """Ranges to download, each with the symbols that miss it, in the order they extend the cache.

@@ -43,6 +43,7 @@ import pandas as pd
 from marketdata.bars import Interval, completed_by, keep_session, parse_interval, session_resample
 from marketdata.cache import CacheCorruptError, PriceCache, cache_kind, missing_ranges
 from marketdata.errors import DataError
+from marketdata.fetching import as_date as _as_date, empty_bars as _empty_bars, unique_symbols as _unique_symbols
 from marketdata.prices import PriceData
 
 log = logging.getLogger(__name__)
@@ -476,31 +477,3 @@ def _frame(rows: list[dict], spec: Interval, extended: bool) -> pd.DataFrame:
     if spec.name == "1h" and not extended:
         out = session_resample(out.drop(columns=["vwap", "trade_count"], errors="ignore"), spec)
     return out.sort_index()
-
-
-def _empty_bars(interval: str) -> pd.DataFrame:
-    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in ("open", "high", "low", "close", "volume")})
-    frame.index = pd.DatetimeIndex([], name="date" if interval == "1d" else "timestamp")
-    return frame
-
-
-def _unique_symbols(symbols: Iterable[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for symbol in symbols:
-        symbol = str(symbol).strip().upper()
-        if symbol:
-            seen.setdefault(symbol, None)
-    if not seen:
-        raise DataError("no symbols given")
-    return list(seen)
-
-
-def _as_date(value) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return pd.Timestamp(value).date()
-    except (ValueError, TypeError):
-        raise DataError(f"not a date: {value!r}") from None

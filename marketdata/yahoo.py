@@ -61,6 +61,7 @@ from curl_cffi import requests as curl_requests
 from marketdata.bars import Interval, completed_by, keep_session, parse_interval
 from marketdata.cache import CacheCorruptError, PriceCache, cache_kind, missing_ranges
 from marketdata.errors import DataError
+from marketdata.fetching import as_date as _as_date, empty_bars as _empty_bars, unique_symbols as _unique_symbols
 from marketdata.prices import PriceData
 from marketdata.symbols import INVALID, describe_missing, split_symbols, with_missing
 
@@ -735,11 +736,6 @@ def _bars_of(frame: pd.DataFrame | None, ysym: str, spec: Interval | None = None
     return bars.astype("float64")
 
 
-def _empty_bars(interval: str = "1d") -> pd.DataFrame:
-    frame = pd.DataFrame({c: pd.Series(dtype="float64") for c in ("open", "high", "low", "close", "volume")})
-    frame.index = pd.DatetimeIndex([], name="date" if interval == "1d" else "timestamp")
-    return frame
-
 
 def _widened(gap: tuple[dt.date, dt.date], cached) -> tuple[dt.date, dt.date]:
     """Stretch a gap by one cached bar on the side that touches the cache, to detect re-adjusted history."""
@@ -755,25 +751,3 @@ def _widened(gap: tuple[dt.date, dt.date], cached) -> tuple[dt.date, dt.date]:
     elif hi < cached.covered[0]:  # a head gap: end at the first cached bar
         hi = max(hi, dates.min().date())
     return lo, hi
-
-
-def _unique_symbols(symbols: Iterable[str]) -> list[str]:
-    seen: dict[str, None] = {}
-    for symbol in symbols:
-        symbol = str(symbol).strip().upper()
-        if symbol:
-            seen.setdefault(symbol, None)
-    if not seen:
-        raise DataError("no symbols given")
-    return list(seen)
-
-
-def _as_date(value) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return pd.Timestamp(value).date()
-    except (ValueError, TypeError):
-        raise DataError(f"not a date: {value!r}") from None

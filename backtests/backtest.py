@@ -264,15 +264,15 @@ def _collect(window, strategy, config, recorder, index, shift=None) -> BacktestR
         "config": {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in asdict(config).items()
                    if k != "rules"},
     }
-    # Metrics annualise daily returns: intraday equity counts at each session's last slot.
-    daily = equity if shift is None else equity.groupby(equity.index.normalize()).last()
-    summary.update(metrics.performance(daily["equity"]))
+    # metrics.performance annualises per session for intraday equity (from the starting equity, each session's
+    # last slot) and measures the drawdown on every slot; daily equity as it is.
+    summary.update(metrics.performance(equity["equity"]))
     summary.update(metrics.trade_stats(trades))
     summary["exposure"] = metrics.exposure(equity["invested"])
     summary["final_equity"] = float(equity["equity"].iloc[-1])
     summary["rejected_orders"] = int(len(rejected))
     summary["skipped_orders"] = int(len(recorder.skipped))
-    bench = metrics.performance(daily["benchmark"] if shift is not None else equity["benchmark"])
+    bench = metrics.performance(equity["benchmark"])
     summary["benchmark"] = {"name": bench_name, **{k: bench[k] for k in ("total_return", "cagr", "sharpe", "max_drawdown")}}
     summary["data"] = dict(window.provenance)
     skipped = pd.DataFrame(recorder.skipped, columns=["decision_date", "symbol", "side", "action", "reason"])

@@ -216,3 +216,15 @@ def test_bad_cadence_and_bar_flags_are_one_line_errors(tmp_path):
                                str(tmp_path / "out")], cwd=root, capture_output=True, text=True, timeout=300)
         assert done.returncode == 2, (args, done.stderr)
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_an_intraday_backtests_own_summary_counts_every_session_from_the_starting_cash():
+    """The in-memory summary (what sweeps read) agrees with the equity curve: the first session counts too."""
+    from backtests import metrics
+
+    result = _backtest(synthetic_bars())
+    equity = result.equity["equity"]
+    assert result.summary["total_return"] == pytest.approx(equity.iloc[-1] / equity.iloc[0] - 1, abs=1e-12)
+    sessions = metrics.session_equity(equity)
+    assert sessions.iloc[0] == equity.iloc[0] and len(sessions) == equity.index.normalize().nunique() + 1
+    assert result.summary["sharpe"] == pytest.approx(metrics.performance(sessions)["sharpe"], abs=1e-12)

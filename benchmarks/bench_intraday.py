@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     p.add_argument("--history", type=int, default=100, help="bars Prophet is fitted on")
     p.add_argument("--stan-sample", type=int, default=30, help="jobs stan fits for the extrapolation")
     p.add_argument("--compare-models", action="store_true")
+    p.add_argument("--trades-out", help="write the fills as CSV (to compare runs: same decisions, same trades)")
     args = p.parse_args(argv)
     first, last = dt.date(2022, 12, 1), dt.date(2023, 12, 29)
     t0 = time.perf_counter()
@@ -161,6 +162,9 @@ def main(argv=None) -> int:
     result = run_backtest(data.select(tradeable), strategy, config, cadence=Cadence.parse("15min"))
     t_bt = time.perf_counter() - t2
     fits = strategy.forecaster.fits
+    if args.trades_out:
+        result.trades.to_csv(args.trades_out, index=False, float_format="%.17g")
+        result.forecasts.to_csv(args.trades_out + ".forecasts.csv", index=False, float_format="%.17g")
     print(f"exact engine backtest: {t_bt:.1f}s for {result.summary['slots']:,} slots, {fits:,} fits "
           f"({strategy.forecaster.fallbacks} handed to stan), {len(result.trades):,} fills")
     total_exact = time.perf_counter() - t0

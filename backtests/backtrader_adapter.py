@@ -24,6 +24,7 @@ as the paper broker checks its legs at every cycle.
 
 from __future__ import annotations
 
+import array
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -103,11 +104,10 @@ class StrategyAdapter(bt.Strategy):
 
     def _decide(self, today: pd.Timestamp) -> None:
         n = min(len(self.dates), self.window)
-        closes = pd.DataFrame(
-            {d._name: np.asarray(d.close.get(size=n), dtype="float64") if len(d) >= n else np.full(n, np.nan)
-             for d in self.datas},
-            index=pd.DatetimeIndex(self.dates[-n:]),
-        )
+        # One 2-D block instead of a dict of columns: pandas then builds no block per feed (same frame, same values).
+        columns = [_floats(d.close.get(size=n)) if len(d) >= n else np.full(n, np.nan) for d in self.datas]
+        closes = pd.DataFrame(np.column_stack(columns) if columns else np.empty((n, 0)),
+                              index=pd.DatetimeIndex(self.dates[-n:]), columns=[d._name for d in self.datas])
         exiting = self._check_exits(today, closes.iloc[-1])
         positions = {}
         for d in self.datas:
@@ -200,6 +200,13 @@ class StrategyAdapter(bt.Strategy):
                 "decision_date": order.info.get("decision_date"), "symbol": name, "side": side,
                 "qty": abs(int(order.created.size)), "status": order.getstatusname(),
             })
+
+
+def _floats(values) -> np.ndarray:
+    """A line slice as float64 without a per-value conversion (``array.array`` shares its buffer)."""
+    if isinstance(values, array.array) and values.typecode == "d" and len(values):
+        return np.frombuffer(values, dtype="float64")
+    return np.asarray(values, dtype="float64")
 
 
 class ArrayData(bt.feed.DataBase):

@@ -37,6 +37,7 @@ from marketdata.bars import session_hours
 from marketdata.prices import PriceData
 from strategies.cadence import Cadence
 from strategies.engines import ForecastJob
+from strategies.engines.pool import ExactPool
 from strategies.engines.stan import StanEngine
 from strategies.forecaster import Forecaster, settings_for
 from strategies.params import StrategyParams
@@ -83,8 +84,8 @@ class DailyRanked(ProphetTrend):
 
     name = "bench-intraday"
 
-    def __init__(self, params, ranking):
-        super().__init__(params)
+    def __init__(self, params, ranking, forecaster=None):
+        super().__init__(params, forecaster=forecaster)
         self.ranking = ranking
 
     def decide(self, closes, positions, cash):
@@ -132,6 +133,7 @@ def main(argv=None) -> int:
     p.add_argument("--history", type=int, default=100, help="bars Prophet is fitted on")
     p.add_argument("--stan-sample", type=int, default=30, help="jobs stan fits for the extrapolation")
     p.add_argument("--compare-models", action="store_true")
+    p.add_argument("--workers", type=int, default=2, help="processes fitting the exact engine (1: in-process)")
     p.add_argument("--trades-out", help="write the fills as CSV (to compare runs: same decisions, same trades)")
     args = p.parse_args(argv)
     first, last = dt.date(2022, 12, 1), dt.date(2023, 12, 29)
@@ -155,12 +157,14 @@ def main(argv=None) -> int:
           f"top {args.top} get a Backtrader feed")
     params = StrategyParams(bar="15m", top_n=args.top, lookback=26, history=args.history, horizon=2, refit_every=1,
                             band=0.002, engine="exact")
-    strategy = DailyRanked(params, ranking)
+    pool = ExactPool(settings_for(params), workers=args.workers)
+    strategy = DailyRanked(params, ranking, forecaster=Forecaster(params, engine=pool))
     start = days[warm_days]
     config = BacktestConfig(start=str(start), end=str(days[-1]), commission=0.0, benchmark="equal-weight")
     t2 = time.perf_counter()
     result = run_backtest(data.select(tradeable), strategy, config, cadence=Cadence.parse("15min"))
     t_bt = time.perf_counter() - t2
+    pool.close()
     fits = strategy.forecaster.fits
     if args.trades_out:
         result.trades.to_csv(args.trades_out, index=False, float_format="%.17g")

@@ -213,18 +213,25 @@ class ArrayData(bt.feed.DataBase):
     """A Backtrader feed over numpy arrays (``arrays``: datetime as Backtrader numbers, open, high, low, close).
 
     PandasData reads one pandas scalar per value per bar; this reads plain floats, which is what makes hundreds
-    of feeds of intraday bars affordable.
+    of feeds of intraday bars affordable. Two of Backtrader's per-bar steps are done in bulk with the same
+    result: ``preload`` fills the line buffers in one extend per line (what ``load`` bar by bar leaves behind,
+    when no date bounds, time zone or filter asks for more), and ``_tick_fill`` copies the bar into the
+    ``tick_*`` values the broker reads without the generic attribute walk.
     """
 
     params = (("arrays", None),)
+    _COLUMNS = ("datetime", "open", "high", "low", "close")
 
     def start(self) -> None:
         super().start()
         self._i = -1
         a = self.p.arrays
-        self._cols = (a["datetime"].tolist(), a["open"].tolist(), a["high"].tolist(), a["low"].tolist(),
-                      a["close"].tolist())
+        self._cols = tuple(a[k].tolist() for k in self._COLUMNS)
         self._n = len(self._cols[0])
+        # tick_<alias> per line but datetime, in Backtrader's order; the first line's value is also tick_last
+        self._ticks = [("tick_" + alias, getattr(self.lines, alias)) for alias in self.getlinealiases()
+                       if alias != "datetime"]
+        self._tick_first = "tick_" + self._getlinealias(0)
 
     def _load(self) -> bool:
         self._i += 1
@@ -241,6 +248,29 @@ class ArrayData(bt.feed.DataBase):
         lines.volume[0] = 0.0
         lines.openinterest[0] = 0.0
         return True
+
+    def preload(self) -> None:
+        plain = (self.fromdate == float("-inf") and self.todate == float("inf") and not self._tzinput
+                 and not self._filters and not self._ffilters and not self._barstack and not self._barstash
+                 and self._i == -1 and all(len(line.array) == 0 for line in self.lines))
+        if not plain:
+            super().preload()
+            return
+        values = dict(zip(self._COLUMNS, self._cols))
+        for alias in self.getlinealiases():
+            line = getattr(self.lines, alias)
+            line.array.extend(values.get(alias, [0.0] * self._n))  # volume and open interest: 0.0, as _load
+            line.idx += self._n
+            line.lencount += self._n
+        self._i = self._n
+        self._last()
+        self.home()
+
+    def _tick_fill(self, force: bool = False) -> None:
+        if force or getattr(self, self._tick_first, None) is None:
+            for name, line in self._ticks:
+                setattr(self, name, line.array[line.idx])  # line[0]
+            self.tick_last = getattr(self, self._tick_first)
 
 
 def backtrader_numbers(index: pd.DatetimeIndex) -> np.ndarray:

@@ -79,6 +79,8 @@ class StrategyAdapter(bt.Strategy):
         self.intrabar = bool(self.p.intrabar)
         self.decide_at: frozenset | None = self.p.decide_at
         self.bar_length: pd.Timedelta | None = self.p.bar_length
+        # Each feed's close buffer: len(feed) is its first line's length, the close's (all lines move together)
+        self._close_lines = [d.lines.close for d in self.datas]
 
     def prenext(self) -> None:  # feeds are aligned, but keep the calendar complete if one starts late
         self.next()
@@ -105,7 +107,8 @@ class StrategyAdapter(bt.Strategy):
     def _decide(self, today: pd.Timestamp) -> None:
         n = min(len(self.dates), self.window)
         # One 2-D block instead of a dict of columns: pandas then builds no block per feed (same frame, same values).
-        columns = [_floats(d.close.get(size=n)) if len(d) >= n else np.full(n, np.nan) for d in self.datas]
+        columns = [_floats(line.get(size=n)) if line.lencount >= n else np.full(n, np.nan)
+                   for line in self._close_lines]
         closes = pd.DataFrame(np.column_stack(columns) if columns else np.empty((n, 0)),
                               index=pd.DatetimeIndex(self.dates[-n:]), columns=[d._name for d in self.datas])
         exiting = self._check_exits(today, closes.iloc[-1])
@@ -226,18 +229,23 @@ class ArrayData(bt.feed.DataBase):
         super().start()
         self._i = -1
         a = self.p.arrays
-        self._cols = tuple(a[k].tolist() for k in self._COLUMNS)
-        self._n = len(self._cols[0])
+        self._arrays = tuple(np.ascontiguousarray(a[k], dtype=np.float64) for k in self._COLUMNS)
+        self._cols = None  # Python floats for the bar-by-bar path, made only if it runs (32 bytes per value)
+        self._n = len(self._arrays[0])
         # tick_<alias> per line but datetime, in Backtrader's order; the first line's value is also tick_last
         self._ticks = [("tick_" + alias, getattr(self.lines, alias)) for alias in self.getlinealiases()
                        if alias != "datetime"]
         self._tick_first = "tick_" + self._getlinealias(0)
+        self._buffers = list(self.lines.lines)  # every line, extra ones included, as Lines.advance walks them
+        self._first = self._buffers[0]
 
     def _load(self) -> bool:
         self._i += 1
         i = self._i
         if i >= self._n:
             return False
+        if self._cols is None:
+            self._cols = tuple(column.tolist() for column in self._arrays)
         dts, o, h, lo, c = self._cols
         lines = self.lines
         lines.datetime[0] = dts[i]
@@ -256,10 +264,11 @@ class ArrayData(bt.feed.DataBase):
         if not plain:
             super().preload()
             return
-        values = dict(zip(self._COLUMNS, self._cols))
+        values = dict(zip(self._COLUMNS, self._arrays))
+        zeros = np.zeros(self._n)  # volume and open interest: 0.0, as _load sets them
         for alias in self.getlinealiases():
             line = getattr(self.lines, alias)
-            line.array.extend(values.get(alias, [0.0] * self._n))  # volume and open interest: 0.0, as _load
+            line.array.frombytes(values.get(alias, zeros).tobytes())  # the same doubles, 8 bytes each
             line.idx += self._n
             line.lencount += self._n
         self._i = self._n
@@ -267,10 +276,25 @@ class ArrayData(bt.feed.DataBase):
         self.home()
 
     def _tick_fill(self, force: bool = False) -> None:
-        if force or getattr(self, self._tick_first, None) is None:
+        attrs = self.__dict__  # no __setattr__ hook on feeds: the same attributes setattr would set
+        if force or attrs.get(self._tick_first) is None:
             for name, line in self._ticks:
-                setattr(self, name, line.array[line.idx])  # line[0]
-            self.tick_last = getattr(self, self._tick_first)
+                attrs[name] = line.array[line.idx]  # line[0]
+            attrs["tick_last"] = attrs[self._tick_first]
+
+    def __len__(self) -> int:
+        return self._first.lencount  # len(self.lines[0]), without the two proxies
+
+    def next(self, datamaster=None, ticks: bool = True):
+        # Backtrader's next for a preloaded bar with no master and no ticks is advance(): every line one forward.
+        first = self._first
+        if datamaster is None and not ticks and first.mode == first.UnBounded and \
+                first.lencount < len(first.array) - first.extension:
+            for line in self._buffers:
+                line._idx += 1
+                line.lencount += 1
+            return True
+        return super().next(datamaster=datamaster, ticks=ticks)
 
 
 def backtrader_numbers(index: pd.DatetimeIndex) -> np.ndarray:

@@ -141,13 +141,16 @@ def test_array_feed_preloads_and_ticks_as_backtraders_bar_by_bar_load():
     class Watch(bt.Strategy):
         def next(self):
             d = self.datas[0]
-            seen.setdefault(self.p_key, []).append((d.tick_open, d.tick_high, d.tick_low, d.tick_close, d.tick_last))
+            seen.setdefault(self.p_key, []).append((d.tick_open, d.tick_high, d.tick_low, d.tick_close, d.tick_last,
+                                                    len(d), d.close.get(size=min(len(d), 5)).tolist()))
 
     def run(bulk):
         Watch.p_key = bulk
-        original = ArrayData.preload, ArrayData._tick_fill
-        if not bulk:  # Backtrader's own bar-by-bar load and generic tick fill
-            ArrayData.preload, ArrayData._tick_fill = bt.feed.DataBase.preload, bt.feed.DataBase._tick_fill
+        names = ("preload", "_tick_fill", "next", "__len__")
+        original = {name: getattr(ArrayData, name) for name in names}
+        if not bulk:  # Backtrader's own bar-by-bar load, generic tick fill, next and length
+            for name in names:
+                setattr(ArrayData, name, getattr(bt.feed.DataBase, name))
         try:
             cerebro = bt.Cerebro(stdstats=False)
             data = ArrayData(arrays=arrays, timeframe=bt.TimeFrame.Minutes, compression=15)
@@ -155,7 +158,8 @@ def test_array_feed_preloads_and_ticks_as_backtraders_bar_by_bar_load():
             cerebro.addstrategy(Watch)
             cerebro.run(runonce=False)
         finally:
-            ArrayData.preload, ArrayData._tick_fill = original
+            for name, method in original.items():
+                setattr(ArrayData, name, method)
         return {alias: list(getattr(data.lines, alias).array) for alias in data.getlinealiases()}
 
     assert run(True) == run(False)

@@ -121,7 +121,7 @@ class StrategyAdapter(bt.Strategy):
         decision = as_decision(self.strategy.decide(closes, positions, cash), self.strategy, closes, positions)
         self.recorder.decisions.append(decision)
         last = closes.iloc[-1]
-        prices = {s: float(v) for s, v in last.items() if np.isfinite(v)}
+        prices = {s: float(v) for s, v in zip(closes.columns.tolist(), last.to_numpy().tolist()) if np.isfinite(v)}
         invested = sum(p.qty * prices.get(s, p.avg_price) for s, p in positions.items())
         self.recorder.equity.append(
             {"date": today, "equity": float(self.broker.getvalue()), "cash": cash, "invested": invested}

@@ -1,11 +1,11 @@
-"""The exact engine on several processes: each call's jobs split in even halves, warm starts carried with them.
+"""The exact engine on several processes: each call's jobs shared out as they go, warm starts carried with them.
 
 A fit of the exact engine is a pure function of its job and of the warm start it begins from (the previous fit
 of the same series). This pool keeps every warm start in the calling process and sends it along with the job,
 and takes back the new one, so whichever process fits a job starts it from exactly the state a single process
 would have used: the forecasts are the same numbers, bit for bit, for any number of workers (the tests compare
-1 and 2 workers on a whole backtest). Splitting each call evenly, rather than pinning symbols to processes, keeps
-both cores busy at every slot.
+1 and 2 workers on a whole backtest). Each process claims the next job of a call until none is left, rather than
+symbols being pinned to processes, so both cores stay busy at every slot even when one is slowed by other work.
 
 Example:
     >>> import numpy as np, pandas as pd
@@ -28,8 +28,9 @@ from strategies.engines.base import Forecast, ForecastJob, ProphetSettings
 from strategies.engines.exact import ExactEngine
 
 
-def _serve(conn: Connection, settings: ProphetSettings) -> None:
-    """Worker loop: fit ``[(job, warm start or None)]`` batches, answer ``[(forecast, new warm start)]``."""
+def _serve(conn: Connection, settings: ProphetSettings, counter) -> None:
+    """Worker loop: for each batch ``[(job, warm start or None)]``, claim jobs from the shared ``counter`` (the
+    caller claims from it too) and answer ``{position: (forecast, new warm start)}`` for the ones it fitted."""
     engine = ExactEngine(settings)
     while True:
         try:
@@ -39,9 +40,22 @@ def _serve(conn: Connection, settings: ProphetSettings) -> None:
         if batch is None:
             return
         try:
-            conn.send(engine.fit_with_warm_starts(batch))
+            done = {}
+            while (i := _claim(counter, len(batch))) is not None:
+                done[i] = engine.fit_with_warm_starts([batch[i]])[0]
+            conn.send(done)
         except BaseException as exc:  # handed back and raised in the caller, which owns the run
             conn.send(exc)
+
+
+def _claim(counter, n: int) -> int | None:
+    """The next unclaimed job position of the current batch, or None when all are taken."""
+    with counter.get_lock():
+        i = counter.value
+        if i >= n:
+            return None
+        counter.value = i + 1
+        return i
 
 
 class ExactPool:
@@ -64,9 +78,10 @@ class ExactPool:
         if workers > 1:
             # fork: the worker inherits the loaded modules (no second import of pandas); spawn where there is none
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            self._counter = ctx.Value("l", 0)
             for _ in range(workers - 1):
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_serve, args=(child, settings), daemon=True)
+                proc = ctx.Process(target=_serve, args=(child, settings, self._counter), daemon=True)
                 proc.start()
                 child.close()
                 self._conns.append(parent)
@@ -81,23 +96,28 @@ class ExactPool:
             # (a series twice in one call warms its second fit from its first: only one process can do that)
             return self.local.fit_predict_many(jobs)
         warm = self.local._warm
-        n = len(self._conns) + 1
-        bounds = [len(jobs) * i // n for i in range(n + 1)]  # even contiguous shares; the caller's is the first
-        sent = []
-        for conn, lo, hi in zip(self._conns, bounds[1:-1], bounds[2:]):
-            if hi > lo:
-                conn.send([(job, warm.get(job.key)) for job in jobs[lo:hi]])
-                sent.append((conn, lo, hi))
-        results: list[Forecast] = self.local.fit_predict_many(jobs[: bounds[1]])
-        for conn, lo, hi in sent:
+        batch = [(job, warm.get(job.key)) for job in jobs]
+        with self._counter.get_lock():
+            self._counter.value = 0
+        for conn in self._conns:
+            conn.send(batch)
+        results: list[Forecast | None] = [None] * len(jobs)
+        # Every process claims the next job until none is left: a busy core takes fewer (the machine is shared).
+        while (i := _claim(self._counter, len(jobs))) is not None:
+            results[i] = self.local.fit_predict_many([jobs[i]])[0]
+        failure = None
+        for conn in self._conns:
             answer = conn.recv()
             if isinstance(answer, BaseException):
-                raise answer
-            for job, (forecast, state) in zip(jobs[lo:hi], answer):
-                results.append(forecast)
+                failure = failure or answer
+                continue
+            for i, (forecast, state) in answer.items():
+                results[i] = forecast
                 if state is not None:
-                    warm[job.key] = state
-        return results
+                    warm[jobs[i].key] = state
+        if failure is not None:
+            raise failure
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
         """Stop the worker processes (idempotent)."""

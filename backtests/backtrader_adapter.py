@@ -24,6 +24,7 @@ as the paper broker checks its legs at every cycle.
 
 from __future__ import annotations
 
+import array
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -78,6 +79,8 @@ class StrategyAdapter(bt.Strategy):
         self.intrabar = bool(self.p.intrabar)
         self.decide_at: frozenset | None = self.p.decide_at
         self.bar_length: pd.Timedelta | None = self.p.bar_length
+        # Each feed's close buffer: len(feed) is its first line's length, the close's (all lines move together)
+        self._close_lines = [d.lines.close for d in self.datas]
 
     def prenext(self) -> None:  # feeds are aligned, but keep the calendar complete if one starts late
         self.next()
@@ -103,11 +106,11 @@ class StrategyAdapter(bt.Strategy):
 
     def _decide(self, today: pd.Timestamp) -> None:
         n = min(len(self.dates), self.window)
-        closes = pd.DataFrame(
-            {d._name: np.asarray(d.close.get(size=n), dtype="float64") if len(d) >= n else np.full(n, np.nan)
-             for d in self.datas},
-            index=pd.DatetimeIndex(self.dates[-n:]),
-        )
+        # One 2-D block instead of a dict of columns: pandas then builds no block per feed (same frame, same values).
+        columns = [_floats(line.get(size=n)) if line.lencount >= n else np.full(n, np.nan)
+                   for line in self._close_lines]
+        closes = pd.DataFrame(np.column_stack(columns) if columns else np.empty((n, 0)),
+                              index=pd.DatetimeIndex(self.dates[-n:]), columns=[d._name for d in self.datas])
         exiting = self._check_exits(today, closes.iloc[-1])
         positions = {}
         for d in self.datas:
@@ -118,7 +121,7 @@ class StrategyAdapter(bt.Strategy):
         decision = as_decision(self.strategy.decide(closes, positions, cash), self.strategy, closes, positions)
         self.recorder.decisions.append(decision)
         last = closes.iloc[-1]
-        prices = {s: float(v) for s, v in last.items() if np.isfinite(v)}
+        prices = {s: float(v) for s, v in zip(closes.columns.tolist(), last.to_numpy().tolist()) if np.isfinite(v)}
         invested = sum(p.qty * prices.get(s, p.avg_price) for s, p in positions.items())
         self.recorder.equity.append(
             {"date": today, "equity": float(self.broker.getvalue()), "cash": cash, "invested": invested}
@@ -202,28 +205,47 @@ class StrategyAdapter(bt.Strategy):
             })
 
 
+def _floats(values) -> np.ndarray:
+    """A line slice as float64 without a per-value conversion (``array.array`` shares its buffer)."""
+    if isinstance(values, array.array) and values.typecode == "d" and len(values):
+        return np.frombuffer(values, dtype="float64")
+    return np.asarray(values, dtype="float64")
+
+
 class ArrayData(bt.feed.DataBase):
     """A Backtrader feed over numpy arrays (``arrays``: datetime as Backtrader numbers, open, high, low, close).
 
     PandasData reads one pandas scalar per value per bar; this reads plain floats, which is what makes hundreds
-    of feeds of intraday bars affordable.
+    of feeds of intraday bars affordable. Two of Backtrader's per-bar steps are done in bulk with the same
+    result: ``preload`` fills the line buffers in one extend per line (what ``load`` bar by bar leaves behind,
+    when no date bounds, time zone or filter asks for more), and ``_tick_fill`` copies the bar into the
+    ``tick_*`` values the broker reads without the generic attribute walk.
     """
 
     params = (("arrays", None),)
+    _COLUMNS = ("datetime", "open", "high", "low", "close")
 
     def start(self) -> None:
         super().start()
         self._i = -1
         a = self.p.arrays
-        self._cols = (a["datetime"].tolist(), a["open"].tolist(), a["high"].tolist(), a["low"].tolist(),
-                      a["close"].tolist())
-        self._n = len(self._cols[0])
+        self._arrays = tuple(np.ascontiguousarray(a[k], dtype=np.float64) for k in self._COLUMNS)
+        self._cols = None  # Python floats for the bar-by-bar path, made only if it runs (32 bytes per value)
+        self._n = len(self._arrays[0])
+        # tick_<alias> per line but datetime, in Backtrader's order; the first line's value is also tick_last
+        self._ticks = [("tick_" + alias, getattr(self.lines, alias)) for alias in self.getlinealiases()
+                       if alias != "datetime"]
+        self._tick_first = "tick_" + self._getlinealias(0)
+        self._buffers = list(self.lines.lines)  # every line, extra ones included, as Lines.advance walks them
+        self._first = self._buffers[0]
 
     def _load(self) -> bool:
         self._i += 1
         i = self._i
         if i >= self._n:
             return False
+        if self._cols is None:
+            self._cols = tuple(column.tolist() for column in self._arrays)
         dts, o, h, lo, c = self._cols
         lines = self.lines
         lines.datetime[0] = dts[i]
@@ -234,6 +256,45 @@ class ArrayData(bt.feed.DataBase):
         lines.volume[0] = 0.0
         lines.openinterest[0] = 0.0
         return True
+
+    def preload(self) -> None:
+        plain = (self.fromdate == float("-inf") and self.todate == float("inf") and not self._tzinput
+                 and not self._filters and not self._ffilters and not self._barstack and not self._barstash
+                 and self._i == -1 and all(len(line.array) == 0 for line in self.lines))
+        if not plain:
+            super().preload()
+            return
+        values = dict(zip(self._COLUMNS, self._arrays))
+        zeros = np.zeros(self._n)  # volume and open interest: 0.0, as _load sets them
+        for alias in self.getlinealiases():
+            line = getattr(self.lines, alias)
+            line.array.frombytes(values.get(alias, zeros).tobytes())  # the same doubles, 8 bytes each
+            line.idx += self._n
+            line.lencount += self._n
+        self._i = self._n
+        self._last()
+        self.home()
+
+    def _tick_fill(self, force: bool = False) -> None:
+        attrs = self.__dict__  # no __setattr__ hook on feeds: the same attributes setattr would set
+        if force or attrs.get(self._tick_first) is None:
+            for name, line in self._ticks:
+                attrs[name] = line.array[line.idx]  # line[0]
+            attrs["tick_last"] = attrs[self._tick_first]
+
+    def __len__(self) -> int:
+        return self._first.lencount  # len(self.lines[0]), without the two proxies
+
+    def next(self, datamaster=None, ticks: bool = True):
+        # Backtrader's next for a preloaded bar with no master and no ticks is advance(): every line one forward.
+        first = self._first
+        if datamaster is None and not ticks and first.mode == first.UnBounded and \
+                first.lencount < len(first.array) - first.extension:
+            for line in self._buffers:
+                line._idx += 1
+                line.lencount += 1
+            return True
+        return super().next(datamaster=datamaster, ticks=ticks)
 
 
 def backtrader_numbers(index: pd.DatetimeIndex) -> np.ndarray:

@@ -119,24 +119,32 @@ class Forecaster:
         if anchor != self._anchor:
             self._cache = {k: v for k, v in self._cache.items() if k[1] == anchor}
             self._anchor = anchor
+        # Positions into one numpy copy of the window, not a pandas slice per symbol: the same rows and values
+        # (the last non-missing close must be the anchor's; then the last ``history`` of them, or today's).
+        columns = closes.columns.get_indexer(symbols)
+        values = closes.to_numpy(dtype=np.float64, copy=False)[: anchor_pos + 1]
+        stamps = pd.DatetimeIndex(closes.index)
+        axis = session_axis(numbers) if p.intraday_model == "session" else stamps
+        days = stamps.normalize() if p.today_only else None
         jobs = []
-        for symbol in symbols:
+        for symbol, column in zip(symbols, columns):
             if (symbol, anchor) in self._cache:
                 continue
-            series = closes[symbol].iloc[: anchor_pos + 1].dropna()
-            if len(series) == 0 or series.index[-1] != anchor:
+            if column < 0:
+                raise KeyError(symbol)
+            column_values = values[:, column]
+            rows = np.flatnonzero(~np.isnan(column_values))
+            if len(rows) == 0 or rows[-1] != anchor_pos:
                 continue
             if p.today_only:  # the seed's variant: this session's bars only
-                series = series[series.index.normalize() == anchor.normalize()].iloc[-p.history:]
-                if len(series) < 10:
+                rows = rows[days[rows] == anchor.normalize()][-p.history:]
+                if len(rows) < 10:
                     continue
-            elif len(series) < p.history:
+            elif len(rows) < p.history:
                 continue
             else:
-                series = series.iloc[-p.history:]
-            stamps = pd.DatetimeIndex(series.index)
-            ds = session_axis(session_bar_numbers(stamps, minutes)) if p.intraday_model == "session" else stamps
-            jobs.append(ForecastJob(symbol, ds, series.to_numpy(), future))
+                rows = rows[-p.history:]
+            jobs.append(ForecastJob(symbol, axis[rows], column_values[rows], future))
         if jobs:
             for job, result in zip(jobs, self.engine.fit_predict_many(jobs)):
                 self._cache[(job.key, anchor)] = result
@@ -144,12 +152,17 @@ class Forecaster:
                     self.fallbacks += 1
             self.fits += len(jobs)
         points = {}
+        where: dict[int, int] = {}  # the target's position per future axis (a block's fits share one axis)
         for symbol in symbols:
             forecast = self._cache.get((symbol, anchor))
             if forecast is None:
                 continue
-            value = forecast.at(target_ds)
-            if value is None:
+            key = id(forecast.future)
+            if key not in where:
+                where[key] = int(forecast.future.get_indexer([target_ds])[0])
+            position = where[key]
+            if position < 0:
                 raise RuntimeError(f"no forecast for {symbol} at {target} from the fit at {anchor}")
-            points[symbol] = ForecastPoint(symbol, anchor, target, value[0], value[1])
+            points[symbol] = ForecastPoint(symbol, anchor, target, float(forecast.yhat[position]),
+                                           float(forecast.trend[position]))
         return points

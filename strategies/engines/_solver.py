@@ -86,8 +86,25 @@ def _scaled_solve(H: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     features), so ``H`` can have a condition number near 1e8; an explicit inverse then loses digits that the
     noise update notices, while a pivoted solve on the equilibrated matrix keeps them.
     """
-    d = 1.0 / np.sqrt(np.diag(H))
-    return d * np.linalg.solve(H * d[:, None] * d[None, :], rhs * d)
+    d = 1.0 / np.sqrt(H.diagonal())
+    A, b = H * d[:, None] * d[None, :], rhs * d
+    if _solve1 is not None:
+        # The LAPACK call np.linalg.solve makes, without its per-call checks and error-state context (a
+        # thousandth of a second per fit). A singular system leaves non-finite numbers: then the checked
+        # call runs, and raises as before.
+        with np.errstate(all="ignore"):
+            x = _solve1(A, b, signature="dd->d")
+        if np.isfinite(x).all():
+            return d * x
+    return d * np.linalg.solve(A, b)
+
+
+try:  # numpy's own gufunc behind np.linalg.solve for one right-hand side
+    from numpy.linalg import _umath_linalg
+
+    _solve1 = _umath_linalg.solve1
+except (ImportError, AttributeError):  # pragma: no cover - another numpy layout: use the public call
+    _solve1 = None
 
 
 class _Problem:
@@ -135,7 +152,8 @@ class _Problem:
             rhs[self.dslice] -= lam * signs
             idx = np.flatnonzero(free)
             target = np.zeros(self.p)
-            target[idx] = _scaled_solve(H[np.ix_(idx, idx)], rhs[idx])
+            H_free = H[idx[:, None], idx]  # the same entries as H[np.ix_(idx, idx)], without building the index
+            target[idx] = _scaled_solve(H_free, rhs[idx])
             tdelta = target[self.dslice]
             wrong = (signs != 0) & (np.sign(tdelta) != signs)
             if wrong.any():
@@ -160,7 +178,7 @@ class _Problem:
                 slope = self.dinv * theta
                 slope[self.dslice] += signs / self.tau
                 dtheta = np.zeros(self.p)
-                dtheta[idx] = -_scaled_solve(H[np.ix_(idx, idx)], slope[idx])
+                dtheta[idx] = -_scaled_solve(H_free, slope[idx])
                 return theta, signs, step, dtheta
             signs[j] = -np.sign(grad[j])
         raise SolverError(f"active set did not settle in {max_steps} steps")

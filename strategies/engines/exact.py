@@ -102,6 +102,23 @@ class ExactEngine:
                 results[position] = Forecast(forecast.future, forecast.yhat, forecast.trend, self.name, info)
         return results  # type: ignore[return-value]
 
+    def fit_with_warm_starts(self, batch: list[tuple[ForecastJob, WarmStart | None]]
+                             ) -> list[tuple[Forecast, WarmStart | None]]:
+        """Fit each job from the given warm start; return each forecast with the series' new warm start.
+
+        For :class:`~strategies.engines.pool.ExactPool`: the caller keeps the warm starts, so the process that
+        fits a job does not matter. The engine keeps none of them afterwards.
+        """
+        out = []
+        for job, warm in batch:
+            self._warm.clear()
+            if warm is not None:
+                self._warm[job.key] = warm
+            forecast = self.fit_predict_many([job])[0]
+            out.append((forecast, self._warm.get(job.key)))
+        self._warm.clear()
+        return out
+
     def design(self, job: ForecastJob) -> Design:
         """Prophet's scaled data and design matrix for ``job`` under this engine's settings."""
         s = self.settings

@@ -170,6 +170,8 @@ def main(argv=None) -> int:
     p.add_argument("--history", type=int, default=100, help="bars Prophet is fitted on")
     p.add_argument("--stan-sample", type=int, default=30, help="jobs stan fits for the extrapolation")
     p.add_argument("--compare-models", action="store_true")
+    p.add_argument("--intraday-model", choices=["session", "clock"], default=None,
+                   help="ProphetTrend's intraday model (default: its params' default)")
     p.add_argument("--workers", type=int, default=2, help="processes fitting the exact engine (1: in-process)")
     p.add_argument("--nothing", action="store_true",
                    help="memory probe: same data, feeds and Backtrader run, a strategy that decides nothing")
@@ -199,7 +201,8 @@ def main(argv=None) -> int:
     print(f"daily ranking outside the bar loop: {t_rank:.2f}s; {len(tradeable)} of {args.symbols} names ever in a "
           f"top {args.top} get a Backtrader feed")
     params = StrategyParams(bar="15m", top_n=args.top, lookback=26, history=args.history, horizon=2, refit_every=1,
-                            band=0.002, engine="exact")
+                            band=0.002, engine="exact",
+                            **({"intraday_model": args.intraday_model} if args.intraday_model else {}))
     pool = ExactPool(settings_for(params), workers=args.workers)
     strategy = (Nothing if args.nothing else DailyRanked)(params, ranking, forecaster=Forecaster(params, engine=pool))
     start = days[warm_days]

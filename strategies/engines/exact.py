@@ -134,6 +134,11 @@ class ExactEngine:
             raise SolverError("Prophet would place no changepoints here")
         if design.X.shape[1] >= len(design.y):
             raise SolverError(f"{len(design.y)} rows for {design.X.shape[1]} parameters")
+        # Daily seasonality on intraday timestamps makes Prophet's posterior multi-modal: a warm start can settle
+        # in another mode than a cold one (up to 5% of price apart, measured), and the live cycle always starts
+        # cold. Cold starts there keep a fit a pure function of its window, so both homes decide alike.
+        if self.settings.daily_seasonality:
+            warm = False
         fit = solve_map(design, self.settings.changepoint_prior_scale, self._warm.get(job.key) if warm else None)
         if not fit.kkt <= KKT_TOLERANCE:
             raise SolverError(f"optimality check failed (KKT residual {fit.kkt:.1e})")

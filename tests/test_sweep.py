@@ -224,7 +224,7 @@ def test_heatmap_draws_the_outlines(tmp_path, monkeypatch):
                           "train_sharpe": [1.0, 2.0, 3.0, 0.0, 1.0, 0.5], "test_sharpe": [0.5, 0.1, 0.3, 0.2, 0.0, 0.1],
                           "chosen": [False, True, True, False, True, False]})
     sweep_report.write_heatmap(table, "band", None, "sharpe", tmp_path / "h.png")
-    assert sorted(drawn) == [(-0.5, -0.5), (-0.5, -0.5), (0.5, -0.5), (0.5, -0.5)]  # both cells, both panels
+    assert sorted(drawn) == [(-0.44, -0.44), (-0.44, -0.44), (0.56, -0.44), (0.56, -0.44)]  # both cells, both panels, inset
 
 
 def test_verdict_leads_with_the_stitched_result(local_run, capsys, tmp_path):

@@ -285,3 +285,14 @@ def test_a_live_cycle_at_a_slot_on_alpaca_data_and_the_alpaca_broker_decides_on_
         sent = trading.state.submitted()
         assert sorted(b["client_order_id"] for b in sent) == sorted(o["client_order_id"] for o in summary["orders"])
         assert all("s46-" in o["client_order_id"] for o in summary["orders"])  # 11:30 is slot 46 of 15 minutes
+
+
+def test_fitting_on_two_processes_makes_the_same_run_byte_for_byte(tmp_path):
+    from backtests.run import cli
+
+    args = ["--symbols", "AAPL,KO,PG,XOM", "--start", "2022-09-01", "--end", "2022-12-28", "--top-n", "2",
+            "--history", "60", "--refit-every", "1", "--quiet", "--no-plot"]
+    assert cli(args + ["--out", str(tmp_path / "one")]) == 0
+    assert cli(args + ["--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    for name in ("trades.csv", "equity.csv"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()

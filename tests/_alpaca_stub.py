@@ -604,12 +604,15 @@ class _Handler(BaseHTTPRequestHandler):
                     self.connection.shutdown(2)
                 return
             else:
+                state.answered()  # counted before the reply leaves, so the client's next request sees it
                 self._send(fault.status, fault.body or {"code": 50010000, "message": "internal server error"})
-                return state.answered()
+                return
         with state.lock:
             status, payload = self._route(state, method, path, query, body)
-        self._send(status, payload)
+        # Counted before the reply is written: a client that sends its next request as soon as it has the reply
+        # must find the cancels due by then confirmed (counting after the write raced with that next request).
         state.answered()
+        self._send(status, payload)
 
     def _route(self, state: StubState, method: str, path: str, q: dict, body: Any) -> tuple[int, Any]:
         not_found = (404, {"code": 40410000, "message": "order not found"})

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -40,10 +39,11 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from marketdata.bars import Interval, completed_by, keep_session, parse_interval, session_resample
+from marketdata.bars import Interval, keep_session, parse_interval, session_resample
 from marketdata.cache import CacheCorruptError, PriceCache, cache_kind, missing_ranges
 from marketdata.errors import DataError
-from marketdata.fetching import as_date as _as_date, empty_bars as _empty_bars, unique_symbols as _unique_symbols
+from marketdata.fetching import as_date as _as_date, empty_bars as _empty_bars, last_bars, start_for_bars
+from marketdata.fetching import unique_symbols as _unique_symbols
 from marketdata.prices import PriceData
 
 log = logging.getLogger(__name__)
@@ -218,18 +218,9 @@ class AlpacaDataProvider:
         if start is None:
             if bars is None:
                 raise DataError("alpaca history needs bars= or start=")
-            per_day = 1 if not spec.intraday else max(1, (960 if extended else 390) // spec.minutes)
-            start = end_day - dt.timedelta(days=math.ceil(bars / per_day * 365 / 252) + 10)
+            start = start_for_bars(end_day, bars, spec, extended)
         data = self.load(symbols, start, end_day, strict=strict, interval=spec.name, extended=extended)
-        if spec.intraday and isinstance(end, dt.datetime):
-            moment = pd.Timestamp(end.astimezone(_NEW_YORK).replace(tzinfo=None) if end.tzinfo else end)
-            done = completed_by(data.closes.index, spec, moment)
-            if not done.any():
-                raise DataError(f"no {spec.name} bars complete by {moment} from alpaca")
-            data = data.between(None, data.closes.index[done][-1])
-        if bars is not None and len(data) > bars:
-            data = data.between(data.closes.index[-bars], None)
-        return data
+        return last_bars(data, spec, end, bars, "alpaca")
 
     def load(self, symbols: Sequence[str], start: dt.date, end: dt.date, *, strict: bool = True,
              interval: str = "1d", extended: bool = False, progress: Callable[[int], None] | None = None,
@@ -330,7 +321,6 @@ class AlpacaDataProvider:
     def _client_for(self):
         if self._client is None:
             from alpaca.data.historical import StockHistoricalDataClient
-            from requests.adapters import HTTPAdapter
 
             client = StockHistoricalDataClient(self.config.key_id, self.config.secret, raw_data=True,
                                                url_override=self.config.url)

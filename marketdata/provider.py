@@ -55,6 +55,7 @@ class FrameProvider:
     def history(self, symbols: Sequence[str], end: dt.date, bars: int | None = None,
                 start: dt.date | None = None, strict: bool = True, interval: str = "1d") -> PriceData:
         from marketdata.bars import completed_by, parse_interval
+        from marketdata.fetching import new_york_wall_clock
 
         spec = parse_interval(interval)
         if spec.name != self.data.interval:
@@ -73,8 +74,7 @@ class FrameProvider:
                 raise DataError(f"no prices from {self.name}: {describe_missing(missing) or 'no symbols given'}")
             selected = with_missing(self.data.select(known), missing)
         if spec.intraday and isinstance(end, dt.datetime):
-            moment = pd.Timestamp(end).tz_convert("America/New_York").tz_localize(None) if end.tzinfo else pd.Timestamp(end)
-            done = completed_by(selected.closes.index, spec, moment)
+            done = completed_by(selected.closes.index, spec, new_york_wall_clock(end))
             last = selected.closes.index[done][-1] if done.any() else pd.Timestamp.min
         elif spec.intraday:
             last = pd.Timestamp(end) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)  # the whole day

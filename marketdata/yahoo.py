@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import os
 import threading
 import warnings
@@ -58,10 +57,11 @@ import numpy as np
 import pandas as pd
 from curl_cffi import requests as curl_requests
 
-from marketdata.bars import Interval, completed_by, keep_session, parse_interval
+from marketdata.bars import Interval, keep_session, parse_interval
 from marketdata.cache import CacheCorruptError, PriceCache, cache_kind, missing_ranges
 from marketdata.errors import DataError
-from marketdata.fetching import as_date as _as_date, empty_bars as _empty_bars, unique_symbols as _unique_symbols
+from marketdata.fetching import as_date as _as_date, empty_bars as _empty_bars, last_bars, start_for_bars
+from marketdata.fetching import unique_symbols as _unique_symbols
 from marketdata.prices import PriceData
 from marketdata.symbols import INVALID, describe_missing, split_symbols, with_missing
 
@@ -296,22 +296,12 @@ class YahooProvider:
         if start is None:
             if bars is None:
                 raise DataError("yfinance history needs bars= or start=")
-            per_day = 1 if not spec.intraday else max(1, (960 if extended else 390) // spec.minutes)
-            # Calendar days that hold `bars` trading days, with room for holidays.
-            start = end_day - dt.timedelta(days=math.ceil(bars / per_day * 365 / 252) + 10)
+            start = start_for_bars(end_day, bars, spec, extended)
             earliest = self.earliest(spec.name)
             if earliest is not None and start < earliest and not self.offline:
                 start = min(earliest, end_day)
         data = self.load(symbols, _as_date(start), end_day, strict=strict, interval=spec.name, extended=extended)
-        if spec.intraday and isinstance(end, dt.datetime):
-            moment = pd.Timestamp(end.astimezone(_NEW_YORK).replace(tzinfo=None) if end.tzinfo else end)
-            done = completed_by(data.closes.index, spec, moment)
-            if not done.any():
-                raise DataError(f"no {spec.name} bars complete by {moment} from yfinance")
-            data = data.between(None, data.closes.index[done][-1])
-        if bars is not None and len(data) > bars:
-            data = data.between(data.closes.index[-bars], None)
-        return data
+        return last_bars(data, spec, end, bars, "yfinance")
 
     # ----------------------------------------------------------------------------------------------------------
 

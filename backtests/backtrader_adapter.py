@@ -33,7 +33,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from strategies.base import Decision, Position, Strategy, as_decision, decision_window
+from strategies.base import Decision, Position, Strategy, as_decision, decision_window, last_prices
 from strategies.rules import Rules, plan_orders
 
 
@@ -120,8 +120,7 @@ class StrategyAdapter(bt.Strategy):
         cash = float(self.broker.getcash())
         decision = as_decision(self.strategy.decide(closes, positions, cash), self.strategy, closes, positions)
         self.recorder.decisions.append(decision)
-        last = closes.iloc[-1]
-        prices = {s: float(v) for s, v in zip(closes.columns.tolist(), last.to_numpy().tolist()) if np.isfinite(v)}
+        prices = last_prices(closes)
         invested = sum(p.qty * prices.get(s, p.avg_price) for s, p in positions.items())
         self.recorder.equity.append(
             {"date": today, "equity": float(self.broker.getvalue()), "cash": cash, "invested": invested}

@@ -32,15 +32,15 @@ from live.journal import make_journal
 from live.lease import LeaseBusy, LeaseError, LeaseSettings, open_lease, require_durable_home
 from live.ledger import LedgerError, open_ledger
 from live.logs import log, setup_logging
-from live.orders import plan_records, skipped_records, submit_idempotently, to_request
+from live.orders import plan_records, submit_idempotently, to_request
 from live.outcome import conclude
 from live.reconcile import reconcile
 from live.record import CycleRecord
 from live.schedule import closed_reason, decision_due, decision_key, new_york, parse_moment, slot_of
 from live.secrets import load_alpaca_keys, secret_values
 from marketdata.errors import DataError
-from strategies.base import Position, StrategyError, as_decision
-from strategies.rules import plan_orders
+from strategies.base import Position, StrategyError, as_decision, last_prices
+from strategies.rules import plan_orders, skipped_records
 
 
 def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -152,8 +152,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         record.signals = {s: {"price": sig.price, "forecast": sig.forecast, "decision": sig.action,
                               "reason": sig.reason, "in_universe": sig.in_universe}
                           for s, sig in decision.signals.items() if hasattr(sig, "action")}
-        last = closes.iloc[-1]
-        prices = {s: float(v) for s, v in last.items() if v == v}
+        prices = last_prices(closes)
 
         # 7. The shared rulebook: sells first, buys sized on today's buying power, limits, stops as brackets.
         planned, notes = plan_orders(decision, held, cash, prices, config.rules, universe=universe,

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 from brokers.base import Broker, BrokerError, BrokerOrder, DuplicateOrderError, OrderRefused, OrderRequest
 from strategies.base import OrderIntent
-from strategies.rules import PlannedOrder, Skipped, skipped_records  # noqa: F401  (re-exported for the cycle)
+from strategies.rules import PlannedOrder
 
 MAX_ID_LENGTH = 48  # Alpaca refuses a longer client_order_id
 EXIT_ORDER_TYPES = frozenset({"limit", "stop", "stop_limit", "trailing_stop"})

@@ -112,6 +112,20 @@ def decision_window(strategy: Strategy) -> int:
     return int(strategy.warmup_bars) + extra
 
 
+def last_prices(closes: pd.DataFrame) -> dict[str, float]:
+    """The price of each symbol now: its last close where that is a finite positive number (one read of the row).
+
+    Both homes size orders on these, so they must agree on which symbols have a price.
+
+    >>> last_prices(pd.DataFrame({"A": [1.0, 2.0], "B": [1.0, float("nan")]}))
+    {'A': 2.0}
+    """
+    if not len(closes):
+        return {}
+    return {str(s): v for s, v in zip(closes.columns.tolist(), closes.iloc[-1].to_numpy(dtype="float64").tolist())
+            if math.isfinite(v) and v > 0}
+
+
 def as_decision(result: Any, strategy: Strategy, closes: pd.DataFrame, positions: Mapping[str, Position]) -> Decision:
     """Check what ``decide`` returned against the contract and wrap it as a :class:`Decision`.
 
@@ -134,8 +148,7 @@ def as_decision(result: Any, strategy: Strategy, closes: pd.DataFrame, positions
     else:
         raise StrategyError(f"{who} returned {type(result).__name__}; decide must return target weights "
                             f"(a dict of symbol to fraction) or a Decision")
-    last = closes.iloc[-1] if len(closes) else pd.Series(dtype="float64")
-    priced = {str(s) for s, v in last.items() if isinstance(v, (int, float)) and math.isfinite(v) and v > 0}
+    priced = set(last_prices(closes))
     if decision.target_weights is not None:
         total = 0.0
         for symbol, weight in decision.target_weights.items():

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from strategies.base import Decision, Position, Strategy
+from strategies.base import Decision, Position, Strategy, last_prices
 from strategies.forecaster import Forecaster
 from strategies.params import StrategyParams
 from strategies.signals import Signal, decide_action
@@ -62,7 +62,7 @@ def decide(
         action, reason = decide_action(price, None if point is None else point.yhat, positions.get(symbol), params)
         signals[symbol] = Signal(symbol, price, None if point is None else point.yhat, action, reason, symbol in universe)
     orders = size_signals(list(signals.values()), positions, cash, params)
-    prices = {s: float(v) for s, v in zip(closes.columns, last.to_numpy()) if np.isfinite(v)}  # one read, not one per name
+    prices = last_prices(closes)
     weights = target_weights(positions, orders, prices, cash)
     return Decision(as_of=as_of, orders=orders, target_weights=weights, universe=universe, signals=signals,
                     forecasts=forecasts, info={"fits": forecaster.fits, "stan_fallbacks": forecaster.fallbacks})

@@ -122,10 +122,6 @@ class LiveConfig:
         return self.strategy_config.build()
 
     @property
-    def strategy_name(self) -> str:
-        return self.strategy_config.name or self.build_strategy().name
-
-    @property
     def params(self) -> Any:
         """The strategy's parameters (a dataclass)."""
         return self.build_strategy().params

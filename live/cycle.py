@@ -65,7 +65,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         logger = setup_logging(config.log_level, secrets)
         journal = make_journal(config.journal, secrets)
         strategy = config.build_strategy()
-        name = record.strategy = config.strategy_name
+        name = record.strategy = strategy.name  # the config's name for a variant, else the class's
         event, asked = read_event(raw_event)  # strict: a dry_run that is not plainly true or false trades nothing
         record.dry_run = asked or not config.trading_enabled
         record.dry_run_reason = "dry run requested" if asked else (config.trading_enabled_reason or None)

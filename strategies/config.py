@@ -145,12 +145,11 @@ class StrategyConfig:
 
     def to_mapping(self) -> dict[str, Any]:
         """Plain values, ``None`` written as ``"none"`` (TOML has no null)."""
-        out: dict[str, Any] = {"strategy": self.strategy}
-        out["name"] = self.name or self.build().name
+        strategy = self.build()
+        out: dict[str, Any] = {"strategy": self.strategy, "name": strategy.name}
         out.update(self.cadence.to_dict())
         if self.universe is not None:
             out["universe"] = self.universe if isinstance(self.universe, str) else list(self.universe)
-        strategy = self.build()
         out["params"] = {k: _null(v) for k, v in dataclasses.asdict(strategy.params).items()}
         out["rules"] = {k: _null(v) for k, v in self.rules.to_dict().items()}
         if self.backtest:

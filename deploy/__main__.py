@@ -117,15 +117,15 @@ def _bundle(args: argparse.Namespace):
                            getattr(args, "param", None), getattr(args, "name", None))
 
 
-def config_from(args: argparse.Namespace) -> DeployConfig:
+def config_from(args: argparse.Namespace, bundle=None) -> DeployConfig:
+    """The deploy settings; with ``bundle`` (build/up) the function runs the packed config, on its cadence's schedule."""
     from deploy.schedule import schedules_for
     from deploy.strategy_bundle import CONFIG_NAME
 
     get = lambda name, default=None: getattr(args, name, default)  # noqa: E731
     env = _parse_env(get("env", []) or [])
     schedules = None
-    if hasattr(args, "config"):  # build/up: the function runs the packed config, on the schedule its cadence says
-        bundle = _bundle(args)
+    if bundle is not None:
         schedules = schedules_for(bundle.config.cadence, env)
         clash = sorted(k for k in env if k == "STRATEGY" or k.startswith(("STRATEGY_", "CADENCE", "DECISION_TIME")))
         if clash:
@@ -141,19 +141,18 @@ def config_from(args: argparse.Namespace) -> DeployConfig:
         market_data=get("market_data", "yfinance"), alarm_email=get("alarm_email"))
 
 
-def _build_options(args: argparse.Namespace):
+def _build_options(args: argparse.Namespace, bundle):
     from deploy.build import BuildOptions
 
-    bundle = _bundle(args)
     return BuildOptions(out_dir=args.out, python_version=args.python_version, arch=args.arch, source=args.source,
                         compile_bytecode=args.compile, strip=not args.no_strip, budget_mb=args.budget_mb,
                         extra_files=dict(bundle.files), extra_third_party=bundle.third_party)
 
 
-def _build(args: argparse.Namespace):
+def _build(args: argparse.Namespace, bundle):
     from deploy.build import build
 
-    opts = _build_options(args)
+    opts = _build_options(args, bundle)
     print(f"building for python{opts.python_version} {opts.arch} from {opts.source} ...", file=sys.stderr)
     result = build(opts)
     print(f"function.zip: {', '.join(result.manifest.packages)} ({len(result.manifest.files)} files); "
@@ -168,16 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     from deploy.aws import aws_errors  # noqa: F401  (import check: boto3 present)
 
     args = make_parser().parse_args(argv)
+    # build and up pack the strategy: read its config (and a user's file) once for the zip and the schedule
+    bundle = _bundle(args) if args.command in ("build", "up") else None
     if args.command == "build":
-        _build(args)
+        _build(args, bundle)
         return 0
-    cfg = config_from(args)
+    cfg = config_from(args, bundle)
     if args.command == "up":
         from deploy.up import Artifacts, plan, up
 
         if bool(args.function_zip) != bool(args.layer_zip):
             raise UserError("--function-zip and --layer-zip go together")
-        built = _build_options(args)  # where `build` writes the zips, so `up` finds them under the same names
+        built = _build_options(args, bundle)  # where `build` writes the zips, so `up` finds them under the same names
         artifacts = (Artifacts(args.function_zip, args.layer_zip) if args.function_zip
                      else Artifacts(built.function_zip, built.layer_zip))
         if args.dry_run:
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join("  " + line for line in plan(cfg, artifacts)))
             return 0
         if not args.function_zip:
-            _build(args)
+            _build(args, bundle)
         for step in up(cfg, artifacts):
             print(step)
         return 0

@@ -194,3 +194,116 @@ def filled_qty(order: dict) -> float:
         return float(order.get("filled_qty") or 0)
     except (TypeError, ValueError):
         return 0.0
+
+
+# ---------------------------------------------------------------- decisions and fills, for the drift
+
+def decision_key(record: dict) -> Any:
+    """What one decision is keyed by, as the daybook keys it: the trading date (daily cadence) or, intraday, the
+    slot's New York moment (naive ``pd.Timestamp``), the latest slot at or before the cycle's moment.
+
+    >>> decision_key({"trading_date": "2022-06-01", "now": "2022-06-01T15:45:00-04:00"})
+    datetime.date(2022, 6, 1)
+    >>> decision_key({"trading_date": "2022-06-01", "now": "2022-06-01T10:07:00-04:00",
+    ...               "inputs": {"config": {"strategy": {"cadence": "15min"}}}})
+    Timestamp('2022-06-01 10:00:00')
+    """
+    import pandas as pd
+
+    cadence_text = str(get(record, "inputs", "config", "strategy", "cadence", default="daily"))
+    day = trading_date(record)
+    if cadence_text.strip().lower() == "daily" or day is None:
+        return day
+    from brokers.calendar import MarketCalendar
+    from live.schedule import current_slot
+    from strategies.cadence import Cadence
+
+    session = MarketCalendar().session(day)
+    if session is None:
+        return day
+    config = get(record, "inputs", "config", default={})
+    slot = current_slot(moment(record), session, Cadence.parse(cadence_text),
+                        int(config.get("trade_after_open_minutes", 15)), int(config.get("trade_before_close_minutes", 5)))
+    return day if slot is None else pd.Timestamp(slot.replace(tzinfo=None))
+
+
+@dataclass(frozen=True)
+class LiveFill:
+    """What the broker filled of one of our orders, summed over the cycles that saw it."""
+
+    key: Any               # the decision that sent it (decision_key of its cycle)
+    symbol: str
+    side: str
+    qty: float
+    price: float           # the average fill price
+    fee: float             # as recorded by the broker or the paper broker's commission; 0 when not recorded
+    client_order_id: str
+    fill_date: dt.date | None  # the trading date of the cycle that saw the (last) fill
+    cycle_id: str = ""     # the cycle that sent the order (for an exit leg: the cycle that saw it fill)
+    leg: bool = False      # known only from the ledger's fills (an exit leg): it filled before that cycle read
+
+
+def _number(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if out == out else None
+
+
+def _fee(order: dict, record: dict, qty: float, price: float) -> float:
+    for name in ("fee", "fees", "commission"):
+        value = _number(order.get(name))
+        if value is not None:
+            return value
+    if get(record, "inputs", "config", "broker") == "paper":
+        return qty * price * float(_number(get(record, "inputs", "config", "paper_commission")) or 0.0)
+    return 0.0
+
+
+def live_fills(records: list[dict], ours=None) -> list[LiveFill]:
+    """Every fill of our orders in ``records`` (oldest first), one per client order id: from the orders each cycle
+    sent or found (``orders``) and from the fills the ledger took in (``ledger.new_fills``, which also sees a fill
+    that arrived after its cycle, and exit legs). An order that several cycles report (a retry that found it at
+    the broker) counts once, at its largest filled quantity. ``ours(client_order_id)`` leaves out foreign ids.
+
+    >>> r = {"trading_date": "2022-06-01", "orders": [{"symbol": "KO", "side": "buy", "qty": 5, "filled_qty": 5,
+    ...       "filled_avg_price": 60.0, "client_order_id": "x-20220601-KO-buy"}]}
+    >>> [(f.symbol, f.qty, f.price) for f in live_fills([r, r])]
+    [('KO', 5.0, 60.0)]
+    """
+    origin: dict[str, tuple[Any, str, bool]] = {}
+    best: dict[str, dict] = {}
+    increments: dict[str, dict] = {}
+    for r in records:
+        key, day = decision_key(r), trading_date(r)
+        for o in orders(r):
+            cid = str(o.get("client_order_id") or "")
+            if not cid or (ours is not None and not ours(cid)):
+                continue
+            origin.setdefault(cid, (key, str(r.get("cycle_id")), False))
+            qty, price = filled_qty(o), _number(o.get("filled_avg_price"))
+            if qty > 0 and price is not None and qty >= best.get(cid, {}).get("qty", 0):
+                best[cid] = {"symbol": o["symbol"], "side": o["side"], "qty": qty, "price": price, "day": day,
+                             "fee": _fee(o, r, qty, price)}
+        for f in get(r, "ledger", "new_fills", default=[]) or []:
+            if not isinstance(f, dict) or not f.get("client_order_id") or not f.get("symbol"):
+                continue
+            cid = str(f["client_order_id"])
+            qty, price = _number(f.get("qty")) or 0.0, _number(f.get("price"))
+            if qty <= 0 or price is None:
+                continue
+            origin.setdefault(cid, (key, str(r.get("cycle_id")), True))  # an exit leg: keyed by the cycle that saw it
+            got = increments.setdefault(cid, {"symbol": f["symbol"], "side": f.get("side"), "qty": 0.0})
+            got.update(qty=got["qty"] + qty, price=price, day=day)
+            got["fee"] = _fee(f, r, got["qty"], price)
+    out = []
+    for cid in origin:
+        a, b = best.get(cid), increments.get(cid)
+        pick = a if b is None or (a is not None and a["qty"] >= b["qty"]) else b
+        if pick is None:
+            continue
+        key, cycle, leg = origin[cid]
+        out.append(LiveFill(key, pick["symbol"], str(pick["side"]), pick["qty"], pick["price"], pick["fee"], cid,
+                            pick["day"], cycle, leg))
+    return out

@@ -168,9 +168,10 @@ def fig_statuses(report: LiveReport) -> Figure:
         set(report.cycles["status"]) - set(STATUS_ORDER))
     for row, status in enumerate(seen):
         at = report.cycles[report.cycles["status"] == status]
-        ax.scatter(at["time"], [row] * len(at), color=STATUS_COLOURS.get(status, "black"), s=28)
+        ax.scatter(at["time"].dt.tz_localize(None), [row] * len(at), color=STATUS_COLOURS.get(status, "black"), s=28)
     ax.set_yticks(range(len(seen)), [f"{s} ({(report.cycles['status'] == s).sum()})" for s in seen])
     ax.set_ylim(-0.6, len(seen) - 0.4)
+    _date_axis(ax)
     ax.set_title("Cycles by status")
     ax.grid(axis="x", alpha=0.3)
     return fig
@@ -184,12 +185,44 @@ def fig_equity(report: LiveReport) -> Figure:
     ax.plot(eq.index, eq["equity"], label="live equity", color="tab:blue", marker="o", ms=3)
     if eq["benchmark"].notna().any():
         ax.plot(eq.index, eq["benchmark"], label=report.benchmark_name, color="gray")
-    bt = report.drift.backtest
-    if bt is not None:
-        ax.plot(bt.equity.index, bt.equity["equity"], label="backtest of the same days", color="tab:orange", ls="--")
+    bt = report.drift.backtest_equity
+    if bt is not None and len(bt):
+        # the backtest over the live readings' span only: its last point is the live data's last day
+        ax.plot(bt.index, bt.to_numpy(), label="backtest of the same days", color="tab:orange", ls="--")
+    _date_axis(ax)
     ax.set_title("Account equity (at each day's decision cycle)")
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
+    return fig
+
+
+def _date_axis(ax) -> None:
+    """Tick labels that never overlap, whatever the span: matplotlib's concise date formatter."""
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def fig_attribution(report: LiveReport) -> Figure:
+    """The return gap (live minus backtest) and its components, in return points."""
+    a = report.drift.attribution
+    fig = Figure(figsize=(11, 3.0), layout="constrained")
+    ax = fig.subplots()
+    names = list(a.points) + ["gap (live - backtest)"]
+    values = [v * 100 for v in a.points.values()] + [a.gap * 100]
+    colours = ["tab:green" if v >= 0 else "tab:red" for v in values[:-1]] + ["tab:blue"]
+    ax.barh(range(len(names)), values, color=colours)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.8)
+    for y, v in enumerate(values):
+        ax.annotate(f"{v:+.2f}", (v, y), xytext=(4 if v >= 0 else -4, 0), textcoords="offset points",
+                    ha="left" if v >= 0 else "right", va="center", fontsize=8)
+    ax.set_xlabel("return points (% of the starting equity)")
+    ax.set_title(f"Where the gap comes from: live {_pct(a.live_return)}, backtest {_pct(a.backtest_return)}")
+    ax.margins(x=0.2)
     return fig
 
 
@@ -220,6 +253,8 @@ def figures(report: LiveReport) -> dict[str, Figure]:
     if len(report.equity):
         out["equity"] = fig_equity(report)
         out["positions"] = fig_positions(report)
+    if report.drift.attribution is not None:
+        out["attribution"] = fig_attribution(report)
     return out
 
 
@@ -236,9 +271,9 @@ def returns(report: LiveReport) -> dict[str, float]:
     out = {"live": eq["equity"].iloc[-1] / eq["equity"].iloc[0] - 1}
     if eq["benchmark"].notna().any():
         out["benchmark"] = eq["benchmark"].iloc[-1] / eq["benchmark"].iloc[0] - 1
-    bt = report.drift.backtest
-    if bt is not None:
-        out["backtest"] = bt.equity["equity"].iloc[-1] / bt.equity["equity"].iloc[0] - 1
+    a = report.drift.attribution
+    if a is not None:  # both measured from the first decision's reading to the last reading
+        out["live"], out["backtest"] = a.live_return, a.backtest_return
     return out
 
 
@@ -260,10 +295,18 @@ def summary_text(report: LiveReport) -> str:
                      + (f", backtest {_pct(r['backtest'])}" if "backtest" in r else ""))
     d = report.drift
     if d.backtest is not None:
-        lines.append(f"drift       {len(d.differences)} difference(s) from the backtest, {d.matched} (date, symbol, "
-                     f"side) alike, {d.first} to {d.through}")
+        kinds = pd.Series([x.kind for x in d.differences], dtype=object).value_counts()
+        lines.append(f"drift       {len(d.differences)} order(s) differ from the backtest"
+                     + (" (" + ", ".join(f"{k} {v}" for k, v in kinds.items()) + ")" if len(kinds) else "")
+                     + f", {d.matched} alike in quantity and price, {d.first} to {d.through}")
         for x in d.differences:
-            lines.append(f"  {x.date} {x.symbol} {x.side}: live {x.live}, backtest {x.backtest}; {x.reason}")
+            lines.append(f"  {x.date} {x.symbol} {x.side} [{x.kind}]: live {x.live}, backtest {x.backtest}; {x.reason}")
+    lines.append(f"findings    {len(d.findings)}" + ("" if d.findings else " (no missing or duplicated cycle, "
+                                                      "no unexplained equity, no foreign order)"))
+    for f in d.findings:
+        lines.append(f"  {f.when} {f.kind}: {f.what}")
+    if d.attribution is not None:
+        lines += attribution_lines(d.attribution)
     if d.note:
         lines.append(f"drift note  {d.note}")
     if read.unreadable:
@@ -271,6 +314,23 @@ def summary_text(report: LiveReport) -> str:
                      + "; ".join(f"{u.where} ({u.why})" for u in read.unreadable[:5])
                      + (" ..." if len(read.unreadable) > 5 else ""))
     return "\n".join(lines)
+
+
+def attribution_frame(a) -> pd.DataFrame:
+    """The attribution table: each component in dollars and return points, then the gap they sum to."""
+    clean = lambda v: v if abs(v) >= 0.005 else 0.0  # noqa: E731  (no "-0.00" for a float residue)
+    rows = [{"component": k, "dollars": clean(v), "points": f"{clean(v) / a.start_equity:+.4%}"}
+            for k, v in a.dollars.items()]
+    rows.append({"component": "gap (live - backtest)", "dollars": a.gap_dollars, "points": f"{a.gap:+.4%}"})
+    return pd.DataFrame(rows, columns=["component", "dollars", "points"])
+
+
+def attribution_lines(a) -> list[str]:
+    lines = [f"gap         live {_pct(a.live_return)} - backtest {_pct(a.backtest_return)} = {a.gap * 100:+.4f} "
+             f"points ({a.gap_dollars:+,.2f} on {a.start_equity:,.2f}):"]
+    for row in attribution_frame(a).itertuples(index=False):
+        lines.append(f"  {row.component:<30}{row.dollars:>+14,.2f}{row.points:>11}")
+    return lines
 
 
 def _table(frame: pd.DataFrame, id_: str) -> str:
@@ -321,14 +381,24 @@ def render(report: LiveReport) -> str:
                   [("live", r.get("live", float("nan"))), (report.benchmark_name, r.get("benchmark", float("nan"))),
                    ("backtest of the same days", r.get("backtest", float("nan")))] if v == v)
     if d.backtest is not None:
-        diffs = pd.DataFrame([vars(x) for x in d.differences], columns=["date", "symbol", "side", "live", "backtest",
-                                                                        "reason"])
+        diffs = pd.DataFrame([vars(x) for x in d.differences], columns=["date", "symbol", "side", "kind", "live",
+                                                                        "backtest", "reason"])
         drift_html = (f"<p>Backtest of <b>{html.escape(d.strategy)}</b> with the journal's own config, from "
-                      f"{d.first} to {d.through} on the same data: <b>{len(d.differences)}</b> difference(s); "
-                      f"{d.matched} (date, symbol, side) filled alike.</p>"
+                      f"{d.first} to {d.through} on the same data: <b>{len(d.differences)}</b> order(s) differ; "
+                      f"{d.matched} filled alike in quantity and price.</p>"
                       + (_table(diffs, "drift") if len(diffs) else '<p id="drift">No differences.</p>'))
     else:
         drift_html = '<p id="drift">Not compared.</p>'
+    found = pd.DataFrame([vars(f) for f in d.findings], columns=["when", "kind", "what", "amount"])
+    drift_html += "<h3>Findings in the journal</h3>" + (_table(found, "findings") if len(found) else
+                                                         '<p id="findings">No missing or duplicated cycle, no '
+                                                         'unexplained equity change, no foreign order.</p>')
+    if d.attribution is not None:
+        a = d.attribution
+        drift_html += (f"<h3>Where the gap comes from</h3><p>Live {_pct(a.live_return)} against the backtest's "
+                       f"{_pct(a.backtest_return)}: a gap of {a.gap * 100:+.4f} points, split exactly (method in "
+                       f"docs/reports.md).</p>" + figs.get("attribution", "")
+                       + _table(attribution_frame(a), "attribution"))
     if d.note:
         drift_html += f'<p class="muted">{html.escape(d.note)}</p>'
     span = f"{c['time'].min():%Y-%m-%d} to {c['time'].max():%Y-%m-%d}"

@@ -174,7 +174,11 @@ def recorded_prices(record: dict) -> dict[str, float]:
 def _price(record: dict, symbol: str, closes: pd.DataFrame | None) -> float | None:
     price = recorded_prices(record).get(symbol)
     if price is None and closes is not None and symbol in closes.columns:
-        upto = closes[symbol].loc[:pd.Timestamp(trading_date(record)) + pd.Timedelta(days=1)].dropna()
+        series = closes[symbol].dropna()
+        intraday = len(series) and (series.index != series.index.normalize()).any()
+        at = pd.Timestamp(moment(record)).tz_convert("America/New_York").tz_localize(None) if intraday \
+            else pd.Timestamp(trading_date(record))
+        upto = series.loc[series.index < at] if intraday else series.loc[:at]
         price = float(upto.iloc[-1]) if len(upto) else None
     return price
 

@@ -273,6 +273,9 @@ def live_fills(records: list[dict], ours=None) -> list[LiveFill]:
     [('KO', 5.0, 60.0)]
     """
     origin: dict[str, tuple[Any, str, bool]] = {}
+    # an exit leg's id is the broker's, not ours: leave out only the ledger's fills of orders seen to be foreign
+    foreign = {str(o.get("client_order_id")) for r in records for o in orders(r)
+               if ours is not None and not ours(str(o.get("client_order_id") or ""))}
     best: dict[str, dict] = {}
     increments: dict[str, dict] = {}
     for r in records:
@@ -290,6 +293,8 @@ def live_fills(records: list[dict], ours=None) -> list[LiveFill]:
             if not isinstance(f, dict) or not f.get("client_order_id") or not f.get("symbol"):
                 continue
             cid = str(f["client_order_id"])
+            if cid in foreign:
+                continue
             qty, price = _number(f.get("qty")) or 0.0, _number(f.get("price"))
             if qty <= 0 or price is None:
                 continue

@@ -211,7 +211,7 @@ def fig_attribution(report: LiveReport) -> Figure:
     fig = Figure(figsize=(11, 3.0), layout="constrained")
     ax = fig.subplots()
     names = list(a.points) + ["gap (live - backtest)"]
-    values = [v * 100 for v in a.points.values()] + [a.gap * 100]
+    values = [v * 100 if abs(v * a.start_equity) >= 0.005 else 0.0 for v in a.points.values()] + [a.gap * 100]
     colours = ["tab:green" if v >= 0 else "tab:red" for v in values[:-1]] + ["tab:blue"]
     ax.barh(range(len(names)), values, color=colours)
     ax.set_yticks(range(len(names)), names, fontsize=8)
@@ -353,7 +353,7 @@ def _table(frame: pd.DataFrame, id_: str) -> str:
 _CSS = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1100px;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{padding:.2em .6em;border-bottom:1px solid #eee;
-text-align:right}th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}.muted{color:#666;font-size:.9em}
+text-align:right}th{background:#f6f6f6}td:first-child,th:first-child{text-align:left;white-space:nowrap}.muted{color:#666;font-size:.9em}
 .warn{background:#fff3cd;border:1px solid #e0c068;padding:.4em .8em;margin:.6em 0}img{max-width:100%}
 .scroll{max-height:28em;overflow:auto}"""
 

@@ -277,6 +277,7 @@ def live_fills(records: list[dict], ours=None) -> list[LiveFill]:
     foreign = {str(o.get("client_order_id")) for r in records for o in orders(r)
                if ours is not None and not ours(str(o.get("client_order_id") or ""))}
     best: dict[str, dict] = {}
+    sent: dict[str, Any] = {}  # the trading date each order was sent on
     increments: dict[str, dict] = {}
     for r in records:
         key, day = decision_key(r), trading_date(r)
@@ -285,9 +286,10 @@ def live_fills(records: list[dict], ours=None) -> list[LiveFill]:
             if not cid or (ours is not None and not ours(cid)):
                 continue
             origin.setdefault(cid, (key, str(r.get("cycle_id")), False))
+            sent.setdefault(cid, day)
             qty, price = filled_qty(o), _number(o.get("filled_avg_price"))
             if qty > 0 and price is not None and qty >= best.get(cid, {}).get("qty", 0):
-                best[cid] = {"symbol": o["symbol"], "side": o["side"], "qty": qty, "price": price, "day": day,
+                best[cid] = {"symbol": o["symbol"], "side": o["side"], "qty": qty, "price": price, "day": sent[cid],
                              "fee": _fee(o, r, qty, price)}
         for f in get(r, "ledger", "new_fills", default=[]) or []:
             if not isinstance(f, dict) or not f.get("client_order_id") or not f.get("symbol"):
@@ -300,7 +302,8 @@ def live_fills(records: list[dict], ours=None) -> list[LiveFill]:
                 continue
             origin.setdefault(cid, (key, str(r.get("cycle_id")), True))  # an exit leg: keyed by the cycle that saw it
             got = increments.setdefault(cid, {"symbol": f["symbol"], "side": f.get("side"), "qty": 0.0})
-            got.update(qty=got["qty"] + qty, price=price, day=day)
+            # a market order fills at its decision moment, however late a cycle saw it; a leg when it was seen
+            got.update(qty=got["qty"] + qty, price=price, day=day if origin[cid][2] else sent.get(cid, day))
             got["fee"] = _fee(f, r, got["qty"], price)
     out = []
     for cid in origin:

@@ -27,6 +27,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from live.drift import Drift, backtest_drift, decision_records
+from live.journal_checks import journal_findings
 from live.journal_read import JournalRead, error_text, filled_qty, get, moment, orders, trading_date
 
 SAMPLE_JOURNAL = Path(__file__).resolve().parent.parent / "notebooks" / "data" / "sample_journal.jsonl"  # replayed
@@ -149,7 +150,8 @@ def build_report(read: JournalRead, drift: bool = True) -> LiveReport:
     bench, name = _benchmark(equity, records)
     equity["benchmark"] = bench
     return LiveReport(read, _cycles(records), _orders(records), equity, positions, name,
-                      backtest_drift(records) if drift else Drift(note="not computed"))
+                      backtest_drift(records) if drift else
+                      Drift(note="not computed", findings=journal_findings(records)))
 
 
 # ---------------------------------------------------------------- figures

@@ -89,6 +89,20 @@ def test_a_duplicated_cycle_is_flagged_and_its_orders_count_once(sample, base):
     assert drift.attribution.dollars == pytest.approx(base.attribution.dollars)
 
 
+def test_a_fill_the_next_cycle_saw_counts_as_of_its_decision(sample, base):
+    # Alpaca: the 15:45 order is still "accepted" when its cycle ends; the next cycle's ledger takes the fill in
+    records = copy.deepcopy(sample)
+    cycle, later = _day(records, "2022-06-16", "traded"), _day(records, "2022-06-17")
+    [order] = [o for o in cycle["orders"] if o["symbol"] == "PEP"]
+    [fill] = [f for f in cycle["ledger"]["new_fills"] if f["symbol"] == "PEP"]
+    order.update(status="accepted", filled_qty=0, filled_avg_price=None)
+    cycle["ledger"]["new_fills"].remove(fill)
+    later["ledger"]["new_fills"].append(fill)
+    drift = backtest_drift(records)
+    assert drift.findings == [] and drift.differences == base.differences
+    assert drift.attribution.dollars == pytest.approx(base.attribution.dollars)
+
+
 def test_a_missing_cycle_is_flagged(sample):
     records = [r for r in sample if r["trading_date"] != "2022-06-08"]
     drift = backtest_drift(records)

@@ -92,6 +92,9 @@ def test_cli_writes_html_and_prints_the_summary(tmp_path):
     assert "statuses    market_closed 1, no_change 16, traded 5" in r.stdout
     assert "error       2022-06-21 15:45: JNJ sell refused: JNJ: asset is not tradable" in r.stdout
     assert "2022-06-21 JNJ sell" in r.stdout
+    # the gap's split, with nothing left unexplained: the paper broker's equity is all fills and closes
+    assert "gap         live -2.51% - backtest" in r.stdout and "findings    0 (" in r.stdout
+    assert "  unexplained remainder                  +0.00   +0.0000%" in r.stdout
     assert (tmp_path / "out" / "live_report.html").stat().st_size > 20_000
     assert (tmp_path / "out" / "live_summary.txt").read_text().startswith("journal ")
 

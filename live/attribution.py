@@ -34,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,8 +136,8 @@ class _Prices:
         it filled on (a live fill's bar is the one starting at its slot)."""
         if not self.intraday and _day(t.fill_date).normalize() == _day(t.key).normalize():
             return self.decision(t)
-        bar = t.fill_date if self.intraday and isinstance(t.fill_date, pd.Timestamp) and t.fill_date != t.fill_date.normalize() \
-            else (t.key if self.intraday else t.fill_date)
+        timed = isinstance(t.fill_date, pd.Timestamp) and t.fill_date != t.fill_date.normalize()
+        bar = (t.fill_date if timed else t.key) if self.intraday else t.fill_date
         if self.opens is not None and t.symbol in self.opens.columns:
             value = self.opens[t.symbol].get(_day(bar))
             if value is not None and value == value:
@@ -154,7 +153,8 @@ def attribute(live: list[Trade], backtest: list[Trade], closes: pd.DataFrame, wi
     """
     prices = _Prices(closes, opens, intraday)
     end = window.end
-    final = {s: price_at(closes, s, end) for s in {t.symbol for t in live + backtest} | set(window.live_start_positions)}
+    symbols = {t.symbol for t in live + backtest} | set(window.live_start_positions)
+    final = {s: price_at(closes, s, end) for s in symbols}
     out = dict.fromkeys(COMPONENTS, 0.0)
 
     def pnl(trades: list[Trade]) -> float:

@@ -312,8 +312,8 @@ def compare(records: list[dict], fills: list[LiveFill], bt: list[Trade], result,
         lp, bp = lo["value"] / lo["qty"], bo["value"] / bo["qty"]
         kinds, why = [], []
         if lo["want"] and lo["qty"] < lo["want"]:
-            out.append(Difference(*key, text(lo), text(bo), f"a different fill: {lo['qty']:g} of {lo['want']:g} "
-                                                             f"filled live (status {lo.get('status')})", "partial fill"))
+            why = f"a different fill: {lo['qty']:g} of {lo['want']:g} filled live (status {lo.get('status')})"
+            out.append(Difference(*key, text(lo), text(bo), why, "partial fill"))
             continue
         if lo["qty"] != bo["qty"]:
             kinds.append("quantity")

@@ -222,8 +222,8 @@ def decision_key(record: dict) -> Any:
     if session is None:
         return day
     config = get(record, "inputs", "config", default={})
-    slot = current_slot(moment(record), session, Cadence.parse(cadence_text),
-                        int(config.get("trade_after_open_minutes", 15)), int(config.get("trade_before_close_minutes", 5)))
+    minutes = (int(config.get("trade_after_open_minutes", 15)), int(config.get("trade_before_close_minutes", 5)))
+    slot = current_slot(moment(record), session, Cadence.parse(cadence_text), *minutes)
     return day if slot is None else pd.Timestamp(slot.replace(tzinfo=None))
 
 

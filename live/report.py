@@ -355,7 +355,8 @@ def _table(frame: pd.DataFrame, id_: str) -> str:
 _CSS = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1100px;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{padding:.2em .6em;border-bottom:1px solid #eee;
-text-align:right}th{background:#f6f6f6}td:first-child,th:first-child{text-align:left;white-space:nowrap}.muted{color:#666;font-size:.9em}
+text-align:right}th{background:#f6f6f6}td:first-child,th:first-child{text-align:left;white-space:nowrap}
+.muted{color:#666;font-size:.9em}
 .warn{background:#fff3cd;border:1px solid #e0c068;padding:.4em .8em;margin:.6em 0}img{max-width:100%}
 .scroll{max-height:28em;overflow:auto}"""
 

@@ -154,13 +154,14 @@ def attribute(live: list[Trade], backtest: list[Trade], closes: pd.DataFrame, wi
     prices = _Prices(closes, opens, intraday)
     end = window.end
     symbols = {t.symbol for t in live + backtest} | set(window.live_start_positions)
-    final = {s: price_at(closes, s, end) for s in symbols}
+    final = {s: price_at(closes, s, end, before=intraday) for s in symbols}  # intraday: the bars complete at end
     out = dict.fromkeys(COMPONENTS, 0.0)
 
     def pnl(trades: list[Trade]) -> float:
         return sum(t.sign * t.qty * (final[t.symbol] - t.price) - t.fee for t in trades)
 
-    start_value = 0.0 + sum(q * (final[s] - price_at(closes, s, window.start if window.start is not None else end))
+    start_value = 0.0 + sum(q * (final[s] - price_at(closes, s, window.start if window.start is not None else end,
+                                                     before=intraday))
                       for s, q in window.live_start_positions.items())
     live_pnl, bt_pnl = pnl(live) + start_value, pnl(backtest)
     live_change = window.live_end_equity - window.start_equity

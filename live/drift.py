@@ -25,7 +25,7 @@ from typing import Any
 import backtrader  # noqa: F401  (research-only: the re-run is a Backtrader backtest; keeps this out of the function zip)
 import pandas as pd
 
-from live.attribution import Attribution, AttributionWindow, Trade, attribute
+from live.attribution import Attribution, AttributionWindow, Trade, attribute, price_at
 from live.journal_checks import Finding, _ours, journal_findings, strategy_name
 from live.journal_read import LiveFill, decision_key, error_text, filled_qty, get, live_fills, orders, trading_date
 
@@ -190,13 +190,16 @@ def _attribution(records, same, fills, bt, result, data, held, intraday) -> tupl
     end_bar = pd.Timestamp(end_key if intraday else trading_date(last))
     live = [t for t in live_trades(fills) if (t.key >= start_key) and (t.key < end_key or
                                                                         (t.key == end_key and _leg(t, fills)))]
-    inside = [t for t in bt if pd.Timestamp(t.fill_date) <= end_bar]
+    # What had happened by the last reading. Daily: that day's bar, fills on it included. Intraday: the backtest's
+    # row at a slot is the book at that moment (marked at the bars complete then), before the slot's own fills.
+    done = (lambda at: pd.Timestamp(at) < end_bar) if intraday else (lambda at: pd.Timestamp(at) <= end_bar)
+    inside = [t for t in bt if done(t.fill_date)]
     later = [t for t in inside if t.key >= end_key]  # live had not sent these when it read its account
     equity = result.equity["equity"].loc[:end_bar]
     if not len(equity):
         return None, None
     prices = data.closes
-    final = {t.symbol: _close(prices, t.symbol, end_bar) for t in later}
+    final = {t.symbol: price_at(prices, t.symbol, end_bar, before=intraday) for t in later}
     bt_end = float(equity.iloc[-1]) - sum(t.sign * t.qty * (final[t.symbol] - t.price) - t.fee for t in later)
     window = AttributionWindow(float(get(first, "inputs", "account", "equity")),
                                float(get(last, "inputs", "account", "equity")), bt_end, end_bar,
@@ -211,10 +214,6 @@ def _attribution(records, same, fills, bt, result, data, held, intraday) -> tupl
 
 def _leg(t: Trade, fills: list[LiveFill]) -> bool:
     return any(f.leg and f.key == t.key and f.symbol == t.symbol for f in fills)
-
-
-def _close(closes: pd.DataFrame, symbol: str, at: pd.Timestamp) -> float:
-    return float(closes[symbol].loc[:at].dropna().iloc[-1])
 
 
 def compare(records: list[dict], fills: list[LiveFill], bt: list[Trade], result, start, through

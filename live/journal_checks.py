@@ -126,9 +126,10 @@ def missing_cycles(records: list[dict]) -> list[Finding]:
             continue
         day = key if isinstance(key, dt.date) and not isinstance(key, pd.Timestamp) else key.date()
         seen = [f"{moment(r).astimezone(dt.timezone.utc):%H:%M}Z {r.get('status')}" for r in records
-                if trading_date(r) == day]
+                if trading_date(r) == day and decision_key(r) == key]
+        what = "that slot" if isinstance(key, pd.Timestamp) else "that day"
         out.append(Finding("missing cycle", key, f"no decision for {key}" +
-                           (f" (cycles that day: {', '.join(seen)})" if seen else " (no cycle that day)")))
+                           (f" (cycles of {what}: {', '.join(seen)})" if seen else f" (no cycle {what})")))
     return out
 
 

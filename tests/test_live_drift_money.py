@@ -260,3 +260,35 @@ def test_the_live_report_works_for_any_strategy(tmp_path, strategy):
     assert 'id="attribution"' in page and 'id="fig-attribution"' in page and 'id="findings"' in page
     assert "gap         live" in summary_text(report)
     json.dumps([vars(d) for d in drift.differences], default=str)
+
+
+# ---------------------------------------------------------------- intraday
+
+def test_an_intraday_journal_is_keyed_by_slot_and_split_exactly(tmp_path, monkeypatch):
+    """One session of 15-minute slots on SYNTHETIC bars (tests/test_intraday_cadence.py), one slot skipped."""
+    import live.cycle
+    import live.drift
+    from brokers.paper import PaperBroker
+    from live.cycle import run
+    from marketdata.provider import FrameProvider
+    from test_intraday_cadence import ENV, SlotPrices, _at, _slots, synthetic_bars
+
+    data = synthetic_bars()
+    monkeypatch.setattr(live.cycle, "make_provider", lambda _config: FrameProvider(data, name="synthetic"))
+    monkeypatch.setattr(live.cycle, "make_broker", lambda config, prices, now, keys, env: PaperBroker(
+        config.paper_db, SlotPrices(prices, now), now=now, cash=config.paper_cash))
+    # the drift's re-run reads the same synthetic bars (a journal names its data source; these have none to reopen)
+    monkeypatch.setattr(live.drift, "_data", lambda first, symbols, end, bars: data)
+    env = live_env(tmp_path, **ENV)
+    slots = _slots(D(2022, 5, 24), D(2022, 5, 24))
+    for slot in slots[:7] + slots[8:]:
+        run({"now": _at(slot)}, env=env)
+    report = build_report(read_journal(str(tmp_path / "journal.jsonl")))
+    drift = report.drift
+    assert [(f.kind, f.when) for f in drift.findings] == [("missing cycle", slots[7])]
+    assert all(d.kind != "decision" for d in drift.differences) and len(drift.differences) + drift.matched >= 3
+    assert {type(d.date) for d in drift.differences} == {type(slots[0])}  # keyed by slot, not by day
+    assert abs(drift.attribution.dollars["unexplained remainder"]) < 0.01
+    _exact(drift)
+    assert drift.backtest_equity.index[-1] == slots[-1]
+    assert 'id="attribution"' in render(report)

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -214,17 +215,23 @@ def decision_key(record: dict) -> Any:
     day = trading_date(record)
     if cadence_text.strip().lower() == "daily" or day is None:
         return day
-    from brokers.calendar import MarketCalendar
     from live.schedule import current_slot
     from strategies.cadence import Cadence
 
-    session = MarketCalendar().session(day)
+    session = _calendar().session(day)
     if session is None:
         return day
     config = get(record, "inputs", "config", default={})
     minutes = (int(config.get("trade_after_open_minutes", 15)), int(config.get("trade_before_close_minutes", 5)))
     slot = current_slot(moment(record), session, Cadence.parse(cadence_text), *minutes)
     return day if slot is None else pd.Timestamp(slot.replace(tzinfo=None))
+
+
+@functools.lru_cache(maxsize=1)
+def _calendar():
+    from brokers.calendar import MarketCalendar
+
+    return MarketCalendar()
 
 
 @dataclass(frozen=True)

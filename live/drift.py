@@ -173,8 +173,12 @@ def backtest_drift(records: list[dict]) -> Drift:
         drift.note += f"the data has no bar after {last}: compared through {through}. "
     drift.backtest, drift.first, drift.through = result, start, through
     fills = live_fills(in_span, _ours(strategy_name(records) or drift.strategy))
-    drift.differences, drift.matched = compare(same, fills, bt, result, start, through)
-    drift.attribution, drift.backtest_equity = _attribution(in_span, same, fills, bt, result, data, held, intraday)
+    try:
+        drift.differences, drift.matched = compare(same, fills, bt, result, start, through)
+        drift.attribution, drift.backtest_equity = _attribution(in_span, same, fills, bt, result, data, held,
+                                                                intraday)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:  # a journal shape not foreseen: said, not a crash
+        drift.note += f"the comparison stopped: {type(exc).__name__}: {_first_line(exc)}"
     drift.note = drift.note.strip()
     return drift
 
@@ -182,7 +186,7 @@ def backtest_drift(records: list[dict]) -> Drift:
 def _attribution(records, same, fills, bt, result, data, held, intraday) -> tuple[Attribution | None, Any]:
     """The return gap over the live account readings' span (first decision to last reading), split."""
     readings = [r for r in records if isinstance(get(r, "inputs", "account", "equity"), (int, float))
-                and trading_date(r) >= trading_date(same[0])]
+                and trading_date(r) is not None and trading_date(r) >= trading_date(same[0])]
     if not readings:
         return None, None
     first, last = readings[0], readings[-1]
@@ -199,7 +203,10 @@ def _attribution(records, same, fills, bt, result, data, held, intraday) -> tupl
     if not len(equity):
         return None, None
     prices = data.closes
-    final = {t.symbol: price_at(prices, t.symbol, end_bar, before=intraday) for t in later}
+    try:
+        final = {t.symbol: price_at(prices, t.symbol, end_bar, before=intraday) for t in later}
+    except KeyError:  # a traded symbol without a close at the end: no split rather than a guess
+        return None, equity
     bt_end = float(equity.iloc[-1]) - sum(t.sign * t.qty * (final[t.symbol] - t.price) - t.fee for t in later)
     window = AttributionWindow(float(get(first, "inputs", "account", "equity")),
                                float(get(last, "inputs", "account", "equity")), bt_end, end_bar,
@@ -208,7 +215,7 @@ def _attribution(records, same, fills, bt, result, data, held, intraday) -> tupl
     shown.iloc[-1] = bt_end
     try:
         return attribute(live, [t for t in inside if t.key < end_key], prices, window, data.opens, intraday), shown
-    except KeyError:  # a traded symbol without a close at the end: say so rather than guess
+    except KeyError:
         return None, shown
 
 

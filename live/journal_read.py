@@ -219,12 +219,16 @@ def decision_key(record: dict) -> Any:
     from strategies.cadence import Cadence
 
     session = _calendar().session(day)
-    if session is None:
-        return day
+    if session is None:  # intraday keys are always Timestamps, so that they compare: a closed day is its midnight
+        return pd.Timestamp(day)
     config = get(record, "inputs", "config", default={})
-    minutes = (int(config.get("trade_after_open_minutes", 15)), int(config.get("trade_before_close_minutes", 5)))
-    slot = current_slot(moment(record), session, Cadence.parse(cadence_text), *minutes)
-    return day if slot is None else pd.Timestamp(slot.replace(tzinfo=None))
+    try:
+        cadence = Cadence.parse(cadence_text)
+        minutes = (int(config.get("trade_after_open_minutes", 15)), int(config.get("trade_before_close_minutes", 5)))
+    except (TypeError, ValueError):  # a record of another version: keyed by its day
+        return pd.Timestamp(day)
+    slot = current_slot(moment(record), session, cadence, *minutes)
+    return pd.Timestamp(day) if slot is None else pd.Timestamp(slot.replace(tzinfo=None))
 
 
 @functools.lru_cache(maxsize=1)

@@ -4,7 +4,9 @@ summary for the terminal.
 
 Sections: cycles by status over time and the errors named; orders and fills; positions and account equity per
 cycle; live P&L against a benchmark (the bundled S&P 500 index on the sample's dates, else an equal-weight basket
-of the universe from the prices the cycles recorded); drift against the backtest (``live.drift``).
+of the universe from the prices the cycles recorded); drift against the backtest, order by order in quantity and
+price (``live.drift``); the journal's findings (``live.journal_checks``); and the gap between the live and the
+backtest return split into its causes (``live.attribution``). Nothing here reads a strategy's own parameters.
 
 Example:
     >>> from pathlib import Path

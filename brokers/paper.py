@@ -178,6 +178,20 @@ class PaperBroker:
                     return float(value)
         raise BrokerError(f"no {self.bar.name} price for {symbol} at {wall}")
 
+    def mark(self, symbol: str) -> float:
+        """The price positions are valued at: the last close complete at ``now`` (what the strategy and the
+        backtest's equity see at a slot; with daily bars the same as :meth:`price`)."""
+        if not self.bar.intraday:
+            return self.price(symbol)
+        try:
+            closes = self.prices.history([symbol], end=self.now(), bars=1, interval=self.bar.name).closes[symbol]
+        except DataError as exc:
+            raise BrokerError(f"no price for {symbol}: {exc}") from None
+        closes = closes.dropna()
+        if closes.empty:
+            raise BrokerError(f"no {self.bar.name} price for {symbol} up to {self.now()}")
+        return float(closes.iloc[-1])
+
     # -- the Broker interface ------------------------------------------------------------------------------------
 
     def clock(self) -> Clock:
@@ -196,7 +210,7 @@ class PaperBroker:
         value = 0.0
         for row in held:
             try:
-                value += row["qty"] * self.price(row["symbol"])
+                value += row["qty"] * self.mark(row["symbol"])
             except BrokerError:
                 value += row["qty"] * row["avg_price"]
         with self._read() as db:

@@ -122,3 +122,29 @@ def test_two_sessions_of_fifteen_minute_slots_trade_exactly_like_the_backtest_in
     checked = _equity_matches(out, tmp_path / "live",
                               lambda e: pd.Timestamp(dt.datetime.fromisoformat(e["now"]).replace(tzinfo=None)))
     assert checked == len(slots)
+
+
+def test_the_daily_cadence_on_fifteen_minute_bars_fills_at_the_bar_of_the_decision_moment_in_both_homes(tmp_path):
+    """Daily at 15:45 on 15-minute bars: both homes fill at the open of the 15:45 bar (in-process cycles)."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from synthetic_intraday import synthetic_frame
+
+    data = tmp_path / "bars15.csv"
+    synthetic_frame("2022-05-02", "2022-05-27", bar="15m").round(4).to_csv(data, index_label="timestamp")
+    first, last = dt.date(2022, 5, 16), dt.date(2022, 5, 27)
+    out = tmp_path / "run"
+    assert backtest_cli(["--data", str(data), "--bar", "15m", "--cadence", "daily", "--start", str(first), "--end",
+                         str(last), "--top-n", "3", "--lookback", "10", "--history", "60", "--horizon", "2",
+                         "--refit-every", "4", "--band", "0.002", "--max-positions", "none",
+                         "--max-order-notional", "none", "--out", str(out), "--no-plot", "--quiet"]) == 0
+    env = _paper_env(tmp_path / "live", data, out / "config.toml")
+    moments = [pd.Timestamp(f"{s.date} 15:45") for s in MarketCalendar().sessions(first, last)]
+    summaries = [(m, _cycle(m.tz_localize("America/New_York").isoformat(), env, cli=False)) for m in moments]
+    live, backtest = _live_orders(summaries), _backtest_orders(out, "date")
+    bars = pd.read_csv(data, parse_dates=["timestamp"]).set_index(["timestamp", "symbol"])
+    assert len(backtest) >= 4
+    for at, symbol, side, _, price in backtest:  # the 15:45 bar's open, slipped 2 bps
+        assert price == pytest.approx(bars.at[(at, symbol), "open"] * (1.0002 if side == "buy" else 0.9998), abs=1e-4)
+    assert live == backtest
+    assert _equity_matches(out, tmp_path / "live",
+                           lambda e: pd.Timestamp(dt.datetime.fromisoformat(e["now"]).replace(tzinfo=None))) == len(moments)

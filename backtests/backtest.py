@@ -237,9 +237,41 @@ def _run_intraday(data, strategy, config, cadence, index, on_bar) -> BacktestRes
     return result
 
 
+def _book_close_fills(equity: pd.DataFrame, fills: list[dict], closes: pd.DataFrame) -> pd.DataFrame:
+    """Fills at a bar's close (cheat-on-close) into that bar's equity row, which was recorded before them: cash
+    moves by the fills' value and fees, holdings by their shares at that close, so the row is the book at the close
+    after the day's orders (what the paper broker's account shows after the cycle)."""
+    at_close = [f for f in fills if f.get("at_close")]
+    if not at_close:
+        return equity
+    frame = pd.DataFrame(at_close)
+    sign = frame["side"].map({"buy": -1.0, "sell": 1.0})
+    close = [float(closes.at[d, s]) for d, s in zip(frame["date"], frame["symbol"])]
+    cash = (sign * frame["value"] - frame["commission"]).groupby(frame["date"]).sum()
+    invested = (-sign * frame["qty"] * close).groupby(frame["date"]).sum()
+    equity = equity.copy()
+    cash, invested = cash.reindex(equity.index, fill_value=0.0), invested.reindex(equity.index, fill_value=0.0)
+    # only the fill's own row: later rows are the broker's value, which holds the fills by then
+    equity["cash"] = equity["cash"] + cash.to_numpy()
+    equity["invested"] = equity["invested"] + invested.to_numpy()
+    equity["equity"] = equity["equity"] + cash.to_numpy() + invested.to_numpy()
+    return equity
+
+
+def _from_starting_cash(curve: pd.Series, config: BacktestConfig, window) -> pd.Series:
+    """The curve the metrics read. With fills at the close the first row already holds the first day's fills
+    (their slippage and fees), so the starting cash goes in front: the return is measured from the cash, as the
+    final equity is (next-bar and intraday runs start from the cash already)."""
+    if window.intraday or not config.execution.at_close(False) or not len(curve):
+        return curve
+    start = pd.Series([config.cash], index=[curve.index[0] - pd.Timedelta(days=1)])
+    return pd.concat([start, curve])
+
+
 def _collect(window, strategy, config, recorder, index, shift=None) -> BacktestResult:
     equity = pd.DataFrame(recorder.equity).set_index("date")
     equity.index = pd.DatetimeIndex(equity.index, name="date")
+    equity = _book_close_fills(equity, recorder.fills, window.closes)
     # Intraday equity is stamped at the slot; the bar it was valued on started one bar earlier.
     trading = window.closes.loc[equity.index if shift is None else equity.index - shift]
     trading.index = equity.index
@@ -274,7 +306,7 @@ def _collect(window, strategy, config, recorder, index, shift=None) -> BacktestR
     }
     # metrics.performance annualises per session for intraday equity (from the starting equity, each session's
     # last slot) and measures the drawdown on every slot; daily equity as it is.
-    summary.update(metrics.performance(equity["equity"]))
+    summary.update(metrics.performance(_from_starting_cash(equity["equity"], config, window)))
     summary.update(metrics.trade_stats(trades))
     summary["exposure"] = metrics.exposure(equity["invested"])
     summary["final_equity"] = float(equity["equity"].iloc[-1])

@@ -255,6 +255,9 @@ class StrategyAdapter(bt.Strategy):
                 # An exit leg has no decision bar: the bar it triggered on stands in, as a leg fill does live.
                 "decision_date": order.info.get("decision_date") or day,
                 "reason": order.info.get("reason"),
+                # cheat-on-close: a market order made at a bar's decision fills at that close, after the bar's
+                # equity was recorded (backtests.backtest books it into that bar's equity)
+                "at_close": bool(self.broker.p.coc) and order.exectype == bt.Order.Market,
             })
         elif order.status == order.Canceled:
             return  # an exit leg cancelled by its sibling (OCO) or before a sell: not a rejection

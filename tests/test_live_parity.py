@@ -3,7 +3,8 @@ cycle (``python lambda_function.py --now ...``) on the paper broker with ``MARKE
 ``STRATEGY_CONFIG=`` the run's own ``config.toml``, nothing replaced.
 
 Every order is identical in time, symbol, side, quantity and price (trades.csv's four decimals) to the backtest's
-trades, and the account's equity at every cycle equals the backtest's equity.csv to the cent. The first cycles
+trades, and the account's equity equals the backtest's equity.csv to the cent at every cycle (daily bars: after
+the cycle's fills at the close; intraday: at the slot, before its fills, which come with the next bar). The first cycles
 run as subprocesses of the command line; the rest call ``live.cycle.run`` in this process with the same
 environment (the same code path, without a Python start-up per cycle).
 """
@@ -89,11 +90,27 @@ def test_twenty_replayed_days_trade_exactly_like_the_backtest_in_money(tmp_path)
     days = [s.date for s in MarketCalendar().sessions(FIRST, LAST)]
     assert len(days) >= 20
     env = _paper_env(tmp_path / "live", data, out / "config.toml")
-    summaries = [(pd.Timestamp(day), _cycle(f"{day}T15:45:00-04:00", env, cli=i < BY_CLI)) for i, day in enumerate(days)]
+    # equity.csv's row of a day is the book at its close after the day's fills: the paper account after the cycle
+    from brokers.paper import PaperBroker
+    from marketdata.provider import CsvProvider
+
+    summaries, after = [], {}
+    for i, day in enumerate(days):
+        moment = f"{day}T15:45:00-04:00"
+        summaries.append((pd.Timestamp(day), _cycle(moment, env, cli=i < BY_CLI)))
+        book = PaperBroker(tmp_path / "live" / "paper.sqlite", CsvProvider(str(data)),
+                           now=dt.datetime.fromisoformat(moment)).account()
+        after[pd.Timestamp(day)] = round(book.equity, 2)
     live, backtest = _live_orders(summaries), _backtest_orders(out, "date")
     assert len(backtest) >= 8 and {r[2] for r in backtest} == {"buy", "sell"}, "the window should trade both ways"
     assert live == backtest
-    assert _equity_matches(out, tmp_path / "live", lambda e: pd.Timestamp(e["trading_date"])) == len(days)
+    equity = pd.read_csv(out / "equity.csv", parse_dates=["date"]).set_index("date")["equity"]
+    assert list(equity.index) == list(after)
+    for day, value in after.items():
+        assert value == pytest.approx(equity.loc[day], abs=0.005), day
+    # and the journal's account before each cycle is the previous day's book, re-marked at the day's close
+    before = [e["inputs"]["account"]["equity"] for e in _journal(tmp_path / "live")]
+    assert before[0] == 100_000.0 and len(before) == len(days)
 
 
 def test_two_sessions_of_fifteen_minute_slots_trade_exactly_like_the_backtest_in_money(tmp_path):

@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from backtests import metrics
-from backtests.backtrader_adapter import ArrayData, BacktestRecorder, StrategyAdapter, backtrader_numbers
+from backtests.backtrader_adapter import ArrayData, BacktestRecorder, StrategyAdapter, backtrader_numbers, model_broker
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
 from strategies.base import Strategy
 from strategies.cadence import Cadence
+from strategies.execution import DEFAULT_SLIPPAGE_BPS, Costs, Execution
 from strategies.forecaster import Forecaster
 from strategies.params import StrategyParams
 from strategies.prophet_trend import ProphetTrend
@@ -38,27 +39,35 @@ TRADE_COLUMNS = ["date", "symbol", "side", "qty", "price", "value", "commission"
 
 @dataclass(frozen=True)
 class BacktestConfig:
-    """The run around the strategy: window, money, costs, benchmark, and the shared rules (limits and stops).
+    """The run around the strategy: window, money, the execution model, benchmark, and the shared rules.
 
     ``benchmark``: ``index`` (the given index series) or ``equal-weight`` (buy-and-hold of the universe).
+    ``fill``, ``costs``, ``commission`` and ``slippage_bps`` are the execution model (``strategies.execution``):
+    by default orders fill at the decision moment with Alpaca's costs (no commission, regulatory fees on sells).
     """
 
     start: str | pd.Timestamp = "2021-01-01"
     end: str | pd.Timestamp = "2022-12-28"
     cash: float = 100_000.0
-    commission: float = 0.001
+    commission: float = 0.0
     benchmark: str = "index"
     rules: Rules = field(default_factory=Rules)
+    fill: str = "decision"
+    slippage_bps: float = DEFAULT_SLIPPAGE_BPS
+    costs: str = "alpaca"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.cash) and self.cash > 0):
             raise ValueError(f"cash must be a positive finite amount, got {self.cash}")
-        if not (math.isfinite(self.commission) and 0 <= self.commission < 0.1):
-            raise ValueError(f"commission must be a fraction in [0, 0.1), got {self.commission}")
+        self.execution  # commission, slippage, fill and costs: checked now
         if self.benchmark not in ("index", "equal-weight"):
             raise ValueError(f"benchmark must be index or equal-weight, got {self.benchmark!r}")
         if self.start_ts > self.end_ts:
             raise ValueError(f"start {self.start_ts.date()} is after end {self.end_ts.date()}")
+
+    @property
+    def execution(self) -> Execution:
+        return Execution(self.fill, Costs(self.commission, self.slippage_bps, self.costs))
 
     @property
     def start_ts(self) -> pd.Timestamp:
@@ -161,11 +170,10 @@ def run_backtest(
             frame["high"] = frame[["open", "close"]].max(axis=1)
             frame["low"] = frame[["open", "close"]].min(axis=1)
         cerebro.adddata(bt.feeds.PandasData(dataname=frame), name=symbol)
-    cerebro.broker.setcash(config.cash)
-    cerebro.broker.setcommission(commission=config.commission)
+    cerebro.broker = model_broker(config.execution, config.cash, intraday=False)
     recorder = BacktestRecorder()
     cerebro.addstrategy(StrategyAdapter, user_strategy=strategy, rules=config.rules, start=config.start_ts.date(),
-                        recorder=recorder, on_bar=on_bar, intrabar=window.has_ranges)
+                        recorder=recorder, on_bar=on_bar, intrabar=window.has_ranges, costs=config.execution.costs)
     cerebro.run(runonce=False)
     return _collect(window, strategy, config, recorder, index)
 
@@ -216,12 +224,11 @@ def _run_intraday(data, strategy, config, cadence, index, on_bar) -> BacktestRes
         arrays = {"datetime": numbers, "open": opens, "high": high, "low": low, "close": close}
         cerebro.adddata(ArrayData(arrays=arrays, timeframe=bt.TimeFrame.Minutes, compression=interval.minutes),
                         name=symbol)
-    cerebro.broker.setcash(config.cash)
-    cerebro.broker.setcommission(commission=config.commission)
+    cerebro.broker = model_broker(config.execution, config.cash, intraday=True)
     recorder = BacktestRecorder()
     cerebro.addstrategy(StrategyAdapter, user_strategy=strategy, rules=config.rules, start=config.start_ts.date(),
                         recorder=recorder, on_bar=on_bar, intrabar=window.has_ranges, decide_at=decide_at,
-                        bar_length=interval.length)
+                        bar_length=interval.length, costs=config.execution.costs)
     cerebro.run(runonce=False)
     result = _collect(window, strategy, config, recorder, index, shift=interval.length)
     result.summary["cadence"] = cadence.to_dict()
@@ -230,9 +237,41 @@ def _run_intraday(data, strategy, config, cadence, index, on_bar) -> BacktestRes
     return result
 
 
+def _book_close_fills(equity: pd.DataFrame, fills: list[dict], closes: pd.DataFrame) -> pd.DataFrame:
+    """Fills at a bar's close (cheat-on-close) into that bar's equity row, which was recorded before them: cash
+    moves by the fills' value and fees, holdings by their shares at that close, so the row is the book at the close
+    after the day's orders (what the paper broker's account shows after the cycle)."""
+    at_close = [f for f in fills if f.get("at_close")]
+    if not at_close:
+        return equity
+    frame = pd.DataFrame(at_close)
+    sign = frame["side"].map({"buy": -1.0, "sell": 1.0})
+    close = [float(closes.at[d, s]) for d, s in zip(frame["date"], frame["symbol"])]
+    cash = (sign * frame["value"] - frame["commission"]).groupby(frame["date"]).sum()
+    invested = (-sign * frame["qty"] * close).groupby(frame["date"]).sum()
+    equity = equity.copy()
+    cash, invested = cash.reindex(equity.index, fill_value=0.0), invested.reindex(equity.index, fill_value=0.0)
+    # only the fill's own row: later rows are the broker's value, which holds the fills by then
+    equity["cash"] = equity["cash"] + cash.to_numpy()
+    equity["invested"] = equity["invested"] + invested.to_numpy()
+    equity["equity"] = equity["equity"] + cash.to_numpy() + invested.to_numpy()
+    return equity
+
+
+def _from_starting_cash(curve: pd.Series, config: BacktestConfig, window) -> pd.Series:
+    """The curve the metrics read. With fills at the close the first row already holds the first day's fills
+    (their slippage and fees), so the starting cash goes in front: the return is measured from the cash, as the
+    final equity is (next-bar and intraday runs start from the cash already)."""
+    if window.intraday or not config.execution.at_close(False) or not len(curve):
+        return curve
+    start = pd.Series([config.cash], index=[curve.index[0] - pd.Timedelta(days=1)])
+    return pd.concat([start, curve])
+
+
 def _collect(window, strategy, config, recorder, index, shift=None) -> BacktestResult:
     equity = pd.DataFrame(recorder.equity).set_index("date")
     equity.index = pd.DatetimeIndex(equity.index, name="date")
+    equity = _book_close_fills(equity, recorder.fills, window.closes)
     # Intraday equity is stamped at the slot; the bar it was valued on started one bar earlier.
     trading = window.closes.loc[equity.index if shift is None else equity.index - shift]
     trading.index = equity.index
@@ -263,10 +302,11 @@ def _collect(window, strategy, config, recorder, index, shift=None) -> BacktestR
         "rules": config.rules.to_dict(),
         "config": {k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in asdict(config).items()
                    if k != "rules"},
+        "execution": config.execution.describe(intraday_bars=bool(window.intraday)),
     }
     # metrics.performance annualises per session for intraday equity (from the starting equity, each session's
     # last slot) and measures the drawdown on every slot; daily equity as it is.
-    summary.update(metrics.performance(equity["equity"]))
+    summary.update(metrics.performance(_from_starting_cash(equity["equity"], config, window)))
     summary.update(metrics.trade_stats(trades))
     summary["exposure"] = metrics.exposure(equity["invested"])
     summary["final_equity"] = float(equity["equity"].iloc[-1])

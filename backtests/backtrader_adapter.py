@@ -3,16 +3,20 @@
 History is read from Backtrader's own lines (``data.close.get``), which hold no row after the current bar, so the
 decision cannot see the future by construction. What the strategy returns goes through the same rulebook as live
 (``strategies.rules``): sells first, buys sized on the cash the broker has now (sale proceeds are not counted),
-``max_positions`` and ``max_order_notional``. Market orders placed at bar t fill at bar t+1's open (its close for
-closes-only data).
+``max_positions`` and ``max_order_notional``, sized with the execution model's costs (``strategies.execution``).
+Market orders fill as that model says: on daily bars at the decision bar's close (Backtrader's cheat-on-close,
+the default) or, with ``fill="next-bar"``, at bar t+1's open (its close for closes-only data); on intraday bars at
+the next bar's open. :class:`ModelBroker` and :class:`ModelCommission` apply its slippage and fees.
 
 Stops: every buy with a stop-loss or take-profit carries exit prices, the backtest's stand-in for Alpaca's
-broker-side bracket (and the paper broker's legs):
+broker-side bracket (and the paper broker's legs), armed from the entry's fill as a bracket is:
 - with highs and lows in the data it is a Backtrader bracket: a Stop and a Limit leg that trigger inside the bar
-  and fill at their price (at the open when the bar gaps through it), from the bar after the entry fills;
-- with closes only, the exit is checked on every close from the entry's fill bar on (the paper broker checks its
-  legs at every cycle's price the same way); a close beyond the price triggers a market sell that fills at the
-  next close, and the strategy decides that bar as if the holding were gone, as the live cycle would.
+  and fill at their price (at the open when the bar gaps through it). The legs are live from the entry's fill:
+  an entry at a bar's open can be stopped by that same bar's low; an entry at a bar's close (cheat-on-close) is
+  exposed from the next bar on, since nothing trades in its bar after the close;
+- with closes only, the exit is checked on every close after the entry's fill (the paper broker checks its legs
+  at every cycle's price the same way); a close beyond the price triggers a market sell that fills as any market
+  order does, and the strategy decides that bar as if the holding were gone, as the live cycle would.
 A strategy's own sell of a protected holding cancels its exits first, as the live cycle cancels a bracket's legs.
 
 Intraday bars (``decide_at`` given): Backtrader walks every bar, but the strategy decides only at the bars that
@@ -34,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from strategies.base import Decision, Position, Strategy, as_decision, decision_window, last_prices
+from strategies.execution import Costs, Execution
 from strategies.rules import Rules, plan_orders
 
 
@@ -51,6 +56,61 @@ class BacktestRecorder:
 EXIT_REASONS = {bt.Order.Stop: "stop_loss", bt.Order.Limit: "take_profit"}
 
 
+class ModelBroker(bt.brokers.BackBroker):
+    """Backtrader's broker with the execution model's two changes: bracket legs are armed the moment their entry
+    fills (Backtrader activates them one bar later), and fees are dated by the bar the order fills on.
+
+    Backtrader processes the pending orders in submission order within a bar, so the legs of an entry that filled
+    at this bar's open are checked against this bar's high and low (a broker's bracket protects the position from
+    its fill); an entry filled at the previous bar's close (cheat-on-close) meets its legs from this bar on.
+    """
+
+    fee_day: dt.date = dt.date(1970, 1, 1)
+
+    def _bracketize(self, order, cancel=False):
+        pref = getattr(order.parent, "ref", order.ref)
+        if not cancel and order.ref == pref and order.status == order.Completed:
+            children = self._pchildren[pref]
+            children.popleft()  # the parent itself
+            for child in children:
+                child.activate()  # now, not at the next bar
+            return
+        super()._bracketize(order, cancel=cancel)
+
+    def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
+        if dtcoc is not None:
+            stamp = dtcoc  # cheat-on-close: the fill belongs to the bar the order was made on
+        elif ago is None:
+            stamp = order.created.dt  # the submission check
+        else:
+            stamp = order.data.datetime[0]
+        self.fee_day = bt.num2date(stamp).date()
+        return super()._execute(order, ago=ago, price=price, cash=cash, position=position, dtcoc=dtcoc)
+
+
+class ModelCommission(bt.CommInfoBase):
+    """The execution model's fees as Backtrader's commission: ``costs.fees`` of each order on its fill day."""
+
+    params = (("costs", None), ("broker", None), ("stocklike", True), ("commtype", bt.CommInfoBase.COMM_FIXED))
+
+    def _getcommission(self, size, price, pseudoexec):
+        costs: Costs = self.p.costs
+        return costs.fees("sell" if size < 0 else "buy", abs(size), price, self.p.broker.fee_day)
+
+
+def model_broker(execution: Execution, cash: float, *, intraday: bool) -> ModelBroker:
+    """A broker that fills, slips and charges as ``execution`` says (daily bars: at the close unless next-bar).
+
+    Slippage moves market and stop fills (a triggered stop is a market order) even beyond the bar's range, as a
+    spread would; a take-profit limit fills at its price or better, so it is not slipped.
+    """
+    broker = ModelBroker(coc=execution.at_close(intraday), slip_perc=execution.costs.slip, slip_open=True,
+                         slip_limit=False, slip_match=True, slip_out=True)
+    broker.setcash(cash)
+    broker.addcommissioninfo(ModelCommission(costs=execution.costs, broker=broker))
+    return broker
+
+
 class StrategyAdapter(bt.Strategy):
     """Backtrader adapter: ``user_strategy`` (a Strategy), ``rules``, the first trading day, a recorder, a bar callback."""
 
@@ -63,6 +123,7 @@ class StrategyAdapter(bt.Strategy):
         ("intrabar", False),
         ("decide_at", None),  # intraday: the bar starts whose completion is a slot (None: decide at every bar)
         ("bar_length", None),  # intraday: pd.Timedelta of one bar
+        ("costs", None),  # strategies.execution.Costs: buys are sized so that slippage and fees fit the cash
     )
 
     def __init__(self) -> None:
@@ -125,7 +186,7 @@ class StrategyAdapter(bt.Strategy):
         self.recorder.equity.append(
             {"date": today, "equity": float(self.broker.getvalue()), "cash": cash, "invested": invested}
         )
-        planned, notes = plan_orders(decision, positions, cash, prices, self.rules)
+        planned, notes = plan_orders(decision, positions, cash, prices, self.rules, costs=self.p.costs)
         self.recorder.skipped += [{"decision_date": today, "symbol": n.symbol, "side": n.side, "action": n.action,
                                    "reason": n.reason} for n in notes]
         for order in planned:
@@ -194,6 +255,9 @@ class StrategyAdapter(bt.Strategy):
                 # An exit leg has no decision bar: the bar it triggered on stands in, as a leg fill does live.
                 "decision_date": order.info.get("decision_date") or day,
                 "reason": order.info.get("reason"),
+                # cheat-on-close: a market order made at a bar's decision fills at that close, after the bar's
+                # equity was recorded (backtests.backtest books it into that bar's equity)
+                "at_close": bool(self.broker.p.coc) and order.exectype == bt.Order.Market,
             })
         elif order.status == order.Canceled:
             return  # an exit leg cancelled by its sibling (OCO) or before a sell: not a rejection

@@ -22,6 +22,7 @@ from clitools import DefaultsHelpFormatter, OneLineErrorParser, guarded, progres
 from marketdata import DataError, PriceData, load_sample_index, open_provider
 from strategies.base import StrategyError
 from strategies.config import StrategyConfig
+from strategies.execution import DEFAULT_SLIPPAGE_BPS, FILLS, REGULATORY
 from strategies.prophet_trend import ProphetTrend
 # Adjusted closes carry sub-cent digits; four keep a replay of trades.csv within 0.005 a share.
 PRICE_DECIMALS = 4
@@ -29,7 +30,8 @@ OUTPUT_FILES = "summary.json, equity.csv, trades.csv, round_trips.csv, positions
 
 
 RUN_DEFAULTS = {"data": "sample", "start": "2021-01-01", "end": "2022-12-28", "cash": 100_000.0,
-                "commission": 0.001, "benchmark": "auto"}
+                "commission": 0.0, "benchmark": "auto", "fill": "decision", "costs": "alpaca",
+                "slippage_bps": DEFAULT_SLIPPAGE_BPS}
 
 
 def build_parser() -> OneLineErrorParser:
@@ -52,8 +54,19 @@ def build_parser() -> OneLineErrorParser:
     g.add_argument("--start", default=None, help=f"first trading day; earlier rows warm the strategy up ({RUN_DEFAULTS['start']})")
     g.add_argument("--end", default=None, help=f"last day ({RUN_DEFAULTS['end']})")
     g.add_argument("--cash", type=float, default=None, help=f"starting cash ({RUN_DEFAULTS['cash']:g})")
-    g.add_argument("--commission", type=float, default=None,
-                   help=f"commission as a fraction of traded value ({RUN_DEFAULTS['commission']:g})")
+    x = p.add_argument_group("execution model (docs/execution.md; the paper broker and live sizing use the same)")
+    x.add_argument("--fill", choices=FILLS, default=None,
+                   help="decision (default): orders fill at the decision moment, as the bot's do (daily bars: the "
+                   "decision bar's close; intraday: the open of the bar at the slot); next-bar: daily bars fill at "
+                   "the next bar's open, a conservative research option")
+    x.add_argument("--costs", choices=REGULATORY, default=None,
+                   help="alpaca (default): Alpaca's costs, no commission and the SEC fee and FINRA TAF on sells at "
+                   "their dated rates; none: no regulatory fees")
+    x.add_argument("--commission", type=float, default=None,
+                   help=f"commission as a fraction of traded value, on top of --costs ({RUN_DEFAULTS['commission']:g}; "
+                   "Alpaca charges none)")
+    x.add_argument("--slippage-bps", type=float, default=None,
+                   help=f"buys fill this many basis points above the price, sells below ({DEFAULT_SLIPPAGE_BPS:g})")
     g.add_argument("--benchmark", choices=["auto", "index", "equal-weight"], default=None,
                    help="auto (default): the S&P 500 index with the sample, else equal-weight buy-and-hold of the universe")
     add_strategy_arguments(p)
@@ -81,6 +94,17 @@ def run_settings(args, config: StrategyConfig) -> dict:
     if data not in ("sample", "yfinance", "alpaca") and not data.startswith("csv:"):
         settings["data"] = str(Path(data).resolve())  # a config written by this run must find the file again
     return settings
+
+
+def execution_settings(settings: dict) -> dict:
+    """The execution model's ``BacktestConfig`` fields from the run's settings (written to config.toml's
+    ``[backtest]``, which the paper broker and the live sizing read too).
+
+    >>> execution_settings(dict(RUN_DEFAULTS))
+    {'fill': 'decision', 'costs': 'alpaca', 'commission': 0.0, 'slippage_bps': 2.0}
+    """
+    return {"fill": str(settings["fill"]), "costs": str(settings["costs"]),
+            "commission": float(settings["commission"]), "slippage_bps": float(settings["slippage_bps"])}
 
 
 def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: str | None = None,
@@ -185,6 +209,12 @@ def format_summary(s: dict) -> str:
     lines = [f"{title} backtest {s['start']} to {s['end']} ({shape}, {len(s['symbols'])} symbols)",
              f"{'':{width}}  {'strategy':>14}  {bench_name:>16}"]
     lines += [f"{name:{width}}  {a:>14}  {bb:>16}" for name, a, bb in rows]
+    x = s.get("execution")
+    if x:
+        costs = ("Alpaca's costs (SEC fee and FINRA TAF on sells)" if x["costs"] == "alpaca" else "no regulatory fees")
+        extra = f", commission {x['commission']:g}" if x["commission"] else ""
+        label = " (--fill next-bar)" if x["fill"] == "next-bar" else ""
+        lines.append(f"execution: fills at {x['fills_at']}{label}; {costs}{extra}, {x['slippage_bps']:g} bps slippage")
     if s.get("concentration", {}).get("warning"):
         lines.append(f"warning: {s['concentration']['warning']}")
     if s.get("rejected_orders"):
@@ -254,13 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     strategy = config.build()
     out = args.out or default_out_dir()
     check_out_dir(out, args.overwrite)  # fail before the data download and the long run, not after them
-    BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]),
-                   commission=float(settings["commission"]), rules=config.rules)  # cash, dates: checked now too
+    BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]), rules=config.rules,
+                   **execution_settings(settings))  # cash, dates, the execution model: checked now too
     data, index = load_data(settings["data"], settings.get("symbols"), start=settings["start"], end=settings["end"],
                             warmup_bars=strategy.warmup_bars, interval=str(getattr(strategy, "bar", None) or "1d"))
     run_config = BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]),
-                                commission=float(settings["commission"]),
-                                benchmark=resolve_benchmark(settings["benchmark"], index), rules=config.rules)
+                                benchmark=resolve_benchmark(settings["benchmark"], index), rules=config.rules,
+                                **execution_settings(settings))
     ran = config.with_(universe=tuple(data.symbols),
                        backtest={k: settings[k] for k in RUN_DEFAULTS} | {"symbols": list(data.symbols)})
     t0 = time.perf_counter()

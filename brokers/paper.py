@@ -3,7 +3,14 @@
 Cash, positions and orders live in one SQLite file, so state carries over between runs and several processes can
 share it; ``client_order_id`` is a UNIQUE column, so a duplicated submission fails exactly as Alpaca's HTTP 422
 does. The clock is the NYSE calendar at ``now`` (a fixed, replayed moment, or the wall clock when ``now`` is
-``None``). With daily data the moment's price is the close of its day, the nearest price the data holds.
+``None``).
+
+Fills go through the execution model the backtest uses (``strategies.execution``; the live cycle passes the
+config's): the market's price at the moment, moved by the slippage, plus the commission and the regulatory fees
+of a sell. The moment's price comes from bars of the strategy's ``bar``: with daily bars the close of its day
+(the model's approximation of a 15:45 fill); with intraday bars the open of the bar in progress at the moment
+(the bar that opens at a slot: what the backtest fills at), or the last bar's close when the data holds no bar
+in progress yet. Built without ``execution`` it fills at the market's price with only ``commission``.
 
 Orders submitted while the market is closed are accepted and stay open; they fill at the first moment the broker
 is asked anything while the market is open (as a queued market order fills at the open).
@@ -41,12 +48,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
+import pandas as pd
+
 from brokers.base import (
     Account, BrokerError, BrokerOrder, BrokerPosition, Clock, DuplicateOrderError, OPEN_STATUSES, OrderRefused,
     OrderRequest, Session,
 )
 from brokers.calendar import NEW_YORK, MarketCalendar, as_aware
 from marketdata.errors import DataError
+from strategies.execution import Costs, Execution
 
 MAX_CLIENT_ORDER_ID = 48  # as Alpaca
 
@@ -58,10 +68,11 @@ CREATE TABLE IF NOT EXISTS orders (
     id TEXT PRIMARY KEY, client_order_id TEXT NOT NULL UNIQUE, symbol TEXT NOT NULL, side TEXT NOT NULL,
     qty INTEGER NOT NULL, status TEXT NOT NULL, submitted_at TEXT NOT NULL, filled_at TEXT,
     filled_qty INTEGER NOT NULL DEFAULT 0, filled_avg_price REAL, stop_loss_price REAL, take_profit_price REAL,
-    note TEXT, order_type TEXT NOT NULL DEFAULT 'market', parent_id TEXT, leg_price REAL);
+    note TEXT, order_type TEXT NOT NULL DEFAULT 'market', parent_id TEXT, leg_price REAL, fee REAL);
 """
 # Columns added after the first release: a database made before them gains them on open.
-_LATER_COLUMNS = {"order_type": "TEXT NOT NULL DEFAULT 'market'", "parent_id": "TEXT", "leg_price": "REAL"}
+_LATER_COLUMNS = {"order_type": "TEXT NOT NULL DEFAULT 'market'", "parent_id": "TEXT", "leg_price": "REAL",
+                  "fee": "REAL"}
 
 
 class PaperBroker:
@@ -70,15 +81,24 @@ class PaperBroker:
     name = "paper"
 
     def __init__(self, path: str | Path, prices, now: dt.datetime | None = None, *, cash: float = 100_000.0,
-                 commission: float = 0.0, calendar: MarketCalendar | None = None) -> None:
+                 commission: float = 0.0, calendar: MarketCalendar | None = None,
+                 execution: Execution | None = None, bar: str = "1d") -> None:
         if cash <= 0:
             raise ValueError(f"paper cash must be positive, got {cash}")
         if not 0 <= commission < 0.1:
             raise ValueError(f"paper commission must be a fraction in [0, 0.1), got {commission}")
+        from marketdata.bars import parse_interval
+
         self.path = Path(path)
         self.prices = prices
         self.fixed_now = None if now is None else as_aware(now)
-        self.commission = commission
+        self.execution = execution or Execution(costs=Costs(commission=commission, slippage_bps=0.0, regulatory="none"))
+        self.costs = self.execution.costs
+        self.commission = self.costs.commission
+        try:
+            self.bar = parse_interval(bar)
+        except (DataError, ValueError) as exc:
+            raise ValueError(f"paper broker bar: {exc}") from None
         self.market = calendar or MarketCalendar()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,14 +148,48 @@ class PaperBroker:
             db.close()
 
     def price(self, symbol: str) -> float:
-        """The price of ``symbol`` at ``now``: the last close up to ``now``'s New York date."""
-        day = self.now().astimezone(NEW_YORK).date()
-        try:
-            closes = self.prices.history([symbol], end=day, bars=1).closes[symbol].dropna()
+        """The market's price of ``symbol`` at ``now`` (before slippage): with daily bars the last close up to
+        ``now``'s New York date; with intraday bars the open of the bar in progress at ``now``, else the close of
+        the last bar complete by then."""
+        now = self.now()
+        if not self.bar.intraday:
+            day = now.astimezone(NEW_YORK).date()
+            try:
+                closes = self.prices.history([symbol], end=day, bars=1).closes[symbol].dropna()
+            except DataError as exc:
+                raise BrokerError(f"no price for {symbol}: {exc}") from None
+            if closes.empty:
+                raise BrokerError(f"no price for {symbol} up to {day}")
+            return float(closes.iloc[-1])
+        try:  # the bars complete one bar from now: the last is the bar in progress now, if the data has it
+            data = self.prices.history([symbol], end=now + self.bar.length, bars=2, interval=self.bar.name)
         except DataError as exc:
             raise BrokerError(f"no price for {symbol}: {exc}") from None
+        closes = data.closes[symbol]
+        wall = pd.Timestamp(now.astimezone(NEW_YORK).replace(tzinfo=None))
+        for stamp in reversed(closes.index):
+            if stamp <= wall < stamp + self.bar.length and data.opens is not None:
+                value = data.opens[symbol].get(stamp)
+                if value is not None and value == value and value > 0:
+                    return float(value)  # the bar in progress: its open is the price of its start
+            if stamp + self.bar.length <= wall:
+                value = closes.get(stamp)
+                if value == value and value > 0:
+                    return float(value)
+        raise BrokerError(f"no {self.bar.name} price for {symbol} at {wall}")
+
+    def mark(self, symbol: str) -> float:
+        """The price positions are valued at: the last close complete at ``now`` (what the strategy and the
+        backtest's equity see at a slot; with daily bars the same as :meth:`price`)."""
+        if not self.bar.intraday:
+            return self.price(symbol)
+        try:
+            closes = self.prices.history([symbol], end=self.now(), bars=1, interval=self.bar.name).closes[symbol]
+        except DataError as exc:
+            raise BrokerError(f"no price for {symbol}: {exc}") from None
+        closes = closes.dropna()
         if closes.empty:
-            raise BrokerError(f"no price for {symbol} up to {day}")
+            raise BrokerError(f"no {self.bar.name} price for {symbol} up to {self.now()}")
         return float(closes.iloc[-1])
 
     # -- the Broker interface ------------------------------------------------------------------------------------
@@ -156,7 +210,7 @@ class PaperBroker:
         value = 0.0
         for row in held:
             try:
-                value += row["qty"] * self.price(row["symbol"])
+                value += row["qty"] * self.mark(row["symbol"])
             except BrokerError:
                 value += row["qty"] * row["avg_price"]
         with self._read() as db:
@@ -222,9 +276,9 @@ class PaperBroker:
             if request.side == "buy":
                 cash = float(db.execute("SELECT cash FROM account").fetchone()["cash"])
                 power = cash - self._reserved_for_buys(db)
-                if qty * price * (1 + self.commission) > power + 1e-9:
-                    raise OrderRefused(f"insufficient buying power: {qty * price * (1 + self.commission):.2f} "
-                                       f"needed, {max(power, 0.0):.2f} available")
+                need = self.costs.buy_cost(qty, price)
+                if need > power + 1e-9:
+                    raise OrderRefused(f"insufficient buying power: {need:.2f} needed, {max(power, 0.0):.2f} available")
             else:
                 row = db.execute("SELECT qty FROM positions WHERE symbol = ?", (request.symbol,)).fetchone()
                 available = (int(row["qty"]) if row else 0) - self._held_for_sells(db, request.symbol)
@@ -254,15 +308,17 @@ class PaperBroker:
 
     # -- fills ---------------------------------------------------------------------------------------------------
 
-    def _fill(self, db: sqlite3.Connection, order_id: str, price: float, now: dt.datetime) -> None:
-        """Fill one open order at ``price`` inside the caller's transaction, or reject it (cash, holdings)."""
+    def _fill(self, db: sqlite3.Connection, order_id: str, market: float, now: dt.datetime) -> None:
+        """Fill one open order at the market's price ``market`` through the execution model (slippage, fees)
+        inside the caller's transaction, or reject it (cash, holdings)."""
         order = db.execute("SELECT * FROM orders WHERE id = ?", (order_id,)).fetchone()
         qty, symbol = int(order["qty"]), order["symbol"]
         cash = float(db.execute("SELECT cash FROM account").fetchone()["cash"])
         held = db.execute("SELECT qty, avg_price FROM positions WHERE symbol = ?", (symbol,)).fetchone()
         held_qty = int(held["qty"]) if held else 0
+        price = self.costs.fill_price(order["side"], market)
         value = qty * price
-        fee = value * self.commission
+        fee = self.costs.fees(order["side"], qty, price, now.astimezone(NEW_YORK).date())
         if order["side"] == "buy":
             if value + fee > cash + 1e-9:
                 return self._reject(db, order_id, f"insufficient cash: {value + fee:.2f} needed, {cash:.2f} held")
@@ -280,8 +336,8 @@ class PaperBroker:
                 db.execute("UPDATE positions SET qty = ? WHERE symbol = ?", (held_qty - qty, symbol))
             cash += value - fee
         db.execute("UPDATE account SET cash = ?", (cash,))
-        db.execute("UPDATE orders SET status = 'filled', filled_qty = qty, filled_avg_price = ?, filled_at = ? "
-                   "WHERE id = ?", (price, now.astimezone(dt.timezone.utc).isoformat(), order_id))
+        db.execute("UPDATE orders SET status = 'filled', filled_qty = qty, filled_avg_price = ?, filled_at = ?, "
+                   "fee = ? WHERE id = ?", (price, now.astimezone(dt.timezone.utc).isoformat(), fee, order_id))
         if order["side"] == "buy":
             self._open_legs(db, order, now)
         elif order["parent_id"] is not None:  # one exit leg filled: its sibling is cancelled (one-cancels-other)
@@ -307,7 +363,7 @@ class PaperBroker:
                           f"({_placeholders(OPEN_STATUSES)})", tuple(OPEN_STATUSES)).fetchall()
         for row in rows:
             try:
-                total += row["left"] * self.price(row["symbol"]) * (1 + self.commission)
+                total += self.costs.buy_cost(row["left"], self.price(row["symbol"]))
             except BrokerError:
                 pass  # unpriced now: it cannot fill either
         return total
@@ -341,7 +397,8 @@ class PaperBroker:
         self._trigger_legs(now)
 
     def _trigger_legs(self, now: dt.datetime) -> None:
-        """Exit legs at the price now (the last close): a stop at or below it, a limit at or above it, fill there.
+        """Exit legs at the price now: a stop at or below it, a limit at or above it, fill there (slipped, as
+        the closes-only backtest's exit sells are).
 
         Like the backtest on closes-only data, the paper broker sees one price per cycle, so a leg fills at that
         price, not inside the bar.

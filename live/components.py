@@ -61,7 +61,7 @@ def make_broker(config: LiveConfig, provider, now: dt.datetime | None, keys: Alp
         from brokers.paper import PaperBroker
 
         return PaperBroker(config.paper_db, provider, now=now, cash=config.paper_cash,
-                           commission=config.paper_commission)
+                           execution=config.execution, bar=config.bar)
     from brokers.alpaca import AlpacaBroker  # lazy: alpaca-py costs import time and is not needed on paper
 
     merged = {"APCA_PAPER": "true" if config.alpaca_paper else "false",

@@ -131,6 +131,27 @@ class LiveConfig:
         return self.strategy_config.rules
 
     @property
+    def execution(self) -> "Execution":
+        """The execution model of the config's ``[backtest]`` table (strategies.execution): the paper broker fills
+        through it and the cycle sizes buys with its costs; ``PAPER_COMMISSION``, when set, is the commission."""
+        import dataclasses
+
+        from strategies.execution import Execution
+
+        try:
+            model = Execution.from_mapping(self.strategy_config.backtest)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"STRATEGY_CONFIG [backtest]: {exc}") from None
+        if self.paper_commission:
+            model = dataclasses.replace(model, costs=dataclasses.replace(model.costs, commission=self.paper_commission))
+        return model
+
+    @property
+    def bar(self) -> str:
+        """The strategy's bar size (``1d`` unless it trades intraday bars)."""
+        return str(getattr(self.params, "bar", None) or "1d")
+
+    @property
     def cadence(self) -> Cadence:
         return self.strategy_config.cadence
 

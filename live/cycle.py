@@ -33,7 +33,7 @@ from live.lease import LeaseBusy, LeaseError, LeaseSettings, open_lease, require
 from live.ledger import LedgerError, open_ledger
 from live.logs import log, setup_logging
 from live.orders import plan_records, submit_idempotently, to_request
-from live.outcome import conclude
+from live.outcome import conclude, trading_status
 from live.reconcile import reconcile
 from live.record import CycleRecord
 from live.schedule import closed_reason, decision_due, decision_key, new_york, parse_moment, slot_of
@@ -45,7 +45,7 @@ from strategies.rules import plan_orders, skipped_records
 
 def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One trading cycle; returns a JSON-serialisable summary whose ``status`` is one of
-    traded | no_change | market_closed | dry_run | busy | error | unrecorded (live.record). Never raises for
+    traded | no_change | refused | market_closed | dry_run | busy | error | unrecorded (live.record). Never raises for
     expected failures: a malformed event, too, is an input error with a journaled summary."""
     raw_event, event = event, {}
     env = dict(os.environ if env is None else env)
@@ -156,7 +156,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
 
         # 7. The shared rulebook: sells first, buys sized on today's buying power, limits, stops as brackets.
         planned, notes = plan_orders(decision, held, cash, prices, config.rules, universe=universe,
-                                     open_symbols=reconciled.open_symbols)
+                                     open_symbols=reconciled.open_symbols, costs=config.execution.costs)
         record.skipped = skipped_records(notes)
         record.inputs.update(as_of=decision.as_of, decision_universe=decision.universe,
                              target_weights=decision.target_weights, intents=decision.orders)
@@ -179,7 +179,9 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         if not record.dry_run:  # the day is decided: later cycles today only reconcile and report
             daybook.mark(key, {"cycle_id": record.cycle_id, "at": now.isoformat(),
                                       "orders": [o["client_order_id"] for o in record.orders]})
-        status = "dry_run" if record.dry_run else ("traded" if any(o["new"] for o in record.orders) else "no_change")
+        status = trading_status(record.orders, dry_run=record.dry_run)
+        if status == "refused":
+            log(logger, "all_orders_refused", logging.ERROR, orders=len(record.orders))
         return _finish(record, journal, logger, secrets, status)
     except LeaseBusy as exc:
         log(logger, "busy", logging.WARNING, reason=str(exc))

@@ -5,11 +5,12 @@ CloudWatch Logs turns the line into metrics in namespace ``ProphetTrend`` with d
 
 * ``Cycles`` = 1 for every cycle;
 * ``CycleErrors`` = 1 when the cycle failed: ``status`` ``error`` (configuration, input, broker, data, lease,
-  a bug) or ``unrecorded`` (its ledger or journal write failed, whatever it traded). The alarm watches this one.
+  a bug) or ``unrecorded`` (its ledger or journal write failed, whatever it traded), or ``refused`` (the broker
+  refused every order it planned: the bot could not trade). The alarm watches this one.
 * ``CyclesBusy`` = 1 when the cycle found another cycle of its strategy holding the lease and stood aside. That
   is the lease doing its job (a doubled or overlapping invocation), so it is not an error; a run of them means a
   stuck cycle and can be alarmed on separately.
-* ``OrdersSent`` = the orders this cycle sent (``fate: sent``).
+* ``OrdersSent`` = the orders this cycle sent (``fate: sent``); ``OrdersRefused`` = those the broker refused.
 
 Example:
     >>> line = emf_line({"status": "traded", "orders": [{"fate": "sent"}, {"fate": "existing"}],
@@ -26,8 +27,9 @@ import time
 from typing import Any, TextIO
 
 NAMESPACE = "ProphetTrend"
-FAILED = frozenset({"error", "unrecorded"})
-METRICS = ("Cycles", "CycleErrors", "CyclesBusy", "OrdersSent")
+FAILED = frozenset({"error", "unrecorded"})  # the handler raises for these (Lambda's Errors, the failure queue)
+ALARMED = FAILED | {"refused"}  # CycleErrors: every order refused is not a crash, but the bot could not trade
+METRICS = ("Cycles", "CycleErrors", "CyclesBusy", "OrdersSent", "OrdersRefused")
 
 
 def emf_line(summary: dict[str, Any], *, function: str, timestamp_ms: int | None = None) -> dict[str, Any]:
@@ -39,9 +41,10 @@ def emf_line(summary: dict[str, Any], *, function: str, timestamp_ms: int | None
                                         "Metrics": [{"Name": m, "Unit": "Count"} for m in METRICS]}]},
         "Function": function,
         "Cycles": 1,
-        "CycleErrors": int(status in FAILED),
+        "CycleErrors": int(status in ALARMED),
         "CyclesBusy": int(status == "busy"),
         "OrdersSent": sum(1 for o in summary.get("orders") or () if o.get("fate") == "sent"),
+        "OrdersRefused": sum(1 for o in summary.get("orders") or () if o.get("fate") == "refused"),
         "event": "cycle_metrics", "status": status, "strategy": summary.get("strategy"),
         "cycle_id": summary.get("cycle_id"),
     }

@@ -3,9 +3,19 @@ metric line printed, the ``cycle_end`` line logged. A failed ledger or journal w
 did: the status becomes ``unrecorded`` (``outcome`` keeps what it was, ``ledger_error``/``journal_error`` say
 what failed), which counts as a failed cycle for the metric, the Lambda handler and the command line's exit code.
 
+A cycle that decided to trade but whose every order the broker refused ends ``refused``: nothing was traded,
+yet it is not ``no_change`` (the book is not where the strategy wants it); the metric counts it in
+``CycleErrors``, so the error alarm fires (``live.metrics``).
+
 Example:
     >>> mark_unrecorded({"status": "traded"}, "journal_error", "journal write failed: disk full")
     {'status': 'unrecorded', 'outcome': 'traded', 'journal_error': 'journal write failed: disk full'}
+    >>> trading_status([{"new": False, "fate": "refused"}, {"new": False, "fate": "refused"}], dry_run=False)
+    'refused'
+    >>> trading_status([{"new": True, "fate": "sent"}, {"new": False, "fate": "refused"}], dry_run=False)
+    'traded'
+    >>> trading_status([], dry_run=False), trading_status([{"new": False, "fate": "existing"}], dry_run=False)
+    ('no_change', 'no_change')
 """
 
 from __future__ import annotations
@@ -19,6 +29,18 @@ from live.logs import log, redact
 
 def _line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def trading_status(orders: list[dict[str, Any]], *, dry_run: bool) -> str:
+    """The status of a cycle that decided: ``dry_run``, ``traded`` (something new was sent), ``refused`` (orders
+    were planned and the broker refused every one of them), else ``no_change``."""
+    if dry_run:
+        return "dry_run"
+    if any(o.get("new") for o in orders):
+        return "traded"
+    if orders and all(o.get("fate") == "refused" for o in orders):
+        return "refused"
+    return "no_change"
 
 
 def mark_unrecorded(summary: dict[str, Any], field: str, message: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 # busy: another cycle of this strategy held the lease, nothing traded; unrecorded: the cycle ran (``outcome`` says
 # how) but its ledger or journal write failed (``ledger_error`` / ``journal_error``), so it counts as failed.
-STATUSES = ("traded", "no_change", "market_closed", "dry_run", "busy", "error", "unrecorded")
+STATUSES = ("traded", "no_change", "refused", "market_closed", "dry_run", "busy", "error", "unrecorded")
 
 
 def _plain(value: Any) -> Any:

@@ -26,8 +26,11 @@ data = "sample"
 start = "2021-01-01"
 end = "2022-12-28"
 cash = 100000.0
-commission = 0.001
-benchmark = "auto"
+commission = 0.0                # the execution model (docs/execution.md), read by the paper broker and
+benchmark = "auto"              # the live sizing too: fill, costs, commission, slippage_bps
+fill = "decision"
+costs = "alpaca"
+slippage_bps = 2.0
 ```
 
 Example:
@@ -54,7 +57,9 @@ from strategies.loader import build_strategy, coerce, load_strategy
 from strategies.rules import Rules
 
 TOP_KEYS = ("strategy", "name", "cadence", "decision_time", "universe", "params", "rules", "backtest")
-BACKTEST_KEYS = ("data", "symbols", "start", "end", "cash", "commission", "benchmark")
+# fill, costs, commission and slippage_bps are the execution model (strategies.execution): the paper broker and the
+# live sizing read them too, so a deployed config trades as it was backtested.
+BACKTEST_KEYS = ("data", "symbols", "start", "end", "cash", "commission", "benchmark", "fill", "costs", "slippage_bps")
 RULE_KEYS = tuple(f.name for f in dataclasses.fields(Rules))
 
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from strategies.base import Decision, OrderIntent, Position
+from strategies.execution import Costs
 
 MAX_ORDER_NOTIONAL = 25_000.0
 MAX_POSITIONS = 20
@@ -131,11 +132,18 @@ def weights_to_orders(weights: Mapping[str, float], positions: Mapping[str, Posi
 
 def plan_orders(decision: Decision, positions: Mapping[str, Position], cash: float, prices: Mapping[str, float],
                 rules: Rules, *, universe: Iterable[str] | None = None,
-                open_symbols: Iterable[str] = ()) -> tuple[list[PlannedOrder], list[Skipped]]:
+                open_symbols: Iterable[str] = (), costs: Costs | None = None) -> tuple[list[PlannedOrder], list[Skipped]]:
     """The orders to send, sells first, and what the rules skipped or reduced (see the module docstring).
 
     ``universe`` (the live candidate list) limits what may be bought; ``open_symbols`` are symbols with an open
-    order at the broker, which sit the cycle out in both directions.
+    order at the broker, which sit the cycle out in both directions. ``costs`` (``strategies.execution``): a buy
+    is sized so that its fill price (slippage) and commission fit the cash, so no broker refuses it for cents.
+
+    >>> d = Decision(target_weights={"AAA": 1.0})
+    >>> plan_orders(d, {}, 1000.0, {"AAA": 10.0}, Rules())[0][0].qty
+    100
+    >>> plan_orders(d, {}, 1000.0, {"AAA": 10.0}, Rules(), costs=Costs(commission=0.001))[0][0].qty
+    99
     """
     intents = list(decision.orders) if decision.orders else (
         weights_to_orders(decision.target_weights, positions, cash, prices, rules.rebalance_band)
@@ -178,8 +186,9 @@ def plan_orders(decision: Decision, positions: Mapping[str, Position], cash: flo
                 continue
             notes.append(Skipped(o.symbol, o.side, "reduced",
                                  f"{o.qty} -> {qty} shares to stay within max_order_notional={rules.max_order_notional:g}"))
-        if qty * o.price > remaining + 1e-9:
-            fit = math.floor((remaining + 1e-9) / o.price)
+        need = costs.buy_cost(qty, o.price) if costs is not None else qty * o.price
+        if need > remaining + 1e-9:
+            fit = costs.affordable(remaining, o.price) if costs is not None else math.floor((remaining + 1e-9) / o.price)
             if fit < 1:
                 notes.append(Skipped(o.symbol, o.side, "skipped",
                                      f"buying power {remaining:,.2f} is less than one share at {o.price:g}"))
@@ -187,7 +196,7 @@ def plan_orders(decision: Decision, positions: Mapping[str, Position], cash: flo
             notes.append(Skipped(o.symbol, o.side, "reduced",
                                  f"{qty} -> {fit} shares to fit the buying power available now ({remaining:,.2f})"))
             qty = fit
-        remaining -= qty * o.price
+        remaining -= costs.buy_cost(qty, o.price) if costs is not None else qty * o.price
         stop, take = rules.exits_for(o.price)
         kept.append(PlannedOrder(replace(o, qty=qty), stop, take))
         held.add(o.symbol)

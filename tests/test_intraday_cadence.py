@@ -1,9 +1,9 @@
 """The 15-minute cadence in both homes, on SYNTHETIC intraday bars (a seeded random walk on the XNYS sessions,
 made here; never presented as market data).
 
-Parity: every slot of 5 trading days (Memorial Day inside) replayed through ``live.cycle.run`` on the paper
-broker, whose price at a moment is the last bar complete by then, makes exactly the intraday backtest's
-(slot, symbol, side). Look-ahead: bars after slot T multiplied by 5 leave every decision up to T identical, in
+Parity: every slot of 5 trading days (Memorial Day inside) replayed through ``live.cycle.run`` on the cycle's
+own paper broker, which fills at the open of the bar at the slot as the backtest does, makes exactly the intraday
+backtest's (slot, symbol, side) (in money: tests/test_live_parity.py). Look-ahead: bars after slot T multiplied by 5 leave every decision up to T identical, in
 the backtest and in a live cycle at T.
 """
 
@@ -18,7 +18,6 @@ import pytest
 import live.cycle
 from _live_env import live_env
 from backtests.backtest import BacktestConfig, decision_bars, run_backtest
-from brokers.paper import PaperBroker
 from deploy.schedule import schedules_for
 from live.cycle import run
 from live.orders import client_order_id, is_ours
@@ -54,29 +53,16 @@ def synthetic_bars(first=dt.date(2022, 5, 2), last=dt.date(2022, 6, 3), minutes=
                                  source="synthetic (tests/test_intraday_cadence.py)", interval=f"{minutes}m")
 
 
-class SlotPrices:
-    """The paper broker's prices at a moment: the last 15-minute bar complete by then (never a later one)."""
-
-    def __init__(self, provider: FrameProvider, now: dt.datetime) -> None:
-        self.provider, self.now, self.name = provider, now, provider.name
-
-    def history(self, symbols, end, bars=None, start=None, strict=True, interval="1d"):
-        return self.provider.history(symbols, end=self.now, bars=bars, start=start, strict=strict, interval="15m")
-
-
 @pytest.fixture()
 def intraday_home(monkeypatch):
-    """Route the live cycle to a FrameProvider of the synthetic bars; return a setter for the data."""
+    """Route the live cycle to a FrameProvider of the synthetic bars; return a setter for the data. The paper
+    broker is the cycle's own (``make_broker``): it prices the slot from the same 15-minute bars."""
     state = {"data": synthetic_bars()}
 
     def provider(_config):
         return FrameProvider(state["data"], name="synthetic")
 
-    def broker(config, prices, now, keys, env):
-        return PaperBroker(config.paper_db, SlotPrices(prices, now), now=now, cash=config.paper_cash)
-
     monkeypatch.setattr(live.cycle, "make_provider", provider)
-    monkeypatch.setattr(live.cycle, "make_broker", broker)
     return state
 
 

@@ -1,47 +1,167 @@
-"""Parity: replaying each day's cycle through run() on the paper broker trades like the backtest on the same data.
+"""Parity in money, through the real path: a backtest run by ``python -m backtests.run`` on a CSV, then the live
+cycle (``python lambda_function.py --now ...``) on the paper broker with ``MARKET_DATA=csv:`` that same file and
+``STRATEGY_CONFIG=`` the run's own ``config.toml``, nothing replaced.
 
-The backtest fills at the next bar's price and the paper broker at the replayed moment's price, so quantities and
-prices differ slightly; the decisions (date, symbol, side) must not.
+Every order is identical in time, symbol, side, quantity and price (trades.csv's four decimals) to the backtest's
+trades, and the account's equity equals the backtest's equity.csv to the cent at every cycle (daily bars: after
+the cycle's fills at the close; intraday: at the slot, before its fills, which come with the next bar). The first cycles
+run as subprocesses of the command line; the rest call ``live.cycle.run`` in this process with the same
+environment (the same code path, without a Python start-up per cycle).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from _live_env import SYMBOLS, live_env
-from backtests.backtest import BacktestConfig, run_backtest
+from backtests.run import cli as backtest_cli
 from brokers.calendar import MarketCalendar
 from live.cycle import run
-from live.config import LiveConfig
 from marketdata import load_sample
 
-FIRST, LAST = dt.date(2022, 6, 1), dt.date(2022, 7, 5)  # 24 sessions, holidays (Juneteenth, July 4th) inside
+ROOT = Path(__file__).resolve().parents[1]
+SYMBOLS = ["KO", "PG", "JNJ", "PEP", "MRK"]
+FIRST, LAST = dt.date(2022, 6, 1), dt.date(2022, 6, 30)  # 21 sessions, Juneteenth (observed 20 June) inside
+BY_CLI = 2  # cycles run through `python lambda_function.py`; the others through run() in this process
 
 
-def test_replayed_cycles_make_the_backtests_trades(tmp_path):
-    env = live_env(tmp_path)
-    params = LiveConfig.from_env(env).params  # the very parameters the cycles use
+def _paper_env(state: Path, data: Path, config: Path) -> dict[str, str]:
+    return {"STATE_DIR": str(state), "BROKER": "paper", "MARKET_DATA": f"csv:{data}", "STRATEGY_CONFIG": str(config),
+            "LOG_LEVEL": "WARNING"}
+
+
+def _cycle(moment: str, env: dict[str, str], cli: bool) -> dict:
+    if not cli:
+        return run({"now": moment}, env=env)
+    full = {**os.environ, **env, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "lambda_function.py", "--now", moment, "--quiet"], cwd=ROOT, env=full,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def _journal(state: Path) -> list[dict]:
+    return [json.loads(line) for line in (state / "journal.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _live_orders(summaries: list[tuple[pd.Timestamp, dict]]) -> list[tuple]:
+    rows = []
+    for at, s in summaries:
+        assert s["status"] in ("traded", "no_change"), s
+        for o in s["orders"]:
+            assert o["status"] == "filled", o
+            rows.append((at, o["symbol"], o["side"], int(o["filled_qty"]), round(float(o["filled_avg_price"]), 4)))
+    return sorted(rows)
+
+
+def _backtest_orders(run_dir: Path, stamp: str) -> list[tuple]:
+    t = pd.read_csv(run_dir / "trades.csv")
+    return sorted((pd.Timestamp(d), s, side, int(q), round(float(p), 4))
+                  for d, s, side, q, p in t[[stamp, "symbol", "side", "qty", "price"]].itertuples(index=False))
+
+
+def _equity_matches(run_dir: Path, state: Path, key) -> int:
+    equity = pd.read_csv(run_dir / "equity.csv", parse_dates=["date"]).set_index("date")["equity"]
+    checked = 0
+    for entry in _journal(state):
+        at = key(entry)
+        assert round(entry["inputs"]["account"]["equity"], 2) == pytest.approx(equity.loc[at], abs=0.005), at
+        checked += 1
+    return checked
+
+
+def test_twenty_replayed_days_trade_exactly_like_the_backtest_in_money(tmp_path):
+    data = tmp_path / "daily.csv"
+    sample = load_sample().select(SYMBOLS).closes.loc["2021-06-01":"2022-07-08"]
+    sample.round(4).to_csv(data, index_label="date")
+    out = tmp_path / "run"
+    assert backtest_cli(["--data", str(data), "--symbols", ",".join(SYMBOLS), "--start", str(FIRST), "--end",
+                         str(LAST), "--top-n", "3", "--lookback", "20", "--history", "60", "--refit-every", "5",
+                         "--max-positions", "none", "--max-order-notional", "none", "--out", str(out), "--no-plot",
+                         "--quiet"]) == 0
+    assert 'fill = "decision"' in (out / "config.toml").read_text()
     days = [s.date for s in MarketCalendar().sessions(FIRST, LAST)]
     assert len(days) >= 20
+    env = _paper_env(tmp_path / "live", data, out / "config.toml")
+    # equity.csv's row of a day is the book at its close after the day's fills: the paper account after the cycle
+    from brokers.paper import PaperBroker
+    from marketdata.provider import CsvProvider
 
-    live = set()
-    for day in days:
-        summary = run({"now": f"{day}T15:45:00-04:00"}, env=env)
-        assert summary["status"] in ("traded", "no_change"), summary
-        assert summary["provenance"]["data"]["last_date"] == day.isoformat()  # decided on that day's close
-        live |= {(day, o["symbol"], o["side"]) for o in summary["orders"] if o["new"] and o["status"] == "filled"}
-
-    # The backtest's last decision fills on the next bar, so it runs one session further.
-    end = MarketCalendar().sessions(LAST + dt.timedelta(days=1), LAST + dt.timedelta(days=7))[0].date
-    result = run_backtest(load_sample().select(SYMBOLS), params,
-                          BacktestConfig(start=str(FIRST), end=str(end), cash=100_000.0, commission=0.0,
-                                         benchmark="equal-weight"))
-    assert result.rejected.empty
-    trades = result.trades
-    backtest = {(pd.Timestamp(d).date(), s, side)
-                for d, s, side in zip(trades["decision_date"], trades["symbol"], trades["side"])}
-    assert len(backtest) >= 6, "the window should trade both ways"
-    assert {side for _, _, side in backtest} == {"buy", "sell"}
+    summaries, after = [], {}
+    for i, day in enumerate(days):
+        moment = f"{day}T15:45:00-04:00"
+        summaries.append((pd.Timestamp(day), _cycle(moment, env, cli=i < BY_CLI)))
+        book = PaperBroker(tmp_path / "live" / "paper.sqlite", CsvProvider(str(data)),
+                           now=dt.datetime.fromisoformat(moment)).account()
+        after[pd.Timestamp(day)] = round(book.equity, 2)
+    live, backtest = _live_orders(summaries), _backtest_orders(out, "date")
+    assert len(backtest) >= 8 and {r[2] for r in backtest} == {"buy", "sell"}, "the window should trade both ways"
     assert live == backtest
+    equity = pd.read_csv(out / "equity.csv", parse_dates=["date"]).set_index("date")["equity"]
+    assert list(equity.index) == list(after)
+    for day, value in after.items():
+        assert value == pytest.approx(equity.loc[day], abs=0.005), day
+    # and the journal's account before each cycle is the previous day's book, re-marked at the day's close
+    before = [e["inputs"]["account"]["equity"] for e in _journal(tmp_path / "live")]
+    assert before[0] == 100_000.0 and len(before) == len(days)
+
+
+def test_two_sessions_of_fifteen_minute_slots_trade_exactly_like_the_backtest_in_money(tmp_path):
+    sys.path.insert(0, str(ROOT / "examples"))
+    from synthetic_intraday import synthetic_frame
+
+    data = tmp_path / "bars15.csv"
+    frame = synthetic_frame("2022-05-02", "2022-05-27", bar="15m")
+    frame.round(4).to_csv(data, index_label="timestamp")
+    first, last = dt.date(2022, 5, 25), dt.date(2022, 5, 26)
+    out = tmp_path / "run"
+    assert backtest_cli(["--data", str(data), "--bar", "15m", "--cadence", "15min", "--start", str(first), "--end",
+                         str(last), "--top-n", "3", "--lookback", "10", "--history", "60", "--horizon", "2",
+                         "--refit-every", "4", "--band", "0.002", "--max-positions", "none",
+                         "--max-order-notional", "none", "--out", str(out), "--no-plot", "--quiet"]) == 0
+    env = _paper_env(tmp_path / "live", data, out / "config.toml")
+    hours = MarketCalendar().sessions(first, last)
+    slots = [pd.Timestamp(s.open.replace(tzinfo=None)) + pd.Timedelta(minutes=15 * k)
+             for s in hours for k in range(1, 26)]  # 09:45 .. 15:45
+    assert len(slots) == 50
+    summaries = [(slot, _cycle(slot.tz_localize("America/New_York").isoformat(), env, cli=i < 1))
+                 for i, slot in enumerate(slots)]
+    live, backtest = _live_orders(summaries), _backtest_orders(out, "date")
+    assert len(backtest) >= 10 and {r[2] for r in backtest} == {"buy", "sell"}
+    assert live == backtest
+    checked = _equity_matches(out, tmp_path / "live",
+                              lambda e: pd.Timestamp(dt.datetime.fromisoformat(e["now"]).replace(tzinfo=None)))
+    assert checked == len(slots)
+
+
+def test_the_daily_cadence_on_fifteen_minute_bars_fills_at_the_bar_of_the_decision_moment_in_both_homes(tmp_path):
+    """Daily at 15:45 on 15-minute bars: both homes fill at the open of the 15:45 bar (in-process cycles)."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from synthetic_intraday import synthetic_frame
+
+    data = tmp_path / "bars15.csv"
+    synthetic_frame("2022-05-02", "2022-05-27", bar="15m").round(4).to_csv(data, index_label="timestamp")
+    first, last = dt.date(2022, 5, 16), dt.date(2022, 5, 27)
+    out = tmp_path / "run"
+    assert backtest_cli(["--data", str(data), "--bar", "15m", "--cadence", "daily", "--start", str(first), "--end",
+                         str(last), "--top-n", "3", "--lookback", "10", "--history", "60", "--horizon", "2",
+                         "--refit-every", "4", "--band", "0.002", "--max-positions", "none",
+                         "--max-order-notional", "none", "--out", str(out), "--no-plot", "--quiet"]) == 0
+    env = _paper_env(tmp_path / "live", data, out / "config.toml")
+    moments = [pd.Timestamp(f"{s.date} 15:45") for s in MarketCalendar().sessions(first, last)]
+    summaries = [(m, _cycle(m.tz_localize("America/New_York").isoformat(), env, cli=False)) for m in moments]
+    live, backtest = _live_orders(summaries), _backtest_orders(out, "date")
+    bars = pd.read_csv(data, parse_dates=["timestamp"]).set_index(["timestamp", "symbol"])
+    assert len(backtest) >= 4
+    for at, symbol, side, _, price in backtest:  # the 15:45 bar's open, slipped 2 bps
+        assert price == pytest.approx(bars.at[(at, symbol), "open"] * (1.0002 if side == "buy" else 0.9998), abs=1e-4)
+    assert live == backtest
+    assert _equity_matches(out, tmp_path / "live",
+                           lambda e: pd.Timestamp(dt.datetime.fromisoformat(e["now"]).replace(tzinfo=None))) == len(moments)

@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from brokers.base import BrokerError, DuplicateOrderError, OrderRefused, OrderRequest
@@ -195,3 +196,64 @@ def test_clock():
     at_open = cal.clock(dt.datetime(2022, 3, 14, 13, 30, tzinfo=dt.timezone.utc))
     assert (before_open.is_open, at_open.is_open) == (False, True)
     assert before_open.next_open == at_open.now
+
+
+# -- the execution model at the strategy's bars -------------------------------------------------------------------
+
+def _bars_csv(tmp_path):
+    """SYNTHETIC 15-minute bars (examples/synthetic_intraday.py) as a CSV file, and its frame."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    from synthetic_intraday import synthetic_frame
+
+    frame = synthetic_frame("2022-05-23", "2022-05-25", bar="15m").round(4)
+    path = tmp_path / "bars15.csv"
+    frame.to_csv(path, index_label="timestamp")
+    return path, frame
+
+
+def test_on_15_minute_bars_it_fills_at_the_open_of_the_bar_at_the_moment_through_the_model(tmp_path):
+    """MARKET_DATA=csv:<15m file> used to refuse every order ("has 15m bars, not 1d")."""
+    from marketdata.provider import CsvProvider
+    from strategies.execution import Costs, Execution
+
+    path, frame = _bars_csv(tmp_path)
+    bars = frame.reset_index().set_index(["timestamp", "symbol"])
+    model = Execution(costs=Costs(slippage_bps=5.0))
+    at = dt.datetime(2022, 5, 24, 10, 0, tzinfo=NEW_YORK)
+    broker = PaperBroker(tmp_path / "p.sqlite", CsvProvider(str(path)), now=at, execution=model, bar="15m")
+    bought = broker.submit(OrderRequest("AAA", "buy", 100, client_order_id="b1"))
+    open_ = bars.at[(pd.Timestamp("2022-05-24 10:00"), "AAA"), "open"]
+    assert bought.status == "filled" and bought.filled_avg_price == pytest.approx(open_ * 1.0005)
+    # valued at the last complete bar's close (09:45 bar), as the backtest's equity at the 10:00 slot
+    last_close = bars.at[(pd.Timestamp("2022-05-24 09:45"), "AAA"), "close"]
+    account = broker.account()
+    assert account.equity == pytest.approx(account.cash + 100 * last_close)
+    # mid-bar: the bar in progress (10:15 to 10:30) prices the sell; its fees are Alpaca's, paid from the proceeds
+    later = PaperBroker(tmp_path / "p.sqlite", CsvProvider(str(path)), now=at + dt.timedelta(minutes=22),
+                        execution=model, bar="15m")
+    sold = later.submit(OrderRequest("AAA", "sell", 100, client_order_id="s1"))
+    price = bars.at[(pd.Timestamp("2022-05-24 10:15"), "AAA"), "open"] * 0.9995
+    assert sold.filled_avg_price == pytest.approx(price)
+    fee = model.costs.fees("sell", 100, sold.filled_avg_price, at.date())
+    assert fee > 0
+    assert later.account().cash == pytest.approx(account.cash + 100 * price - fee)
+
+
+def test_on_alpaca_15_minute_data_the_moment_without_a_bar_in_progress_uses_the_last_close(tmp_path):
+    """Alpaca serves a bar once it is complete: at a slot the bar that opens then is not there yet."""
+    from _alpaca_data_stub import alpaca_data_stub
+    from marketdata.alpaca_data import AlpacaDataConfig, AlpacaDataProvider
+
+    with alpaca_data_stub() as stub:
+        slot = dt.datetime(2024, 7, 2, 10, 0, tzinfo=NEW_YORK)
+        stub.state.now = slot
+        provider = AlpacaDataProvider(AlpacaDataConfig(stub.key_id, stub.secret, url=stub.url), cache_dir=tmp_path,
+                                      now=lambda: stub.state.now)
+        broker = PaperBroker(tmp_path / "p.sqlite", provider, now=slot, bar="15m")
+        order = broker.submit(OrderRequest("AAPL", "buy", 3, client_order_id="a1"))
+        last = provider.history(["AAPL"], end=slot, bars=1, interval="15m")
+    assert last.closes.index[-1] == pd.Timestamp("2024-07-02 09:45")
+    assert order.status == "filled" and order.filled_avg_price == pytest.approx(float(last.closes["AAPL"].iloc[-1]))

@@ -184,11 +184,15 @@ class StoreLease:
     def _try_take(self) -> bool:
         handle = self._try_flock()
         started = time.monotonic()
+        body = self._body(self.settings.ttl, flocked=handle is not None)
         try:
-            current = self.store.read(self.key)
-            body = self._body(self.settings.ttl, flocked=handle is not None)
-            if current is None:
+            try:  # create first: the common case costs one request, and needs no read of a missing key
                 self.version = self.store.write_if_absent(self.key, body)
+            except Conflict:
+                pass
+            current = None if self.version is not None else self.store.read(self.key)
+            if self.version is not None or current is None:
+                pass  # taken (or released meanwhile: the next round creates it)
             elif self._free(current, flock_is_ours=handle is not None):
                 self.version = self.store.write_if_unchanged(self.key, body, current.version)
             else:
@@ -198,6 +202,8 @@ class StoreLease:
         finally:
             if self.version is None and handle is not None:
                 handle.close()
+        if self.version is None:
+            return False
         self._taken_at, self._handle = started, handle
         return True
 

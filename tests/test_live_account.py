@@ -17,6 +17,7 @@ from live.cycle import run
 from live.ledger import open_ledger
 from live.orders import client_order_id, is_ours, parse_order_id
 from live.reconcile import reconcile
+from marketdata.provider import SampleProvider
 
 ROOT = Path(__file__).resolve().parents[1]
 UTC = dt.timezone.utc
@@ -35,6 +36,9 @@ def test_paper_first_then_live_with_the_same_journal_refuses_and_leaves_the_user
         # The live account: another id, and the user's own shares of the very names the paper ledger holds,
         # plus an order the user placed by hand.
         stub_at_slot(live, SYMBOLS, fill=True)
+        day2 = SampleProvider().data.closes.loc["2022-06-02"]  # the next day: a decision is due again
+        live.state.set_now("2022-06-02T15:45:00-04:00")
+        live.state.prices.update({s: float(day2[s]) for s in SYMBOLS})
         live.state.account_id, live.state.account_number = "b7d1c2e3-0000-4000-8000-000000000002", "LIVE0002"
         for symbol in bought:
             live.state.set_position(symbol, 500, 40.0)
@@ -60,7 +64,7 @@ def test_paper_first_then_live_with_the_same_journal_refuses_and_leaves_the_user
         assert done.returncode == 0 and "kept at" in done.stdout, done.stderr
         assert len(list((tmp_path / "ledger").glob("prophet-trend.*.json"))) == 1
         fresh = run({}, env=live_env_)
-        assert fresh["status"] in ("traded", "no_change"), fresh
+        assert fresh["status"] == "traded" and fresh["decision"]["due"], fresh
         assert not [o for o in live.state.submitted() if o["side"] == "sell"]  # the user's shares: never sold
         assert fresh["ledger"]["positions"] == {} and fresh["ledger"]["foreign_positions"] == {s: 500 for s in bought}
         assert live.state.order(mine["id"])["status"] == "new"  # a look-alike id is not the bot's

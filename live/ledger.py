@@ -24,7 +24,7 @@ Example:
     >>> import tempfile
     >>> from brokers.base import BrokerOrder, BrokerPosition
     >>> ledger = open_ledger(tempfile.mkdtemp() + "/journal.jsonl", "pt")
-    >>> ledger.record(BrokerOrder("1", "pt-20220601s63-KO-b2d6f0e", "KO", "buy", 10, "filled", filled_qty=10,
+    >>> ledger.record(BrokerOrder("1", "pt-20220601s63-KO-b8525a9", "KO", "buy", 10, "filled", filled_qty=10,
     ...                           filled_avg_price=60.0))
     >>> view = ledger.against({"KO": BrokerPosition("KO", 25, 58.0), "AAPL": BrokerPosition("AAPL", 500, 150.0)})
     >>> {s: p.qty for s, p in view.positions.items()}, view.foreign

@@ -198,9 +198,13 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert may_put("journal/decisions/prophet-trend/2022-06-01.json")  # the daily cadence's decision mark
     assert not may_put("deploy/pt-main/function.zip") and not may_put("journal/notes.json")
     assert granted["sns:Publish"] == [topic_arn] and granted["sqs:SendMessage"] == [queue_arn]
+    # listing only the bucket, only for its journal prefix (S3 answers 404, not 403, for a missing ledger then)
+    listing, = [s for s in policy["Statement"] if "s3:ListBucket" in s["Action"]]
+    assert granted["s3:ListBucket"] == [f"arn:aws:s3:::{bucket}"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["journal/*"]}}
     assert set(granted) == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject",
-                            "s3:PutObject", "s3:DeleteObject", "secretsmanager:GetSecretValue", "sqs:SendMessage",
-                            "sns:Publish"}
+                            "s3:PutObject", "s3:DeleteObject", "s3:ListBucket", "secretsmanager:GetSecretValue",
+                            "sqs:SendMessage", "sns:Publish"}
 
     # A new layer zip publishes version 2 and the function moves to it.
     layer_root = tmp_path / "layer2"

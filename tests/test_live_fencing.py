@@ -147,11 +147,16 @@ def test_lease_seconds_cannot_make_the_lease_shorter_than_the_invocation(env, tt
 
 
 @pytest.mark.parametrize("name", ["LEASE_SECONDS", "LEASE_MIN_SECONDS"])
-def test_deploy_refuses_to_pin_the_lease_lifetime(name):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_CONFIG_FILE="/nonexistent", AWS_SHARED_CREDENTIALS_FILE="/nonexistent")
-    r = subprocess.run([sys.executable, "-m", "deploy", "up", "--dry-run", "--region", "us-east-1", "--env",
-                        f"{name}=60"], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert r.returncode == 2 and r.stdout == "", r.stdout
-    line, = r.stderr.strip().splitlines()
-    assert line.startswith(f"error: --env {name}: ") and "deadline" in line or "remaining time" in line, line
+def test_deploy_refuses_to_pin_the_lease_lifetime(name, capsys, monkeypatch):
+    from deploy.__main__ import run as deploy_cli
+
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error: exit 2
+        deploy_cli(["up", "--dry-run", "--region", "us-east-1", "--env", f"{name}=60"])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == "", out
+    line, = err.strip().splitlines()
+    assert line.startswith(f"error: --env {name}: ") and ("deadline" in line or "remaining time" in line), line

@@ -101,3 +101,20 @@ def test_a_fresh_deploy_trades_its_first_cycle_under_the_role_it_created_and_not
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}
     assert f"{prefix}ledger/prophet-trend.json" in keys and f"{prefix}lease/prophet-trend.json" not in keys
     assert any(k.startswith(f"{prefix}2022-06-01/") for k in keys)  # the cycle's journal record
+
+    # every other denial is one line naming its permission too: the store tells a missing GetObject from a
+    # missing ListBucket, and names PutObject and DeleteObject
+    from live.store import S3Store, StoreError
+
+    only_list = {"Statement": [s for s in policy["Statement"] if "s3:ListBucket" in s["Action"]]}
+    with policy_proxy(url, only_list) as proxy:
+        store = S3Store(bucket, boto3.client("s3", endpoint_url=proxy.url, region_name="us-east-1"))
+        for attempt, needed in ((lambda: store.read(f"{prefix}ledger/prophet-trend.json"), "s3:GetObject"),
+                                (lambda: store.write_if_absent(f"{prefix}ledger/x.json", b"{}"), "s3:PutObject"),
+                                (lambda: store.delete_if_unchanged(f"{prefix}ledger/prophet-trend.json", '"v"'),
+                                 "s3:DeleteObject")):
+            with pytest.raises(StoreError) as denied_:
+                attempt()
+            line = str(denied_.value)
+            assert "\n" not in line and f"needs {needed} on arn:aws:s3:::{bucket}/{prefix}ledger/" in line, line
+            assert "s3:ListBucket" not in line, line

@@ -41,9 +41,11 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     Returns the summary; raises :class:`CycleFailed` after journaling when the cycle failed."""
     env = dict(os.environ)
     remaining = getattr(context, "get_remaining_time_in_millis", None)
-    if callable(remaining) and not env.get("LEASE_SECONDS", "").strip():
-        # the lease outlives this invocation by a margin only: Lambda kills the cycle at its timeout
-        env["LEASE_SECONDS"] = f"{remaining() / 1000 + LEASE_MARGIN_SECONDS:.0f}"
+    if callable(remaining):
+        # the lease lasts at least as long as this invocation may (LEASE_SECONDS can lengthen it, never shorten
+        # it: a lease that expired under a live cycle would let the next one buy the book again), and outlives it
+        # by a margin only: Lambda kills the cycle at its timeout
+        env["LEASE_MIN_SECONDS"] = f"{remaining() / 1000 + LEASE_MARGIN_SECONDS:.0f}"
     summary = run(event, env=env)
     if summary.get("status") in FAILED:
         raise CycleFailed(summary)

@@ -193,7 +193,7 @@ class AlpacaBroker:
         def get() -> Account:
             a = self._client.get_account()
             return Account(cash=float(a.cash), buying_power=float(a.buying_power), equity=float(a.equity),
-                           currency=a.currency or "USD")
+                           currency=a.currency or "USD", id=str(a.id) if a.id else None)
         return self._call("account", get)
 
     def positions(self) -> dict[str, BrokerPosition]:

@@ -64,6 +64,9 @@ class Account:
     buying_power: float
     equity: float
     currency: str = "USD"
+    # the broker's own id of the account (Alpaca's account id; the paper broker's, kept in its SQLite file): the
+    # ledger is bound to it, so a ledger never claims shares in another account
+    id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ MAX_CLIENT_ORDER_ID = 48  # as Alpaca
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS account (id INTEGER PRIMARY KEY CHECK (id = 1), cash REAL NOT NULL,
-    initial_cash REAL NOT NULL, created_at TEXT NOT NULL);
+    initial_cash REAL NOT NULL, created_at TEXT NOT NULL, account_id TEXT);
 CREATE TABLE IF NOT EXISTS positions (symbol TEXT PRIMARY KEY, qty INTEGER NOT NULL, avg_price REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS orders (
     id TEXT PRIMARY KEY, client_order_id TEXT NOT NULL UNIQUE, symbol TEXT NOT NULL, side TEXT NOT NULL,
@@ -108,9 +108,14 @@ class PaperBroker:
                 for column, kind in _LATER_COLUMNS.items():
                     if column not in have:
                         db.execute(f"ALTER TABLE orders ADD COLUMN {column} {kind}")
+                if "account_id" not in {row["name"] for row in db.execute("PRAGMA table_info(account)")}:
+                    db.execute("ALTER TABLE account ADD COLUMN account_id TEXT")
             with self._write() as db:
                 db.execute("INSERT OR IGNORE INTO account (id, cash, initial_cash, created_at) VALUES (1, ?, ?, ?)",
                            (cash, cash, self.now().isoformat()))
+                # a stable id of this account, made once with the file (an older file gains one on open)
+                db.execute("UPDATE account SET account_id = ? WHERE account_id IS NULL", (f"paper-{uuid.uuid4()}",))
+                self.account_id = db.execute("SELECT account_id FROM account").fetchone()["account_id"]
         except (OSError, sqlite3.Error) as exc:
             raise BrokerError(f"cannot open the paper broker database {self.path}: {exc}") from None
 
@@ -215,7 +220,7 @@ class PaperBroker:
                 value += row["qty"] * row["avg_price"]
         with self._read() as db:
             reserved = self._reserved_for_buys(db)
-        return Account(cash=cash, buying_power=max(0.0, cash - reserved), equity=cash + value)
+        return Account(cash=cash, buying_power=max(0.0, cash - reserved), equity=cash + value, id=self.account_id)
 
     def positions(self) -> dict[str, BrokerPosition]:
         self._settle()

@@ -38,6 +38,13 @@ DEFAULT_MEMORY_MB = 512
 DEFAULT_TIMEOUT_S = 300
 # One cycle at a time: two overlapping cycles would each see the other's orders as missing and double them.
 RESERVED_CONCURRENCY = 1
+# Settings the function derives itself and a deploy must not pin (live/lease.py): the lease lasts as long as the
+# invocation may, so a cycle still sending orders is never overtaken by the next one.
+DERIVED_ENV = {
+    "LEASE_SECONDS": "the lease's lifetime comes from each invocation's deadline (the function timeout, --timeout); "
+                     "a shorter lease would expire under a live cycle and let the next one trade the book again",
+    "LEASE_MIN_SECONDS": "set by the handler from each invocation's remaining time, not by a deploy",
+}
 # The cycle prints its status as an Embedded Metric Format log line; CloudWatch turns it into these metrics.
 METRIC_NAMESPACE = "ProphetTrend"
 METRIC_DIMENSION = "Function"  # its value is the Lambda function's name
@@ -94,6 +101,8 @@ class DeployConfig:
         if not self.schedules:
             raise ValueError("at least one --schedule expression is needed")
         for name in self.env:
+            if name in DERIVED_ENV:
+                raise ValueError(f"--env {name}: {DERIVED_ENV[name]}")
             if looks_like_credential(name):
                 raise ValueError(
                     f"--env {name}: looks like a credential, and the function's environment is plaintext: for the "

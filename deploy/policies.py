@@ -4,12 +4,14 @@ The function may write its own log group, read its one Alpaca secret (or SSM par
 its own queue and publish to its own topic. In S3 it may only do what the journal needs:
 
 - ``PutObject`` of a cycle record, ``<prefix>/YYYY-MM-DD/<cycle_id>.json`` (``<prefix>/undated/`` without a date);
-- ``GetObject``, ``PutObject`` (conditional writes need nothing more) and ``DeleteObject`` of the per-strategy
-  ledger ``<prefix>/ledger/<strategy>.json``, lease ``<prefix>/lease/<strategy>.json`` and daily decision marks
-  ``<prefix>/decisions/<strategy>/<date>.json`` (``live.daybook``).
-
-No ``ListBucket``: the function never lists. Without it S3 answers a GET of a missing key with 403 AccessDenied,
-not 404, so the ledger and lease code must create their object with a conditional put before the first read.
+- ``GetObject``, ``PutObject`` (conditional writes, ``If-None-Match``/``If-Match``, need nothing more) and
+  ``DeleteObject`` of the per-strategy ledger ``<prefix>/ledger/<strategy>.json``, lease
+  ``<prefix>/lease/<strategy>.json`` and daily decision marks ``<prefix>/decisions/<strategy>/<date>.json``
+  (``live.store``);
+- ``ListBucket`` on the bucket, for keys under its own prefix only (``s3:prefix`` condition). The function never
+  lists for its own sake, but without it S3 answers a GET of a *missing* key with 403 AccessDenied instead of
+  404, and the first cycle of a fresh deploy could not tell its absent ledger from a denied one (live.store
+  names the missing permission when a read is denied).
 
 Example:
     >>> doc = execution_policy(log_group_arn="arn:aws:logs:us-east-1:1:log-group:/aws/lambda/f",
@@ -17,7 +19,9 @@ Example:
     ...     bucket="b", journal_prefix="journal/", queue_arn="arn:aws:sqs:us-east-1:1:f-failures",
     ...     topic_arn="arn:aws:sns:us-east-1:1:f-alerts")
     >>> sorted({a for s in doc["Statement"] for a in s["Action"] if a.startswith("s3:")})
-    ['s3:DeleteObject', 's3:GetObject', 's3:PutObject']
+    ['s3:DeleteObject', 's3:GetObject', 's3:ListBucket', 's3:PutObject']
+    >>> [(s["Resource"], s["Condition"]) for s in doc["Statement"] if "s3:ListBucket" in s["Action"]]
+    [('arn:aws:s3:::b', {'StringLike': {'s3:prefix': ['journal/*']}})]
     >>> [s["Resource"] for s in doc["Statement"] if "s3:GetObject" in s["Action"]]
     [['arn:aws:s3:::b/journal/ledger/*', 'arn:aws:s3:::b/journal/lease/*', 'arn:aws:s3:::b/journal/decisions/*']]
     >>> any(s["Resource"] == "*" for s in doc["Statement"])
@@ -53,6 +57,9 @@ def execution_policy(log_group_arn: str, secret_arn: str | None, secret_action: 
          "Resource": [f"{journal}????-??-??/*", f"{journal}undated/*"]},
         {"Sid": "LedgerAndLease", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
          "Resource": [f"{journal}ledger/*", f"{journal}lease/*", f"{journal}decisions/*"]},
+        # S3 answers a GET of a missing key with 404 only to a caller that may list it (else 403)
+        {"Sid": "OwnPrefixListing", "Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": f"arn:aws:s3:::{bucket}", "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*"]}}},
     ]
     if secret_arn:
         statements.append({"Sid": "AlpacaKeys", "Effect": "Allow", "Action": [secret_action], "Resource": secret_arn})

@@ -120,6 +120,7 @@ def plan(cfg: DeployConfig, artifacts: Artifacts) -> list[str]:
     role = (f"{cfg.role_arn} (given: it needs the grants listed in docs/deploy.md)" if cfg.role_arn else
             f"{cfg.role_name}: its log group, {'the secret, ' if cfg.broker == 'alpaca' else ''}"
             f"in {journal} s3:PutObject YYYY-MM-DD/* and undated/*, s3:GetObject/PutObject/DeleteObject ledger/*, lease/* and decisions/*, "
+            f"s3:ListBucket on its prefix only, "
             f"sqs:SendMessage {cfg.dlq_name}, sns:Publish {cfg.topic_name}")
     lines += [
         f"queue       SQS {cfg.dlq_name}: failed asynchronous invocations",

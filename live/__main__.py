@@ -1,5 +1,9 @@
 """``python -m live report --journal PATH|s3://bucket/prefix [--since DATE] [--out DIR]``: what the bot did.
 
+``python -m live ledger new --journal PATH|s3://bucket/prefix --strategy NAME``: start a new, empty ledger for a
+strategy (the old one is kept, renamed with the time); the next cycle binds it to the account it trades. Needed
+once when a journal home moves to another broker account (paper first, then live), which a cycle refuses.
+
 Writes ``live_report.html`` (one self-contained file) and ``live_summary.txt`` to ``--out`` and prints the summary.
 Exit codes: 0 the report was written (unreadable records, if any, are named in it); 2 bad input: no journal, an
 empty or foreign one, no cycles under the S3 prefix, ``--since`` after the last cycle (one ``error:`` line).
@@ -36,7 +40,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     r = sub.add_parser("report", help="HTML report and text summary of the journal", formatter_class=DefaultsHelpFormatter)
     add_report_flags(r)
+    led = sub.add_parser("ledger", help="the strategy's ledger", formatter_class=DefaultsHelpFormatter)
+    led_sub = led.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    new = led_sub.add_parser("new", help="start a new ledger (the old one is kept aside)",
+                             formatter_class=DefaultsHelpFormatter)
+    new.add_argument("--journal", required=True, metavar="PATH|s3://bucket/prefix", help="the cycles' JOURNAL")
+    new.add_argument("--strategy", required=True, help="the strategy's name (its STRATEGY_NAME)")
     return parser
+
+
+def ledger_new(journal: str, strategy: str) -> int:
+    from live.ledger import LedgerError, new_ledger
+
+    try:
+        aside = new_ledger(journal, strategy)
+    except (LedgerError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"new ledger for {strategy}: the next cycle binds it to the account it trades"
+          + (f"; the old one is kept at {aside}" if aside else " (there was none)"))
+    return 0
 
 
 def report(journal: str, since: dt.date | None, out: Path, drift: bool = True, s3_client=None) -> int:
@@ -59,6 +81,8 @@ def report(journal: str, since: dt.date | None, out: Path, drift: bool = True, s
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "ledger":
+        return ledger_new(args.journal, args.strategy)
     return report(args.journal, args.since, args.out, drift=not args.no_drift)
 
 

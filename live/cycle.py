@@ -29,7 +29,7 @@ from live.daybook import make_daybook
 from live.history import load_history
 from live.event import read_event
 from live.journal import make_journal
-from live.lease import LeaseBusy, LeaseError, LeaseSettings, open_lease, require_durable_home
+from live.lease import LeaseBusy, LeaseError, LeaseLost, LeaseSettings, open_lease, require_durable_home
 from live.ledger import LedgerError, open_ledger
 from live.logs import log, setup_logging
 from live.orders import plan_records, submit_idempotently, to_request
@@ -109,7 +109,10 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         # 3. Reconcile: cancel this strategy's stale open orders; symbols with open orders sit this cycle out.
         #    The strategy sees only its own positions (its ledger, capped by the broker's) and only its own legs.
         ledger = record.ledger = open_ledger(config.journal, name)
+        ledger.fence = lease.fence  # no ledger write without the lease (live.lease: fencing)
+        ledger.bind(broker.name, broker.account().id, journal=config.journal)  # refuses another account's ledger
         ledger.sync(broker, now)
+        lease.fence()  # before cancelling anything
         reconciled = reconcile(broker, name, now, config.stale_order_minutes, our_legs=ledger.leg_ids())
         account, broker_positions = broker.account(), broker.positions()
         view = ledger.against(broker_positions)
@@ -170,13 +173,14 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
             ledger.plan([request for request, _ in requests])
             ledger.save()
         record.orders, failure = submit_idempotently(broker, requests, dry_run=record.dry_run, exits=reconciled.exits,
-                                                     on_order=ledger.record)
+                                                     on_order=ledger.record, fence=lease.fence)
         record.plan = plan_records(record.orders, record.skipped)
         for order in record.orders:
             log(logger, "order", **{k: order.get(k) for k in ("symbol", "side", "qty", "client_order_id", "status", "new")})
         if failure is not None:
             raise failure
         if not record.dry_run:  # the day is decided: later cycles today only reconcile and report
+            lease.fence()
             daybook.mark(key, {"cycle_id": record.cycle_id, "at": now.isoformat(),
                                       "orders": [o["client_order_id"] for o in record.orders]})
         status = trading_status(record.orders, dry_run=record.dry_run)
@@ -186,6 +190,10 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
     except LeaseBusy as exc:
         log(logger, "busy", logging.WARNING, reason=str(exc))
         return _finish(record, journal, logger, secrets, "busy", reason=str(exc))
+    except LeaseLost as exc:  # taken over after it expired: the new holder owns the ledger and the day now
+        if record.ledger is not None:
+            record.ledger.dirty = False
+        return _fail(record, journal, logger, secrets, "lease_lost", exc)
     except LeaseError as exc:
         return _fail(record, journal, logger, secrets, "lease", exc)
     except LedgerError as exc:

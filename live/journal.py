@@ -151,14 +151,14 @@ class S3Journal:
         self.secrets = list(secrets)
 
     def write(self, record: dict[str, Any]) -> str:
-        import boto3
+        from live.store import S3Store
 
         day = record.get("trading_date") or str(record.get("now", ""))[:10] or "undated"
         key = "/".join(p for p in (self.prefix, day, f"{record['cycle_id']}.json") if p)
         body = redact_text(json.dumps(record, default=str, sort_keys=True, indent=1), self.secrets)
-        boto3.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body.encode(), IfNoneMatch="*",
-                                      ContentType="application/json")
-        return f"s3://{self.bucket}/{key}"
+        store = S3Store(self.bucket)
+        store.write_if_absent(key, body.encode())  # a record never overwrites another; AccessDenied names the grant
+        return store.where(key)
 
 
 def make_journal(spec: str, secrets: Iterable[str] = ()) -> Journal:

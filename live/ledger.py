@@ -1,24 +1,30 @@
-"""The strategy's own book: positions built only from the fills of orders it placed.
+"""The strategy's own book: positions built only from the fills of orders it placed, in one broker account.
 
 A broker account may hold shares bought by hand, or by another strategy (a variant with another
 ``STRATEGY_NAME``). The cycle must never sell those, nor cancel orders it did not place. So each strategy keeps a
-ledger of its orders, recognised by their ``client_order_id`` prefix (:func:`live.orders.is_ours`), plus the exit
-legs of its own bracket parents (the broker names those, so they are known only as legs of our parents). Its
-positions are the sum of those fills, and the cycle is given only them, capped at what the broker really holds:
-``min(ledger, broker)``. Every difference from the broker is reported.
+ledger of its orders, recognised by ids that parse exactly under the grammar of :mod:`live.orders` (with their
+check part), plus the exit legs of its own bracket parents (the broker names those, so they are known only as
+legs of our parents). Its positions are the sum of those fills, and the cycle is given only them, capped at what
+the broker really holds: ``min(ledger, broker)``. Every difference from the broker is reported.
+
+Bound to one account: a new ledger records the broker (``paper``, ``alpaca-paper``, ``alpaca-live``) and its
+account id (:meth:`Ledger.bind`); a cycle on any other account refuses before it trades or cancels anything, and
+the user starts a new ledger explicitly (``python -m live ledger new``, :func:`new_ledger`). A filled entry the
+bound broker has not itself reported is looked up by its client id before anything is sold against it; an entry
+the broker does not know is an error, never a position.
 
 Write-ahead: the orders a cycle is about to send are written to the ledger (``planned``) before they are sent, so
 a cycle killed between sending and recording leaves the next one a name to look up (``order_by_client_id``).
 
-The ledger lives with the journal: ``<journal dir>/ledger/<strategy>.json`` (temp file, fsync, rename) or
-``s3://bucket/prefix/ledger/<strategy>.json`` (written with ``If-Match`` on the ETag read, so a cycle that lost
-its lease cannot overwrite a newer ledger).
+The ledger lives with the journal, in its store (:mod:`live.store`): ``<journal dir>/ledger/<strategy>.json`` or
+``s3://bucket/prefix/ledger/<strategy>.json``, replaced only on the version it read; and every write is fenced by
+the cycle's lease (``Ledger.fence``), so a cycle that lost its lease writes nothing.
 
 Example:
     >>> import tempfile
     >>> from brokers.base import BrokerOrder, BrokerPosition
     >>> ledger = open_ledger(tempfile.mkdtemp() + "/journal.jsonl", "pt")
-    >>> ledger.record(BrokerOrder("1", "pt-20220601-s63-KO-buy", "KO", "buy", 10, "filled", filled_qty=10,
+    >>> ledger.record(BrokerOrder("1", "pt-20220601s63-KO-b8525a9", "KO", "buy", 10, "filled", filled_qty=10,
     ...                           filled_avg_price=60.0))
     >>> view = ledger.against({"KO": BrokerPosition("KO", 25, 58.0), "AAPL": BrokerPosition("AAPL", 500, 150.0)})
     >>> {s: p.qty for s, p in view.positions.items()}, view.foreign
@@ -27,18 +33,15 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from brokers.base import OPEN_STATUSES, BrokerOrder, BrokerPosition, OrderRequest
-from live.journal import JournalHome, safe_name
+from live.journal import safe_name
 from live.orders import is_ours
+from live.store import Conflict, Store, StoreError, open_store
 
 FIRST_SYNC = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)  # a new ledger looks for our orders since then
 SYNC_MARGIN = dt.timedelta(days=1)  # look back a little before the last sync: clocks and listings lag
@@ -63,13 +66,15 @@ class LedgerView:
 
 
 class Ledger:
-    def __init__(self, strategy: str, store: "_Store") -> None:
+    def __init__(self, strategy: str, store: "_Record") -> None:
         self.strategy = strategy
         self.store = store
         self.entries: dict[str, dict[str, Any]] = {}
         self.synced_until: dt.datetime | None = None
         self.new_fills: list[dict] = []
         self.dirty = False
+        self.account: dict[str, str] | None = None  # {"broker": "alpaca-live", "id": ...}: the one it trades
+        self.fence: Callable[[], None] | None = None  # proves the cycle's lease before every write (live.lease)
 
     # -- persistence -------------------------------------------------------------------------------------------
     def load(self) -> "Ledger":
@@ -79,16 +84,40 @@ class Ledger:
                 raise LedgerError(f"ledger {self.store.where} belongs to {data.get('strategy')!r}, "
                                   f"not {self.strategy!r}")
             self.entries = dict(data.get("orders", {}))
+            self.account = data.get("account")
             self.synced_until = dt.datetime.fromisoformat(data["synced_until"]) if data.get("synced_until") else None
         return self
 
     def save(self) -> str:
-        body = {"strategy": self.strategy, "version": 1,
+        if self.fence is not None:
+            self.fence()  # a cycle that lost its lease writes nothing: the ledger is the new holder's now
+        body = {"strategy": self.strategy, "version": 1, "account": self.account,
                 "synced_until": self.synced_until.isoformat() if self.synced_until else None,
                 "orders": self.entries}
         self.store.write(json.dumps(body, sort_keys=True, indent=1))
         self.dirty = False
         return self.store.where
+
+    # -- whose account -----------------------------------------------------------------------------------------
+    def bind(self, broker: str, account_id: str | None, *, journal: str = "JOURNAL") -> None:
+        """Bind a new ledger to the broker account it trades, or refuse an account it is not bound to.
+
+        A ledger holds what the strategy bought *in one account*: used with another (paper first, then live,
+        with the same journal) it would claim, and sell, shares the user holds there. Raises
+        :class:`LedgerError`, saying how to start a new ledger, before the cycle trades or cancels anything."""
+        if not account_id:
+            raise LedgerError(f"the broker {broker} names no account id: the ledger cannot be bound to an account")
+        mine = {"broker": broker, "id": str(account_id)}
+        if self.account is None:
+            self.account = mine
+            self.dirty = True
+            return
+        if (self.account.get("broker"), self.account.get("id")) != (mine["broker"], mine["id"]):
+            raise LedgerError(
+                f"ledger {self.store.where} belongs to {self.account.get('broker')} account "
+                f"{self.account.get('id')}, not to this {broker} account {account_id}: nothing traded or cancelled. "
+                f"To trade this account start a new ledger (the old one is kept): python -m live ledger new "
+                f"--journal {journal} --strategy {self.strategy}")
 
     # -- what we placed ----------------------------------------------------------------------------------------
     def plan(self, requests: list[OrderRequest]) -> None:
@@ -111,7 +140,8 @@ class Ledger:
                  "filled_avg_price": order.filled_avg_price, "status": order.status,
                  "parent": parent if parent is not None else old.get("parent"),
                  "bracket": bool(old.get("bracket")) or bool(order.legs),
-                 "legs": sorted({*old.get("legs", []), *(leg.client_order_id or leg.id for leg in order.legs)})}
+                 "legs": sorted({*old.get("legs", []), *(leg.client_order_id or leg.id for leg in order.legs)}),
+                 "verified": self.account is not None or bool(old.get("verified"))}  # the bound broker said so
         if entry["bracket"] and not order.is_open and not entry["legs"]:
             entry["bracket"] = False  # the broker shows no legs (the paper broker keeps none): stop asking
         if entry != old:
@@ -128,9 +158,11 @@ class Ledger:
         self.new_fills = []
         since = FIRST_SYNC if self.synced_until is None else self.synced_until - SYNC_MARGIN
         for order in _orders_since(broker, since) or ():
-            if is_ours(self.strategy, order.client_order_id):
+            if is_ours(self.strategy, order.client_order_id, order.symbol, order.side):
                 self.record(order)
         for key, entry in list(self.entries.items()):
+            if entry.get("parent") is None and int(entry.get("filled_qty") or 0) and not entry.get("verified"):
+                self._verify(broker, key, entry)
             if entry.get("parent") is None and self._live(entry):
                 found = broker.order_by_client_id(key)
                 if found is None:
@@ -141,6 +173,18 @@ class Ledger:
                 self.record(found)
         self.synced_until = now.astimezone(dt.timezone.utc)
         self.dirty = True
+
+    def _verify(self, broker, key: str, entry: dict) -> None:
+        """A fill the ledger holds but the bound broker has not confirmed (an older ledger, a hand edit): looked
+        up by its client id before anything is sold against it; unknown there, it is an error, never a position."""
+        found = broker.order_by_client_id(key)
+        if found is None:
+            raise LedgerError(
+                f"ledger entry {key} ({entry.get('side')} {entry.get('filled_qty')} {entry.get('symbol')} filled) is "
+                f"not an order {getattr(broker, 'name', 'the broker')} knows: nothing traded or cancelled. If this "
+                f"ledger belongs to another account, start a new one: python -m live ledger new --journal JOURNAL "
+                f"--strategy {self.strategy}")
+        self.record(found)
 
     def _live(self, entry: dict) -> bool:
         if entry["status"] == "planned" or entry["status"] in OPEN_STATUSES:
@@ -199,97 +243,76 @@ def _orders_since(broker, since: dt.datetime) -> list[BrokerOrder] | None:
     return None
 
 
-class _Store:
-    where: str
+class _Record:
+    """The ledger's one object in the journal's store, replaced only on the version last read or written."""
 
-    def read(self) -> dict | None: ...
-
-    def write(self, text: str) -> None: ...
-
-
-class _FileStore(_Store):
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.where = str(path)
+    def __init__(self, store: Store, key: str) -> None:
+        self.store, self.key = store, key
+        self.where = store.where(key)
+        self.version: str | None = None
 
     def read(self) -> dict | None:
         try:
-            return json.loads(self.path.read_text())
-        except FileNotFoundError:
+            got = self.store.read(self.key)
+        except StoreError as exc:
+            raise LedgerError(f"cannot read the ledger: {exc}") from None
+        if got is None:
+            self.version = None
             return None
-        except (OSError, ValueError) as exc:
-            raise LedgerError(f"cannot read the ledger {self.path}: {exc}") from None
-
-    def write(self, text: str) -> None:
+        self.version = got.version
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
-                raise
-            folder = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(folder)  # the rename itself survives a crash
-            finally:
-                os.close(folder)
-        except OSError as exc:
-            raise LedgerError(f"cannot write the ledger {self.path}: {exc}") from None
-
-
-class _S3Store(_Store):
-    def __init__(self, bucket: str, key: str) -> None:
-        self.bucket, self.key = bucket, key
-        self.where = f"s3://{bucket}/{key}"
-        self.etag: str | None = None
-        self._client = None
-
-    @property
-    def client(self):
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3")
-        return self._client
-
-    def read(self) -> dict | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            got = self.client.get_object(Bucket=self.bucket, Key=self.key)
-            self.etag = got["ETag"]
-            return json.loads(got["Body"].read())
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                self.etag = None
-                return None
-            raise LedgerError(f"cannot read the ledger {self.where}: {exc}") from None
-        except (ValueError, BotoCoreError) as exc:
+            return json.loads(got.data)
+        except ValueError as exc:
             raise LedgerError(f"cannot read the ledger {self.where}: {exc}") from None
 
     def write(self, text: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        condition = {"IfMatch": self.etag} if self.etag else {"IfNoneMatch": "*"}
         try:
-            self.etag = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=text.encode(),
-                                               ContentType="application/json", **condition)["ETag"]
-        except (ClientError, BotoCoreError) as exc:
-            raise LedgerError(f"cannot write the ledger {self.where}: {exc}") from None
+            if self.version is None:
+                self.version = self.store.write_if_absent(self.key, text.encode())
+            else:
+                self.version = self.store.write_if_unchanged(self.key, text.encode(), self.version)
+        except Conflict:
+            raise LedgerError(f"the ledger {self.where} was changed by another cycle since this one read it: "
+                              "not overwritten") from None
+        except StoreError as exc:
+            raise LedgerError(f"cannot write the ledger: {exc}") from None
+
+
+def ledger_key(strategy: str) -> str:
+    return f"ledger/{safe_name(strategy)}.json"
 
 
 def open_ledger(journal: str, strategy: str) -> Ledger:
     """Load (or start) the ledger of ``strategy`` next to the journal ``journal``."""
-    home = JournalHome.of(journal)
-    name = safe_name(strategy) + ".json"
-    if home.bucket:
-        store: _Store = _S3Store(home.bucket, home.key("ledger", name))
-    else:
-        store = _FileStore(home.folder / "ledger" / name)
-    return Ledger(strategy, store).load()
+    store, prefix = open_store(journal)
+    return Ledger(strategy, _Record(store, prefix + ledger_key(strategy))).load()
+
+
+def new_ledger(journal: str, strategy: str, *, now: dt.datetime | None = None) -> str | None:
+    """Start a new, empty ledger for ``strategy``: the current one is kept, renamed
+    ``ledger/<strategy>.<UTC time>.json`` (its history stays readable), and the next cycle binds the new one to
+    the account it trades. Returns where the old one went, or ``None`` if there was none.
+
+    >>> import tempfile
+    >>> journal = tempfile.mkdtemp() + "/journal.jsonl"
+    >>> ledger = open_ledger(journal, "pt"); ledger.save() and None
+    >>> new_ledger(journal, "pt", now=dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)).endswith("pt.20240102T000000Z.json")
+    True
+    >>> open_ledger(journal, "pt").account is None
+    True
+    """
+    store, prefix = open_store(journal)
+    key = prefix + ledger_key(strategy)
+    try:
+        current = store.read(key)
+        if current is None:
+            return None
+        stamp = f"{(now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
+        aside = prefix + f"ledger/{safe_name(strategy)}.{stamp}.json"
+        store.write_if_absent(aside, current.data)
+        store.delete_if_unchanged(key, current.version)
+    except Conflict as exc:
+        raise LedgerError(f"the ledger changed while it was being set aside (a cycle is running?): {exc}") from None
+    except StoreError as exc:
+        raise LedgerError(f"cannot start a new ledger: {exc}") from None
+    return store.where(aside)

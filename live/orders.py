@@ -1,16 +1,28 @@
-"""From the rulebook's planned orders to broker requests: idempotent ids and submission.
+"""From the rulebook's planned orders to broker requests: idempotent ids with a check part, and submission.
 
-The ``client_order_id`` is a pure function of strategy, decision (the trading date in the daily cadence), symbol
-and side (never the quantity), so a retried or duplicated cycle of the same decision names the same orders, finds
-them at the broker and submits nothing new. Ids fit Alpaca's 48 characters.
+The ``client_order_id`` is a pure function of strategy, decision (the trading date in the daily cadence, date and
+slot intraday), symbol and side (never the quantity), so a retried or duplicated cycle of the same decision names
+the same orders, finds them at the broker and submits nothing new. Its grammar::
+
+    <strategy>-<YYYYMMDD>[s<slot>]-<SYMBOL>-<b|s><check>
+
+``check`` is six hex digits of the sha-256 of strategy, decision, symbol and side. An id is the strategy's only
+if it parses exactly under the grammar *and* its check matches (:func:`is_ours`): a user's order named
+``prophet-trend-foo``, or ``prophet-trend-20220601-AAPL-buy`` typed by hand, is not the bot's, nor is another
+strategy's (``pt`` never claims ``pt-20240101-...``: the check covers the whole name, and strategy names may not
+hold a date-like part, ``strategies.loader.check_name``). The longest id (a 20-character name, a 3-digit slot, a
+6-character symbol) is 48 characters, Alpaca's limit; a longer symbol is cut in the id, and the check then
+covers the full symbol the broker reports with the order.
 
 Example:
     >>> import datetime as dt
-    >>> client_order_id("prophet-trend", dt.date(2022, 6, 1), "AAPL", "buy")
-    'prophet-trend-20220601-AAPL-buy'
-    >>> is_ours("prophet-trend", "prophet-trend-20220601-AAPL-buy"), is_ours("prophet-trend", "manual-1")
+    >>> cid = client_order_id("prophet-trend", dt.date(2022, 6, 1), "AAPL", "buy"); cid
+    'prophet-trend-20220601-AAPL-bc7bb1d'
+    >>> is_ours("prophet-trend", cid), is_ours("prophet-trend", "manual-1")
     (True, False)
-    >>> is_ours("prophet-trend", "prophet-trend-fast-20220601-AAPL-buy")  # a variant's order is not ours
+    >>> is_ours("prophet-trend", "prophet-trend-20220601-AAPL-buy")  # the old shape, or a hand-typed id
+    False
+    >>> is_ours("prophet-trend", client_order_id("prophet-trend-fast", dt.date(2022, 6, 1), "AAPL", "buy"))
     False
 """
 
@@ -20,6 +32,7 @@ import datetime as dt
 import hashlib
 import re
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from brokers.base import Broker, BrokerError, BrokerOrder, DuplicateOrderError, OrderRefused, OrderRequest
@@ -29,6 +42,10 @@ from strategies.rules import PlannedOrder
 MAX_ID_LENGTH = 48  # Alpaca refuses a longer client_order_id
 EXIT_ORDER_TYPES = frozenset({"limit", "stop", "stop_limit", "trailing_stop"})
 RELEASE_WAIT_S = 10.0  # how long a sell waits for the broker to confirm its exit legs' cancels
+CHECK_LENGTH = 6
+_SIDES = {"buy": "b", "sell": "s"}
+_GRAMMAR = re.compile(r"(?P<name>.+)-(?P<decision>\d{8}(?:s\d{2,3})?)-(?P<symbol>.+)-(?P<side>[bs])"
+                      r"(?P<check>[0-9a-f]{%d})" % CHECK_LENGTH)
 
 
 def _name_part(name: str) -> str:
@@ -38,20 +55,66 @@ def _name_part(name: str) -> str:
     return name[:11] + "~" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
+def _check(strategy: str, decision: str, symbol: str, side: str) -> str:
+    return hashlib.sha256(f"{strategy}|{decision}|{symbol}|{side}".encode()).hexdigest()[:CHECK_LENGTH]
+
+
 def client_order_id(strategy: str, trading_date: dt.date, symbol: str, side: str, slot: int | None = None) -> str:
-    """The idempotency key of one order: daily cadence by date, an intraday one by date and slot; <= 48 chars."""
+    """The idempotency key of one order: daily cadence by date, an intraday one by date and slot; <= 48 chars.
+
+    >>> import datetime as dt
+    >>> len(client_order_id("a" * 20, dt.date(2022, 6, 1), "GOOGLX", "sell", slot=390))
+    48
+    """
+    if side not in _SIDES:
+        raise ValueError(f"side must be buy or sell, got {side!r}")
     decision = f"{trading_date:%Y%m%d}" + ("" if slot is None else f"s{slot:02d}")
-    text = f"{_name_part(strategy)}-{decision}-{symbol}-{side}"
-    if len(text) > MAX_ID_LENGTH:  # only with absurd symbols; keep the name and decision readable
-        text = text[:MAX_ID_LENGTH - 9] + "~" + hashlib.sha256(text.encode()).hexdigest()[:8]
-    return text
+    head = f"{_name_part(strategy)}-{decision}-"
+    tail = f"-{_SIDES[side]}{_check(strategy, decision, symbol, side)}"
+    return head + symbol[:max(1, MAX_ID_LENGTH - len(head) - len(tail))] + tail
 
 
-def is_ours(strategy: str, order_id: str | None) -> bool:
-    """Whether an order's client id was made by :func:`client_order_id` for this strategy (ids of the earlier
-    ``-sNN-`` slot format count too, so orders placed before an upgrade are still recognised)."""
-    pattern = re.escape(_name_part(strategy)) + r"-\d{8}(-?s\d{2,3})?-"  # sNNN: slots of a 1- or 5-minute cadence
-    return bool(order_id) and re.match(pattern, order_id) is not None
+@dataclass(frozen=True)
+class OrderId:
+    """An id that parsed under the grammar (not yet checked against a strategy)."""
+
+    name: str
+    decision: str
+    symbol: str
+    side: str
+    check: str
+
+
+def parse_order_id(order_id: str | None) -> OrderId | None:
+    """The parts of an id of the bot's grammar, or ``None``.
+
+    >>> parse_order_id("pt-20220601s40-KO-b0a1b2c")
+    OrderId(name='pt', decision='20220601s40', symbol='KO', side='buy', check='0a1b2c')
+    >>> parse_order_id("prophet-trend-foo") is None
+    True
+    """
+    match = _GRAMMAR.fullmatch(order_id or "")
+    if match is None:
+        return None
+    side = "buy" if match["side"] == "b" else "sell"
+    return OrderId(match["name"], match["decision"], match["symbol"], side, match["check"])
+
+
+def is_ours(strategy: str, order_id: str | None, symbol: str | None = None, side: str | None = None) -> bool:
+    """Whether ``order_id`` was made by :func:`client_order_id` for this strategy: it parses exactly, names this
+    strategy, and its check matches. ``symbol``/``side``: what the broker says of the order (then the id must
+    agree with them, and a symbol cut short in the id is checked in full)."""
+    if len(order_id or "") > MAX_ID_LENGTH:
+        return False
+    parsed = parse_order_id(order_id)
+    if parsed is None or parsed.name != _name_part(strategy) or (side is not None and side != parsed.side):
+        return False
+    full = parsed.symbol
+    if symbol is not None:
+        if not symbol.startswith(parsed.symbol):
+            return False
+        full = symbol
+    return parsed.check == _check(strategy, parsed.decision, full, parsed.side)
 
 
 def to_request(order: PlannedOrder, strategy: str, trading_date: dt.date, slot: int | None = None) -> OrderRequest:
@@ -88,7 +151,8 @@ def order_record(request: OrderRequest, intent: OrderIntent | None, order: Broke
 def submit_idempotently(broker: Broker, planned: list[tuple[OrderRequest, OrderIntent]], *, dry_run: bool,
                         exits: Mapping[str, list[BrokerOrder]] | None = None,
                         on_order: Callable[[BrokerOrder], None] | None = None,
-                        release_wait_s: float = RELEASE_WAIT_S) -> tuple[list[dict], BrokerError | None]:
+                        release_wait_s: float = RELEASE_WAIT_S,
+                        fence: Callable[[], None] | None = None) -> tuple[list[dict], Exception | None]:
     """Submit each request unless an order with its id exists; one refused order never stops the others.
 
     Returns a record for every planned order, each with its ``fate``: ``sent``, ``existing`` (found at the
@@ -99,10 +163,19 @@ def submit_idempotently(broker: Broker, planned: list[tuple[OrderRequest, OrderI
     about to be sold are cancelled first, or the broker would hold the shares for them; the sell waits up to
     ``release_wait_s`` for the broker to release them (Alpaca's cancels go ``pending_cancel`` first), and is
     refused by the broker, per order, if they are still held then. ``on_order`` sees every order the broker
-    answered with (the ledger takes them in).
+    answered with (the ledger takes them in). ``fence`` (the lease's :meth:`~live.lease.StoreLease.fence`) runs
+    before every cancel and every submit: when it raises (the lease was lost), this order and those after it are
+    ``not_sent`` and its error is returned.
     """
     records: list[dict] = []
     for n, (request, intent) in enumerate(planned):
+        if fence is not None and not dry_run:
+            try:
+                fence()
+            except Exception as exc:  # noqa: BLE001 - the lease is gone: nothing more may be sent
+                records.extend(order_record(r, i, None, status="not_sent", new=False, fate="not_sent",
+                                            error=str(exc) if r is request else None) for r, i in planned[n:])
+                return records, exc
         try:
             existing = broker.order_by_client_id(request.client_order_id)
             if existing is not None:

@@ -9,11 +9,13 @@ GTC limit sell) is someone else's open order like any other: never cancelled, an
 Example:
     >>> import datetime as dt
     >>> from brokers.base import BrokerOrder
+    >>> from live.orders import client_order_id
+    >>> ours = client_order_id("pt", dt.date(2022, 6, 1), "KO", "buy", slot=40)
     >>> class Stub:
     ...     canceled = []
     ...     def open_orders(self):
     ...         old = dt.datetime(2022, 6, 1, 14, 0, tzinfo=dt.timezone.utc)
-    ...         return [BrokerOrder("1", "pt-20220601-s40-KO-buy", "KO", "buy", 5, "accepted", old),
+    ...         return [BrokerOrder("1", ours, "KO", "buy", 5, "accepted", old),
     ...                 BrokerOrder("2", "manual", "PG", "buy", 1, "new", old)]
     ...     def cancel(self, order_id): self.canceled.append(order_id)
     >>> r = reconcile(Stub(), "pt", dt.datetime(2022, 6, 1, 19, 45, tzinfo=dt.timezone.utc), stale_minutes=30)
@@ -60,7 +62,7 @@ def reconcile(broker: Broker, strategy: str, now: dt.datetime, stale_minutes: fl
             result.exits.setdefault(order.symbol, []).append(order)
             continue
         age = None if order.submitted_at is None else (now - order.submitted_at).total_seconds() / 60
-        if is_ours(strategy, order.client_order_id) and age is not None and age > stale_minutes:
+        if is_ours(strategy, order.client_order_id, order.symbol, order.side) and age is not None and age > stale_minutes:
             try:
                 broker.cancel(order.id)
                 result.canceled.append({"symbol": order.symbol, "side": order.side, "qty": order.qty,

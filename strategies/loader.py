@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+
 import dataclasses
 import hashlib
 import importlib
@@ -157,9 +159,23 @@ def build_strategy(spec: str | type[Strategy], params: Mapping[str, Any] | None 
 
 
 def check_name(name: str) -> str:
-    """A strategy name prefixes its order ids: letters, digits, ``-`` and ``_``, at most 20 characters."""
-    if not name or len(name) > 20 or not name.replace("-", "").replace("_", "").isalnum():
+    """A strategy name prefixes its order ids: letters, digits, ``-`` and ``_``, at most 20 characters, and no
+    part of eight digits (``pt-20240101``): after a shorter name (``pt``) it would read as an order's date, so one
+    variant's ids could pass for another's (live/orders.py checks them too).
+
+    >>> check_name("pt-fast")
+    'pt-fast'
+    >>> check_name("pt-20240101")
+    Traceback (most recent call last):
+    ...
+    strategies.base.StrategyError: strategy name 'pt-20240101' may not hold an 8-digit part (it reads as an order's date in another strategy's ids): use e.g. 'pt-v20240101'
+    """
+    if not name or len(name) > 20 or not name.isascii() or not name.replace("-", "").replace("_", "").isalnum():
         raise StrategyError(f"strategy name must be 1-20 letters, digits, - or _, got {name!r}")
+    if re.search(r"(?:^|[-_])\d{8}", name):
+        suggestion = re.sub(r"(^|[-_])(?=\d{8})", lambda m: m.group(1) + "v", name)
+        raise StrategyError(f"strategy name {name!r} may not hold an 8-digit part (it reads as an order's date in "
+                            f"another strategy's ids): use e.g. {suggestion!r}")
     return name
 
 

@@ -161,6 +161,8 @@ class StubState:
     positions: dict[str, dict] = field(default_factory=dict)  # symbol -> {"qty": int, "avg_entry_price": float}
     orders: list[dict] = field(default_factory=list)  # Alpaca order JSON (legs listed too), oldest first
     fill_market_orders: bool = False
+    account_id: str = "a3c6a5e6-5d6b-4f4c-9d6f-1f0c3d1e2b7a"  # another account: another id (the ledger binds to it)
+    account_number: str = "PA3STUB00001"
     received: list[Received] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     # answered requests after a cancel before pending_cancel becomes canceled (None: only on a clock move)
@@ -352,7 +354,7 @@ class StubState:
         equity = self.cash + long_value
         bp = self.buying_power()
         return {
-            "id": "a3c6a5e6-5d6b-4f4c-9d6f-1f0c3d1e2b7a", "account_number": "PA3STUB00001", "status": "ACTIVE",
+            "id": self.account_id, "account_number": self.account_number, "status": "ACTIVE",
             "crypto_status": "ACTIVE", "currency": "USD", "buying_power": _num(bp),
             "regt_buying_power": _num(bp), "daytrading_buying_power": "0",
             "non_marginable_buying_power": _num(bp), "cash": _num(self.cash), "accrued_fees": "0",

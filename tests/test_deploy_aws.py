@@ -198,9 +198,13 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert may_put("journal/decisions/prophet-trend/2022-06-01.json")  # the daily cadence's decision mark
     assert not may_put("deploy/pt-main/function.zip") and not may_put("journal/notes.json")
     assert granted["sns:Publish"] == [topic_arn] and granted["sqs:SendMessage"] == [queue_arn]
+    # listing only the bucket, only for its journal prefix (S3 answers 404, not 403, for a missing ledger then)
+    listing, = [s for s in policy["Statement"] if "s3:ListBucket" in s["Action"]]
+    assert granted["s3:ListBucket"] == [f"arn:aws:s3:::{bucket}"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["journal/*"]}}
     assert set(granted) == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "s3:GetObject",
-                            "s3:PutObject", "s3:DeleteObject", "secretsmanager:GetSecretValue", "sqs:SendMessage",
-                            "sns:Publish"}
+                            "s3:PutObject", "s3:DeleteObject", "s3:ListBucket", "secretsmanager:GetSecretValue",
+                            "sqs:SendMessage", "sns:Publish"}
 
     # A new layer zip publishes version 2 and the function moves to it.
     layer_root = tmp_path / "layer2"
@@ -338,7 +342,7 @@ def test_dry_run_prints_the_plan_without_aws(tmp_path):
     assert "reserved 1" in plan["concurrency"] and "NOTIFY_TOPIC_ARN" in plan["function"]
     assert "arn:aws:sns:eu-west-1:<account>:prophettrend-alerts" in plan["topic"]
     assert "prophettrend-cycle-errors: ProphetTrend CycleErrors (Function=prophettrend) sum >= 1" in r.stdout
-    assert "s3:ListBucket" not in plan["role"] and "sns:Publish" in plan["role"] and "ledger/*" in plan["role"]
+    assert "s3:ListBucket" in plan["role"] and "sns:Publish" in plan["role"] and "ledger/*" in plan["role"]
     assert "AES256, TLS only" in plan["bucket"] and plan["subscribe"].split()[1] == "none"
 
 

@@ -139,9 +139,9 @@ def test_a_ledger_that_cannot_be_written_before_sending_stops_the_cycle_before_a
     import live.ledger
 
     def refuse(self, text):
-        raise live.ledger.LedgerError(f"cannot write the ledger {self.path}: disk full")
+        raise live.ledger.LedgerError(f"cannot write the ledger {self.where}: disk full")
 
-    monkeypatch.setattr(live.ledger._FileStore, "write", refuse)
+    monkeypatch.setattr(live.ledger._Record, "write", refuse)
     summary = run({"now": SLOT}, env=live_env(tmp_path))
     assert summary["status"] == "unrecorded" and summary["outcome"] == "error"
     assert summary["error"]["type"] == "ledger" and "disk full" in summary["ledger_error"]
@@ -151,7 +151,7 @@ def test_a_ledger_that_cannot_be_written_before_sending_stops_the_cycle_before_a
 def test_a_ledger_write_failing_after_sending_is_unrecorded_and_the_next_cycle_recovers(tmp_path, monkeypatch):
     import live.ledger
 
-    real, calls = live.ledger._FileStore.write, []
+    real, calls = live.ledger._Record.write, []
 
     def second_fails(self, text):
         calls.append(1)
@@ -159,13 +159,13 @@ def test_a_ledger_write_failing_after_sending_is_unrecorded_and_the_next_cycle_r
             raise live.ledger.LedgerError("cannot write the ledger: disk full")
         return real(self, text)
 
-    monkeypatch.setattr(live.ledger._FileStore, "write", second_fails)
+    monkeypatch.setattr(live.ledger._Record, "write", second_fails)
     env = live_env(tmp_path)
     summary = run({"now": SLOT}, env=env)
     assert summary["status"] == "unrecorded" and summary["outcome"] == "traded" and "disk full" in summary["ledger_error"]
     journaled = json.loads((tmp_path / "journal.jsonl").read_text().splitlines()[-1])
     assert journaled["status"] == "unrecorded"  # the journal says so too
-    monkeypatch.setattr(live.ledger._FileStore, "write", real)
+    monkeypatch.setattr(live.ledger._Record, "write", real)
     later = run({"now": "2022-06-02T15:45:00-04:00"}, env=env)  # the write-ahead names bring the fills back
     # the ledger as the later cycle found it, before it traded: the write-ahead names brought the fills back
     assert later["ledger"]["ledger"] == {o["symbol"]: o["qty"] for o in summary["orders"]}

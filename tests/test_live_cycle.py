@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from _live_env import SLOT, SYMBOLS, live_env, stub_at_slot
 from brokers.paper import PaperBroker
 from lambda_function import lambda_handler
 from live.cycle import run
+from live.orders import client_order_id
 from marketdata.provider import SampleProvider
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +42,8 @@ def test_cli_replay_trades_on_the_bundled_sample(tmp_path):
     assert summary["now"] == "2022-06-01T15:45:00-04:00" and summary["slot"] == 63
     assert summary["orders"], summary
     for order in summary["orders"]:
-        assert order["client_order_id"] == f"prophet-trend-20220601-{order['symbol']}-{order['side']}"
+        assert order["client_order_id"] == client_order_id("prophet-trend", dt.date(2022, 6, 1), order["symbol"],
+                                                           order["side"])
         assert order["status"] == "filled" and order["new"] is True
         assert set(order) >= {"symbol", "side", "qty", "client_order_id", "status"}
     assert set(summary["signals"]) <= set(SYMBOLS)

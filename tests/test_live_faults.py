@@ -3,6 +3,7 @@ stale data, and secrets that must never leak."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from _live_env import SLOT, live_env, stub_at_slot
 from brokers.base import BrokerError
 from brokers.paper import PaperBroker
 from live.cycle import run
+from live.orders import client_order_id
 from live import cli
 from marketdata.provider import SampleProvider
 
@@ -144,7 +146,8 @@ def test_stale_orders_of_this_strategy_are_cancelled_and_busy_symbols_skipped(tm
 
         broker = AlpacaBroker(stub.key_id, stub.secret, url=stub.url)
         stub.state.set_now("2022-06-01T10:00:00-04:00")
-        ours = broker.submit(OrderRequest("LLY", "buy", 1, client_order_id="prophet-trend-20220601-s40-LLY-buy"))
+        ours = broker.submit(OrderRequest("LLY", "buy", 1, client_order_id=client_order_id(
+            "prophet-trend", dt.date(2022, 6, 1), "LLY", "buy", slot=40)))
         manual = broker.submit(OrderRequest("MRK", "buy", 1, client_order_id="by-hand-1"))
         stub.state.set_now(SLOT)
         summary = run({"dry_run": True}, env=env)

@@ -108,7 +108,7 @@ def _order(oid, cid, symbol, side, qty, status, kind="market", filled=0, price=N
 def test_only_the_legs_of_our_own_parents_are_ours(tmp_path):
     take = _order("leg-1", "broker-uuid-1", "KO", "sell", 10, "new", "limit")
     stop = _order("leg-2", "broker-uuid-2", "KO", "sell", 10, "held", "stop")
-    parent = _order("p-1", "pt-20220601-s63-KO-buy", "KO", "buy", 10, "filled", filled=10, price=60.0, legs=[take, stop])
+    parent = _order("p-1", "pt-20220601s63-KO-b8525a9", "KO", "buy", 10, "filled", filled=10, price=60.0, legs=[take, stop])
     users = _order("u-1", "my-gtc-limit", "PG", "sell", 5, "new", "limit")  # looks just like a bracket leg
     ledger = open_ledger(str(tmp_path / "journal.jsonl"), "pt")
     ledger.record(parent)
@@ -122,14 +122,14 @@ def test_only_the_legs_of_our_own_parents_are_ours(tmp_path):
 
 def test_a_filled_exit_leg_of_ours_reduces_our_position(tmp_path):
     take = _order("leg-1", "broker-uuid-1", "KO", "sell", 10, "new", "limit")
-    parent = _order("p-1", "pt-20220601-s63-KO-buy", "KO", "buy", 10, "filled", filled=10, price=60.0, legs=[take])
+    parent = _order("p-1", "pt-20220601s63-KO-b8525a9", "KO", "buy", 10, "filled", filled=10, price=60.0, legs=[take])
     ledger = open_ledger(str(tmp_path / "journal.jsonl"), "pt")
     ledger.record(parent)
     assert ledger.quantities() == {"KO": 10}
     filled_take = _order("leg-1", "broker-uuid-1", "KO", "sell", 10, "filled", "limit", filled=10, price=66.0)
-    later = _order("p-1", "pt-20220601-s63-KO-buy", "KO", "buy", 10, "filled", filled=10, price=60.0,
+    later = _order("p-1", "pt-20220601s63-KO-b8525a9", "KO", "buy", 10, "filled", filled=10, price=60.0,
                    legs=[filled_take])
-    ledger.sync(FakeBroker([], {"pt-20220601-s63-KO-buy": later}), dt.datetime(2022, 6, 2, 19, 45, tzinfo=UTC))
+    ledger.sync(FakeBroker([], {"pt-20220601s63-KO-b8525a9": later}), dt.datetime(2022, 6, 2, 19, 45, tzinfo=UTC))
     assert ledger.quantities() == {} and ledger.new_fills == [
         {"symbol": "KO", "side": "sell", "qty": 10, "price": 66.0, "client_order_id": "broker-uuid-1"}]
     ledger.save()
@@ -139,8 +139,8 @@ def test_a_filled_exit_leg_of_ours_reduces_our_position(tmp_path):
 
 def test_the_strategy_never_sells_more_than_both_the_ledger_and_the_broker_hold(tmp_path):
     ledger = open_ledger(str(tmp_path / "journal.jsonl"), "pt")
-    ledger.record(_order("1", "pt-20220601-s63-KO-buy", "KO", "buy", 10, "filled", filled=10, price=60.0))
-    ledger.record(_order("2", "pt-20220601-s63-PG-buy", "PG", "buy", 4, "filled", filled=4, price=140.0))
+    ledger.record(_order("1", "pt-20220601s63-KO-b8525a9", "KO", "buy", 10, "filled", filled=10, price=60.0))
+    ledger.record(_order("2", "pt-20220601s63-PG-b9ace3c", "PG", "buy", 4, "filled", filled=4, price=140.0))
     view = ledger.against({"KO": BrokerPosition("KO", 6, 59.0), "PG": BrokerPosition("PG", 9, 141.0),
                            "AAPL": BrokerPosition("AAPL", 500, 150.0)})
     assert {s: p.qty for s, p in view.positions.items()} == {"KO": 6, "PG": 4}

@@ -17,11 +17,12 @@ from _replay_journal import REFUSAL, SAMPLE, replay, sessions
 from live.drift import backtest_drift
 from live.journal import S3Journal
 from live.journal_read import JournalError, read_journal
+from live.orders import client_order_id
 from live.report import build_report, render, summary_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = sessions(dt.date(2022, 6, 1), dt.date(2022, 6, 16))  # the PEP buy of June 16 is the window's last order
-PEP_BUY = "prophet-trend-20220616-PEP-buy"
+PEP_BUY = client_order_id("prophet-trend", dt.date(2022, 6, 16), "PEP", "buy")
 
 
 @pytest.fixture(scope="module")

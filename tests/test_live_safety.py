@@ -383,10 +383,15 @@ def test_in_lambda_the_lease_lasts_as_long_as_the_invocation_may(tmp_path, monke
         def get_remaining_time_in_millis(self):
             return 295_000
 
-    monkeypatch.delenv("LEASE_SECONDS", raising=False)
+    from live.lease import LeaseSettings
+
+    monkeypatch.setenv("LEASE_SECONDS", "60")  # shorter than the invocation: it cannot shorten the lease
     monkeypatch.setattr("lambda_function.run", fake_run)
     assert lambda_handler({}, Context())["status"] == "no_change"
-    assert seen["LEASE_SECONDS"] == "325"
+    assert seen["LEASE_MIN_SECONDS"] == "325" and LeaseSettings.from_env(seen).ttl == 325
+    monkeypatch.setenv("LEASE_SECONDS", "600")  # longer is allowed
+    lambda_handler({}, Context())
+    assert LeaseSettings.from_env(seen).ttl == 600
 
 
 def test_lambda_refuses_to_trade_alpaca_with_a_journal_that_dies_with_the_container(tmp_path):

@@ -61,7 +61,7 @@ def build_parser() -> OneLineErrorParser:
     o.add_argument("--out", type=Path, default=None, help="output folder (default: a new folder under runs/)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     o.add_argument("--no-plot", action="store_true", help="do not draw report.png and report.html")
-    o.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    o.add_argument("--quiet", action="store_true", help="no progress and no summary table: only the line naming the run folder")
     o.add_argument("--workers", type=int, default=1,
                    help="processes fitting the exact engine (results are identical for any number; 2 pays off on "
                         "large intraday runs)")
@@ -282,8 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         print(format_summary(result.summary))
         if result.summary.get("data", {}).get("survivorship_note"):
             print(f"note: {result.summary['data']['survivorship_note']}")
-        print(f"wrote {out}/ ({OUTPUT_FILES}{'' if args.no_plot else ', report.png, report.html'}) "
-              f"in {result.summary['wall_seconds']:.0f}s")
+    # --quiet too: the run folder is the one thing a script needs from the run
+    print(f"wrote {out}/ ({OUTPUT_FILES}{'' if args.no_plot else ', report.png, report.html'}) "
+          f"in {result.summary['wall_seconds']:.0f}s")
     return 0
 
 

@@ -73,8 +73,36 @@ def status(cfg: DeployConfig, aws: Aws | None = None) -> dict[str, Any]:
              "Confirmed": s.get("SubscriptionArn", "").startswith("arn:")} for s in subs]}
     from deploy.report import last_cycle
 
-    out["last_cycle"] = last_cycle(cfg, aws)
+    from deploy.pause import is_paused
+
+    out["paused"] = is_paused(out["schedules"])
+    out["last_cycle"] = last_cycle(cfg, aws, journal=_deployed_journal(conf))
     return out
+
+
+def _deployed_journal(conf: dict | None) -> str | None:
+    """The function's own ``JOURNAL`` (a live deploy has its own prefix), when it is deployed."""
+    journal = ((conf or {}).get("Environment") or {}).get("Variables", {}).get("JOURNAL")
+    return journal.rstrip("/") if journal and journal.startswith("s3://") else None
+
+
+def _schedule_lines(schedules: list[dict]) -> list[str]:
+    """The schedules, and PAUSED when all are disabled (``deploy pause``).
+
+    >>> _schedule_lines([{"Name": "pt-0", "Expression": "cron(45 15 ? * MON-FRI *)", "Timezone": "UTC",
+    ...                   "State": "DISABLED"}])[0]
+    'paused      yes: every schedule is disabled, no cycle runs (python -m deploy resume)'
+    """
+    from deploy.pause import is_paused
+
+    lines = []
+    if is_paused(schedules):
+        lines.append("paused      yes: every schedule is disabled, no cycle runs (python -m deploy resume)")
+    elif schedules:
+        lines.append("paused      no")
+    for s in schedules:
+        lines.append(f"schedule    {s['Name']}: {s['Expression']} {s['Timezone']} {s['State']}")
+    return lines
 
 
 def render(state: dict[str, Any]) -> str:
@@ -92,8 +120,7 @@ def render(state: dict[str, Any]) -> str:
                                    else f"reserved {f['ReservedConcurrency']}")]
     for v in state["layers"]:
         lines.append(f"layer       version {v['Version']}: {v['Description']}")
-    for s in state["schedules"]:
-        lines.append(f"schedule    {s['Name']}: {s['Expression']} {s['Timezone']} {s['State']}")
+    lines += _schedule_lines(state["schedules"])
     if state["async"]:
         lines.append(f"async       retries {state['async']['MaximumRetryAttempts']}, on failure -> {state['async']['OnFailure']}")
     if state["secret"]:

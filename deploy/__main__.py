@@ -249,18 +249,21 @@ def _default_build_choices(args: argparse.Namespace) -> str | None:
         return None
     from deploy.artifacts import built_layers
 
-    found = [b for b in built_layers(args.out, args.python_version)
-             if (args.arch is None or b.fingerprint.arch == args.arch)
-             and (args.compile is None or b.fingerprint.compile_bytecode == args.compile)]
+    built = built_layers(args.out, args.python_version)
     given = args.arch is not None and args.compile is not None
-    pick = found[0] if found and not given else None
+    matching = [b for b in built if (args.arch is None or b.fingerprint.arch == args.arch)
+                and (args.compile is None or b.fingerprint.compile_bytecode == args.compile)]
+    # each option not given follows the newest layer built with the given ones, else the newest at all
+    pick = None if given else (matching or built or [None])[0]
     args.arch = args.arch or (pick.fingerprint.arch if pick else DEFAULT_ARCH)
     if args.compile is None:
         args.compile = pick.fingerprint.compile_bytecode if pick else False
-    if pick:
-        return f"--arch {args.arch} {'--compile' if args.compile else '--no-compile'}: as {pick.zip_path} was built"
-    return None if given else (f"--arch {args.arch} {'--compile' if args.compile else '--no-compile'}: "
-                               f"no built layer in {args.out} to follow")
+    if given:
+        return None
+    chosen = f"--arch {args.arch} {'--compile' if args.compile else '--no-compile'}"
+    if pick is None:
+        return f"{chosen}: no built layer in {args.out} to follow"
+    return f"{chosen}: {'as' if pick in matching else 'the rest as'} {pick.zip_path} was built"
 
 
 def _up(args: argparse.Namespace, bundle, cfg: DeployConfig, choices: str | None) -> int:

@@ -82,7 +82,8 @@ def make_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build function.zip and the layer zip, print the size table",
                        formatter_class=HELP_FORMATTER)
     _build_flags(b)
-    u = sub.add_parser("up", help="build, then create or update everything (idempotent)", formatter_class=HELP_FORMATTER)
+    u = sub.add_parser("up", help="check access, reuse what was built and build what is missing, then create or "
+                       "update everything (idempotent)", formatter_class=HELP_FORMATTER)
     _aws_flags(u)
     _build_flags(u)
     _deploy_flags(u)
@@ -114,6 +115,9 @@ def make_parser() -> argparse.ArgumentParser:
     d.add_argument("--bucket", help="the bucket given to up, if any")
     d.add_argument("--delete-bucket", action="store_true", help="also delete the bucket and the journal in it")
     d.add_argument("--keep-secret", action="store_true", help="leave the Alpaca keys in the secret store")
+    for choice in sub._choices_actions:  # each command's --help opens with its one-line summary
+        command = sub.choices[choice.dest]
+        command.description = command.description or f"{choice.help[0].upper()}{choice.help[1:]}."
     return parser
 
 

@@ -110,6 +110,14 @@ def make_parser() -> argparse.ArgumentParser:
     from live.__main__ import add_report_flags
 
     add_report_flags(rp, journal_required=False)
+    c = sub.add_parser("cost", help="what the bot costs a month at each cadence (docs/cost.md)",
+                       formatter_class=HELP_FORMATTER)
+    c.add_argument("--cadence", choices=["daily", "15min"], action="append", help="repeatable; default both")
+    c.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, help="the function's MB")
+    c.add_argument("--seconds", type=float, default=None,
+                   help="billed seconds per invocation (default 5.9: an uncompiled cold start)")
+    c.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64")
+    c.add_argument("--secret-backend", choices=["secretsmanager", "ssm"], default="secretsmanager")
     d = sub.add_parser("down", help="remove what up created (the journal bucket stays)", formatter_class=HELP_FORMATTER)
     _aws_flags(d)
     d.add_argument("--bucket", help="the bucket given to up, if any")
@@ -291,7 +299,6 @@ def _up(args: argparse.Namespace, bundle, cfg: DeployConfig, choices: str | None
     from deploy.preflight import check_access
 
     who = check_access(cfg)  # before anything is built: no credentials is one line within seconds
-    print(f"aws         {who}")
     _confirm_live(args, cfg, who)
     if args.function_zip:
         artifacts = Artifacts(args.function_zip, args.layer_zip)
@@ -305,7 +312,9 @@ def _up(args: argparse.Namespace, bundle, cfg: DeployConfig, choices: str | None
             print(f"artifact    {note}")
         print(prepared.table.render())
         artifacts = Artifacts(prepared.function_zip, prepared.layer_zip)
-    for step in up(cfg, artifacts):
+    steps = up(cfg, artifacts)
+    print(f"aws         {who}")  # with the steps: a refused `up` prints its one error line and nothing else
+    for step in steps:
         print(step)
     return 0
 
@@ -314,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     from deploy.aws import aws_errors  # noqa: F401  (import check: boto3 present)
 
     args = make_parser().parse_args(argv)
+    if args.command == "cost":
+        from deploy.cost import report as cost_report
+
+        print(cost_report(args.cadence, args.memory, args.seconds, args.arch, args.secret_backend))
+        return 0
     choices = _default_build_choices(args) if args.command in ("build", "up") else None
     # build and up pack the strategy: read its config (and a user's file) once for the zip and the schedule
     bundle = _bundle(args) if args.command in ("build", "up") else None

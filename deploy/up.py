@@ -149,7 +149,7 @@ def strategy_identity(bundle) -> tuple[str, str, str]:
     >>> from deploy.strategy_bundle import strategy_bundle
     >>> name, cls, sha = strategy_identity(strategy_bundle(None, "ma-crossover", None, None))
     >>> name, cls, len(sha)
-    ('ma-crossover', 'strategies.ma_crossover.MaCrossover', 12)
+    ('ma-crossover', 'strategies.ma_crossover.MovingAverageCrossover', 12)
     """
     import inspect
 

@@ -274,7 +274,8 @@ def _default_build_choices(args: argparse.Namespace) -> str | None:
         return None
     chosen = f"--arch {args.arch} {'--compile' if args.compile else '--no-compile'}"
     if pick is None:
-        return f"{chosen}: no built layer in {args.out} to follow"
+        return (f"{chosen}: no built layer in {args.out} to follow (with --compile the cold start is 1.8 s "
+                f"instead of 5.9 s, docs/deploy.md)")
     return f"{chosen}: {'as' if pick in matching else 'the rest as'} {pick.zip_path} was built"
 
 

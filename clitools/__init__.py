@@ -66,11 +66,15 @@ def guarded(main: Callable[[list[str] | None], int], *expected: type[BaseExcepti
     return wrapper
 
 
+LINES_FROM = 20  # units of work; below that, progress lines off a terminal would be noise
+
+
 def progress(total: int, desc: str, enabled: bool | None = None, *, unit: str = "bar", initial: int = 0,
              step_percent: float = 5.0, stream=None):
     """A tqdm bar on a terminal (stderr); when stderr is not a terminal (a log, CI, a pipe), one plain line
-    every ``step_percent`` of the work instead. ``enabled=False`` (``--quiet``) shows nothing;
-    ``initial`` counts work already done (a resumed run).
+    every ``step_percent`` of the work instead, for work of at least ``LINES_FROM`` units (a fetch of two
+    symbols needs no progress, and its one-line error stays one line). ``enabled=False`` (``--quiet``) shows
+    nothing; ``initial`` counts work already done (a resumed run).
 
     >>> import io
     >>> out = io.StringIO()
@@ -85,7 +89,11 @@ def progress(total: int, desc: str, enabled: bool | None = None, *, unit: str = 
     """
     stream = stream if stream is not None else sys.stderr
     if enabled is None and not stream.isatty():
-        return LineProgress(total, desc, unit=unit, initial=initial, step_percent=step_percent, stream=stream)
+        if total < LINES_FROM:
+            enabled = False
+        else:
+            return LineProgress(total, desc, unit=unit, initial=initial, step_percent=step_percent,
+                                stream=stream)
     from tqdm.auto import tqdm
 
     if enabled is None:

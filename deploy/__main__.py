@@ -255,7 +255,7 @@ def _default_build_choices(args: argparse.Namespace) -> str | None:
     """``up`` without ``--arch``/``--compile`` takes them from the newest built layer; ``build`` from the defaults.
 
     Returns the sentence saying where they came from (None for ``build``)."""
-    if args.command != "up":
+    if args.command != "up" or getattr(args, "function_zip", None):  # given zips: their arch is --arch's
         args.arch = args.arch or DEFAULT_ARCH
         args.compile = bool(args.compile)
         return None

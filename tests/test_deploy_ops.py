@@ -172,6 +172,8 @@ def test_live_needs_a_confirmation_and_gets_its_own_journal(endpoint, artifacts,
     live_env = lam.get_function_configuration(FunctionName="pt-live")["Environment"]["Variables"]
     assert live_env["APCA_PAPER"] == "false" and live_env["TRADING_ENABLED"] == "true"
     assert live_env["JOURNAL"].endswith("/journal-live/")
+    live_state = status(DeployConfig(function_name="pt-live", region="us-east-1", endpoint_url=endpoint))
+    assert "trading     LIVE (APCA_PAPER=false, TRADING_ENABLED=true)" in render(live_state)
 
     # back to paper by an `up` without --live: explicitly paper, on the paper journal
     monkeypatch.setenv("APCA_API_KEY_ID", KEY_ID)

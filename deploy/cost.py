@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 

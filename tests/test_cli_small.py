@@ -37,7 +37,8 @@ def test_backtest_shows_progress_lines_off_a_terminal_and_quiet_prints_only_the_
     assert len(ticks) >= 10 and ticks[-1].endswith("(100%)"), err  # a line every 5% or so
     assert cli([*window, "--quiet", "--out", str(tmp_path / "quiet")]) == 0
     captured = capsys.readouterr()
-    assert captured.out.splitlines() == [captured.out.strip()] and captured.out.startswith(f"wrote {tmp_path / 'quiet'}/")
+    assert captured.out.splitlines() == [captured.out.strip()]
+    assert captured.out.startswith(f"wrote {tmp_path / 'quiet'}/")
     assert "backtest: " not in captured.err
 
 

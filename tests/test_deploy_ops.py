@@ -147,7 +147,8 @@ def test_live_needs_a_confirmation_and_gets_its_own_journal(endpoint, artifacts,
     common = ["--function-name", "pt-live", "--endpoint-url", endpoint, *zips]
     plan = _deploy("up", "--dry-run", "--live", *common, env=env)
     assert plan.returncode == 0, plan.stderr
-    assert "trading     LIVE: real money through Alpaca's live API, APCA_PAPER=false, TRADING_ENABLED=true" in plan.stdout
+    assert ("trading     LIVE: real money through Alpaca's live API, APCA_PAPER=false, TRADING_ENABLED=true"
+            in plan.stdout)
     assert "/journal-live/" in plan.stdout and "in Secrets Manager, never in the environment" in plan.stdout
     assert KEY_ID not in plan.stdout and SECRET not in plan.stdout
 
@@ -212,7 +213,8 @@ def test_plan_shows_strategy_config_cadence_mode_and_market_data_values():
 def test_a_changed_alarm_email_unsubscribes_the_old_one(endpoint, artifacts, monkeypatch):  # noqa: F811
     monkeypatch.setenv("APCA_API_KEY_ID", KEY_ID)
     monkeypatch.setenv("APCA_API_SECRET_KEY", SECRET)
-    cfg = DeployConfig(function_name="pt-mail", region="us-east-1", endpoint_url=endpoint, alarm_email="old@example.com")
+    cfg = DeployConfig(function_name="pt-mail", region="us-east-1", endpoint_url=endpoint,
+                       alarm_email="old@example.com")
     up(cfg, artifacts)
     steps = up(cfg.with_(alarm_email="new@example.com"), artifacts)
     assert [(s.action, s.detail.split()[1]) for s in steps if s.resource == "subscribe"] == [

@@ -112,11 +112,35 @@ def render(title: str, u: Usage) -> str:
     return "\n".join(lines)
 
 
+def firings_per_day(expressions: tuple[str, ...]) -> int:
+    """How many times a weekday the schedule's cron expressions fire.
+
+    >>> firings_per_day(("cron(45 9 ? * MON-FRI *)", "cron(0,15,30,45 10-15 ? * MON-FRI *)"))
+    25
+    """
+    total = 0
+    for expression in expressions:
+        minutes, hours = expression[len("cron("):].split()[:2]
+        first, _, last = hours.partition("-")
+        total += len(minutes.split(",")) * (int(last or first) - int(first) + 1)
+    return total
+
+
+def _deployed(cadence: str) -> int:
+    """The invocations a day of what `up` schedules for ``cadence`` (deploy.schedule, never typed twice)."""
+    from deploy.schedule import schedules_for
+    from strategies.cadence import Cadence
+
+    return firings_per_day(schedules_for(Cadence.parse(cadence)))
+
+
 # The measured cycles (docs/cost.md, "Measured"): the schedule's invocations a day, and the billed seconds of a
 # cold start without --compile (5.9 s, docs/deploy.md), the worst case for every invocation.
 CADENCES = {
-    "daily": Usage(invocations_per_day=2, seconds=5.9, log_kb=3.0, journal_kb=8.0, emails_per_day=1.0),
-    "15min": Usage(invocations_per_day=25, seconds=5.9, log_kb=2.0, journal_kb=4.0, emails_per_day=2.0),
+    "daily": Usage(invocations_per_day=_deployed("daily"), seconds=5.9, log_kb=3.0, journal_kb=8.0,
+                   emails_per_day=1.0),
+    "15min": Usage(invocations_per_day=_deployed("15min"), seconds=5.9, log_kb=2.0, journal_kb=4.0,
+                   emails_per_day=2.0),
 }
 
 

@@ -74,7 +74,7 @@ def build_parser() -> OneLineErrorParser:
     o.add_argument("--out", type=Path, default=None, help="output folder (default: a new folder under runs/)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     o.add_argument("--no-plot", action="store_true", help="do not draw report.png and report.html")
-    o.add_argument("--quiet", action="store_true", help="no progress bar and no summary table")
+    o.add_argument("--quiet", action="store_true", help="no progress and no summary table: only the line naming the run folder")
     o.add_argument("--workers", type=int, default=1,
                    help="processes fitting the exact engine (results are identical for any number; 2 pays off on "
                         "large intraday runs)")
@@ -108,7 +108,7 @@ def execution_settings(settings: dict) -> dict:
 
 
 def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: str | None = None,
-              warmup_bars: int = 0, interval: str = "1d") -> tuple[PriceData, pd.Series | None]:
+              warmup_bars: int = 0, interval: str = "1d", quiet: bool = False) -> tuple[PriceData, pd.Series | None]:
     """The prices named by ``--data`` and the index series for the benchmark (only the sample has one).
 
     yfinance and alpaca fetch only ``start`` - ``warmup_bars`` .. ``end`` (through their caches), in bars of
@@ -117,9 +117,11 @@ def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: 
     if spec == "yfinance" and interval == "1d":
         from marketdata.yahoo_cli_support import load_yfinance_for_backtest
 
-        data = load_yfinance_for_backtest(symbols, start=start, end=end, warmup_bars=warmup_bars)
+        data = load_yfinance_for_backtest(symbols, start=start, end=end, warmup_bars=warmup_bars,
+                                          **({"progress": False} if quiet else {}))
     elif spec in ("yfinance", "alpaca"):
-        data = _load_from_source(spec, symbols, start=start, end=end, warmup_bars=warmup_bars, interval=interval)
+        data = _load_from_source(spec, symbols, start=start, end=end, warmup_bars=warmup_bars, interval=interval,
+                                 quiet=quiet)
     else:  # the sample or a CSV file, opened as the live cycle opens MARKET_DATA
         data = open_provider(spec).data
     if symbols:
@@ -128,7 +130,7 @@ def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: 
 
 
 def _load_from_source(spec: str, symbols: str | None, *, start: str | None, end: str | None, warmup_bars: int,
-                      interval: str) -> PriceData:
+                      interval: str, quiet: bool = False) -> PriceData:
     """Bars of ``interval`` from Alpaca (any size) or yfinance (intraday, within Yahoo's limits), with enough
     sessions before ``start`` to warm the strategy up."""
     import datetime as dt
@@ -148,7 +150,7 @@ def _load_from_source(spec: str, symbols: str | None, *, start: str | None, end:
     sessions = math.ceil(warmup_bars / per_session) + 1
     lo = first - dt.timedelta(days=math.ceil(sessions * 365 / 252) + (14 if not spec_i.intraday else 4))
     provider = open_provider(spec)
-    with progress(len(wanted), spec, enabled=None) as bar:
+    with progress(len(wanted), spec, enabled=False if quiet else None) as bar:
         bar.unit = "symbol"
         data = provider.load(wanted, lo, last, strict=True, interval=spec_i.name, progress=bar.update)
     incomplete = data.provenance.get("symbols_incomplete") or {}
@@ -287,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]), rules=config.rules,
                    **execution_settings(settings))  # cash, dates, the execution model: checked now too
     data, index = load_data(settings["data"], settings.get("symbols"), start=settings["start"], end=settings["end"],
-                            warmup_bars=strategy.warmup_bars, interval=str(getattr(strategy, "bar", None) or "1d"))
+                            warmup_bars=strategy.warmup_bars, interval=str(getattr(strategy, "bar", None) or "1d"),
+                            quiet=args.quiet)
     run_config = BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]),
                                 benchmark=resolve_benchmark(settings["benchmark"], index), rules=config.rules,
                                 **execution_settings(settings))
@@ -312,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         print(format_summary(result.summary))
         if result.summary.get("data", {}).get("survivorship_note"):
             print(f"note: {result.summary['data']['survivorship_note']}")
-        print(f"wrote {out}/ ({OUTPUT_FILES}{'' if args.no_plot else ', report.png, report.html'}) "
-              f"in {result.summary['wall_seconds']:.0f}s")
+    # --quiet too: the run folder is the one thing a script needs from the run
+    print(f"wrote {out}/ ({OUTPUT_FILES}{'' if args.no_plot else ', report.png, report.html'}) "
+          f"in {result.summary['wall_seconds']:.0f}s")
     return 0
 
 

@@ -129,6 +129,17 @@ def plan(spec: SweepSpec, data: PriceData, index: pd.Series | None) -> tuple[lis
     return windows, planned
 
 
+def unused_tail(dates: pd.DatetimeIndex, spec: SweepSpec, last: Window) -> str | None:
+    """A note naming the trading days after the last test window (too few to fill another), or None."""
+    days = dates[(dates >= pd.Timestamp(spec.start)) & (dates <= pd.Timestamp(spec.end))]
+    tail = days[days > last.test_end]
+    if not len(tail):
+        return None
+    return (f"note: the last {len(tail)} trading days ({tail[0].date()} to {tail[-1].date()}, "
+            f"{len(tail) / len(days):.0%} of the range) are not evaluated: they do not fill another --test "
+            f"window of {spec.test} bars")
+
+
 def run_sweep(spec: SweepSpec, data: PriceData, index: pd.Series | None, executor: Executor, out: Path,
               progress: Callable[[int, int], Any] | None = None, echo: Callable[[str], None] = lambda _: None
               ) -> SweepOutcome:
@@ -140,6 +151,9 @@ def run_sweep(spec: SweepSpec, data: PriceData, index: pd.Series | None, executo
     todo = [unique[k] for k, r in results.items() if r is None]
     echo(f"{len(windows)} windows x {len(spec.param_sets)} parameter sets x 2 periods: {len(unique)} cells, "
          f"{len(unique) - len(todo)} already in {out}, {len(todo)} to compute on {executor.description}")
+    dropped = unused_tail(data.closes.index, spec, windows[-1])
+    if dropped:
+        echo(dropped)
     bar = progress(len(unique), len(unique) - len(todo)) if progress else None
     try:
         with executor:

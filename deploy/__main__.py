@@ -1,6 +1,7 @@
-"""``python -m deploy build|up|invoke|logs|status|report|down``: one repeatable command to run the strategy in AWS Lambda.
+"""python -m deploy build|up|pause|resume|invoke|logs|status|report|down: run the strategy in AWS Lambda.
 
-See docs/deploy.md. Every AWS command takes --region, --profile and --endpoint-url (moto, LocalStack).
+See docs/deploy.md (and docs/going-live.md, docs/cost.md). Every AWS command takes --region, --profile and
+--endpoint-url (moto, LocalStack).
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import json
 import sys
 from pathlib import Path
 
-from clitools import OneLineErrorParser, UserError, guarded
+from clitools import DefaultsHelpFormatter, OneLineErrorParser, UserError, guarded
 from deploy.config import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, DEFAULT_TIMEZONE, DeployConfig
 
-HELP_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+HELP_FORMATTER = DefaultsHelpFormatter
+DEFAULT_ARCH = "x86_64"
+DEFAULT_MARKET_DATA = "yfinance"
+LIVE_JOURNAL_PREFIX = "journal-live/"  # the live bot's own journal, ledger, lease and decision marks
 
 
 def _aws_flags(p: argparse.ArgumentParser) -> None:
@@ -26,12 +30,15 @@ def _aws_flags(p: argparse.ArgumentParser) -> None:
 
 def _build_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("build")
-    g.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64", help="Lambda architecture")
+    g.add_argument("--arch", choices=["x86_64", "arm64"], default=None,
+                   help="Lambda architecture (build: x86_64 unless given; up: the built layer's, else x86_64)")
     g.add_argument("--python-version", default="3.12", help="Lambda runtime's Python (the layer's wheels)")
     g.add_argument("--source", choices=["index", "installed"], default="index",
                    help="layer from the package index (any arch) or copied from this machine's site-packages "
                         "(only for this machine's Python and arch)")
-    g.add_argument("--compile", action="store_true", help="precompile bytecode with a real interpreter of --python-version")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="precompile bytecode with a real interpreter of --python-version (a 3x faster cold start; "
+                        "up: as the built layer was, else off)")
     g.add_argument("--no-strip", action="store_true", help="keep symbols in extension modules")
     g.add_argument("--budget-mb", type=float, default=250.0, help="fail when function + layer unzip to more")
     g.add_argument("--out", type=Path, default=Path("build/lambda"), help="where the zips are written")
@@ -55,12 +62,18 @@ def _deploy_flags(p: argparse.ArgumentParser) -> None:
                    help="where the Alpaca keys (read from APCA_API_KEY_ID/APCA_API_SECRET_KEY at deploy time) are stored")
     g.add_argument("--broker", choices=["alpaca", "paper"], default="alpaca",
                    help="paper: the local paper broker in /tmp, no keys needed (for a smoke test)")
-    g.add_argument("--market-data", default="yfinance", help="the function's MARKET_DATA (sample, yfinance, csv:PATH)")
+    g.add_argument("--market-data", default=None, metavar="SOURCE",
+                   help="the function's MARKET_DATA: sample, yfinance, alpaca or csv:PATH (default: the config's "
+                        "market_data, else yfinance)")
     g.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="extra function environment, repeatable")
     g.add_argument("--alarm-email", help="mail the CloudWatch alarm to this address (SNS subscription)")
     g.add_argument("--function-zip", type=Path, help="deploy this zip instead of building (with --layer-zip)")
     g.add_argument("--layer-zip", type=Path, help="deploy this layer zip instead of building (with --function-zip)")
     g.add_argument("--dry-run", action="store_true", help="print the plan, call nothing")
+    g.add_argument("--live", action="store_true",
+                   help="trade real money: APCA_PAPER=false and TRADING_ENABLED=true, its own journal and ledger "
+                        "(asks for confirmation; see docs/going-live.md)")
+    g.add_argument("--yes", action="store_true", help="confirm --live without a prompt (scripts, CI)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -69,10 +82,15 @@ def make_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build function.zip and the layer zip, print the size table",
                        formatter_class=HELP_FORMATTER)
     _build_flags(b)
-    u = sub.add_parser("up", help="build, then create or update everything (idempotent)", formatter_class=HELP_FORMATTER)
+    u = sub.add_parser("up", help="check access, reuse what was built and build what is missing, then create or "
+                       "update everything (idempotent)", formatter_class=HELP_FORMATTER)
     _aws_flags(u)
     _build_flags(u)
     _deploy_flags(u)
+    for verb, text in (("pause", "disable the schedules: no more cycles; function, state and alarms stay"),
+                       ("resume", "enable the schedules again")):
+        pr = sub.add_parser(verb, help=text, description=text, formatter_class=HELP_FORMATTER)
+        _aws_flags(pr)
     i = sub.add_parser("invoke", help="run one cycle now and print its summary", formatter_class=HELP_FORMATTER)
     _aws_flags(i)
     i.add_argument("--event", default="{}", help="JSON event for the handler, e.g. '{\"now\": \"...\"}'")
@@ -92,11 +110,22 @@ def make_parser() -> argparse.ArgumentParser:
     from live.__main__ import add_report_flags
 
     add_report_flags(rp, journal_required=False)
+    c = sub.add_parser("cost", help="what the bot costs a month at each cadence (docs/cost.md)",
+                       formatter_class=HELP_FORMATTER)
+    c.add_argument("--cadence", choices=["daily", "15min"], action="append", help="repeatable; default both")
+    c.add_argument("--memory", type=int, default=DEFAULT_MEMORY_MB, help="the function's MB")
+    c.add_argument("--seconds", type=float, default=None,
+                   help="billed seconds per invocation (default 5.9: an uncompiled cold start)")
+    c.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64")
+    c.add_argument("--secret-backend", choices=["secretsmanager", "ssm"], default="secretsmanager")
     d = sub.add_parser("down", help="remove what up created (the journal bucket stays)", formatter_class=HELP_FORMATTER)
     _aws_flags(d)
     d.add_argument("--bucket", help="the bucket given to up, if any")
     d.add_argument("--delete-bucket", action="store_true", help="also delete the bucket and the journal in it")
     d.add_argument("--keep-secret", action="store_true", help="leave the Alpaca keys in the secret store")
+    for choice in sub._choices_actions:  # each command's --help opens with its one-line summary
+        command = sub.choices[choice.dest]
+        command.description = command.description or f"{choice.help[0].upper()}{choice.help[1:]}."
     return parser
 
 
@@ -132,13 +161,69 @@ def config_from(args: argparse.Namespace, bundle=None) -> DeployConfig:
             raise UserError(f"--env {clash[0]} would make the function disagree with its config; change the config "
                             f"(--config/--strategy/--param) instead")
         env["STRATEGY_CONFIG"] = CONFIG_NAME
+    live = bool(get("live", False))
+    if args.command == "up":
+        _trading_mode(env, live, get("broker", "alpaca"))
     return DeployConfig(
         function_name=args.function_name, region=args.region, profile=args.profile, endpoint_url=args.endpoint_url,
         arch=get("arch", "x86_64"), memory_mb=get("memory", DEFAULT_MEMORY_MB), timeout_s=get("timeout", DEFAULT_TIMEOUT_S),
         **({"schedules": schedules} if schedules else {}), timezone=get("timezone", DEFAULT_TIMEZONE),
         bucket=get("bucket"), role_arn=get("role_arn"), env=env,
         secret_backend=get("secret_backend", "secretsmanager"), broker=get("broker", "alpaca"),
-        market_data=get("market_data", "yfinance"), alarm_email=get("alarm_email"))
+        market_data=_market_data(get("market_data"), bundle), alarm_email=get("alarm_email"),
+        **({"journal_prefix": LIVE_JOURNAL_PREFIX} if live else {}))
+
+
+def _market_data(flag: str | None, bundle) -> str:
+    """``--market-data``, else the config's ``market_data``, else yfinance."""
+    if flag:
+        return flag
+    named = getattr(getattr(bundle, "config", None), "market_data", None)
+    return named or DEFAULT_MARKET_DATA
+
+
+def _trading_mode(env: dict[str, str], live: bool, broker: str) -> None:
+    """Paper unless ``--live``: real money is chosen by that one flag, never by a stray ``--env``.
+
+    >>> env = {}; _trading_mode(env, False, "alpaca"); env
+    {'APCA_PAPER': 'true'}
+    >>> env = {}; _trading_mode(env, True, "alpaca"); env
+    {'APCA_PAPER': 'false', 'TRADING_ENABLED': 'true'}
+    >>> _trading_mode({"APCA_PAPER": "false"}, False, "alpaca")
+    Traceback (most recent call last):
+    ...
+    clitools.UserError: --env APCA_PAPER=false: real money is chosen with --live (it asks for confirmation)
+    """
+    paper = env.get("APCA_PAPER", "true").strip().lower()
+    if not live:
+        if paper not in ("true", "1", "yes", "on"):
+            raise UserError(f"--env APCA_PAPER={env['APCA_PAPER']}: real money is chosen with --live "
+                            "(it asks for confirmation)")
+        env["APCA_PAPER"] = "true"  # explicit, so an `up` without --live after a live one goes back to paper
+        return
+    if broker != "alpaca":
+        raise UserError("--live trades through Alpaca: drop --broker paper")
+    if "APCA_PAPER" in env or env.get("TRADING_ENABLED", "true").strip().lower() not in ("true", "1", "yes", "on"):
+        raise UserError("--live sets APCA_PAPER=false and TRADING_ENABLED=true itself: drop those --env settings "
+                        "(to stop trading, use deploy pause)")
+    env["APCA_PAPER"] = "false"
+    env["TRADING_ENABLED"] = "true"
+
+
+def _confirm_live(args: argparse.Namespace, cfg: DeployConfig, who) -> None:
+    """``--live`` goes ahead with ``--yes``, or when someone types the function's name at a terminal."""
+    if not args.live or args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise UserError("--live trades real money: run it on a terminal to confirm, or pass --yes")
+    sys.stderr.write(f"LIVE: {cfg.function_name} will trade REAL MONEY through Alpaca's live API ({who}), with the "
+                     f"keys in {cfg.secret_name if cfg.secret_backend != 'ssm' else cfg.ssm_parameter}, its own "
+                     f"journal and ledger under {cfg.journal_prefix}.\nType the function name "
+                     f"({cfg.function_name}) to go live: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip()
+    if answer != cfg.function_name:
+        raise UserError("not confirmed: nothing was built or changed")
 
 
 def _build_options(args: argparse.Namespace, bundle):
@@ -150,11 +235,14 @@ def _build_options(args: argparse.Namespace, bundle):
 
 
 def _build(args: argparse.Namespace, bundle):
+    from deploy.artifacts import fingerprint, record_layer
     from deploy.build import build
 
     opts = _build_options(args, bundle)
     print(f"building for python{opts.python_version} {opts.arch} from {opts.source} ...", file=sys.stderr)
     result = build(opts)
+    # `up` reuses this layer when it asks for the same (deploy.artifacts)
+    record_layer(result.layer_zip, fingerprint(opts, result.manifest.third_party))
     print(f"function.zip: {', '.join(result.manifest.packages)} ({len(result.manifest.files)} files); "
           f"left out: {', '.join(f'{k} ({v})' for k, v in result.manifest.excluded.items()) or 'nothing'}")
     print(f"layer: {', '.join(result.layer.roots)} and their dependencies; slimmed "
@@ -163,10 +251,85 @@ def _build(args: argparse.Namespace, bundle):
     return result
 
 
+def _default_build_choices(args: argparse.Namespace) -> str | None:
+    """``up`` without ``--arch``/``--compile`` takes them from the newest built layer; ``build`` from the defaults.
+
+    Returns the sentence saying where they came from (None for ``build``)."""
+    if args.command != "up" or getattr(args, "function_zip", None):  # given zips: their arch is --arch's
+        args.arch = args.arch or DEFAULT_ARCH
+        args.compile = bool(args.compile)
+        return None
+    from deploy.artifacts import built_layers
+
+    built = built_layers(args.out, args.python_version)
+    given = args.arch is not None and args.compile is not None
+    matching = [b for b in built if (args.arch is None or b.fingerprint.arch == args.arch)
+                and (args.compile is None or b.fingerprint.compile_bytecode == args.compile)]
+    # each option not given follows the newest layer built with the given ones, else the newest at all
+    pick = None if given else (matching or built or [None])[0]
+    args.arch = args.arch or (pick.fingerprint.arch if pick else DEFAULT_ARCH)
+    if args.compile is None:
+        args.compile = pick.fingerprint.compile_bytecode if pick else False
+    if given:
+        return None
+    chosen = f"--arch {args.arch} {'--compile' if args.compile else '--no-compile'}"
+    if pick is None:
+        return (f"{chosen}: no built layer in {args.out} to follow (with --compile the cold start is 1.8 s "
+                f"instead of 5.9 s, docs/deploy.md)")
+    return f"{chosen}: {'as' if pick in matching else 'the rest as'} {pick.zip_path} was built"
+
+
+def _up(args: argparse.Namespace, bundle, cfg: DeployConfig, choices: str | None) -> int:
+    """``up``: check access, confirm --live, reuse or build the zips, then create or update everything."""
+    from deploy.up import Artifacts, plan, plan_summary, up
+
+    if bool(args.function_zip) != bool(args.layer_zip):
+        raise UserError("--function-zip and --layer-zip go together")
+    opts = _build_options(args, bundle)
+    if args.dry_run:
+        from deploy.artifacts import prepare
+
+        notes = ([f"{args.function_zip} and {args.layer_zip} (given)"] if args.function_zip
+                 else prepare(opts, dry_run=True).notes)
+        artifacts = Artifacts(args.function_zip, args.layer_zip) if args.function_zip else \
+            Artifacts(opts.function_zip, opts.layer_zip)
+        print("plan (dry run, nothing called):")
+        lines = plan_summary(cfg, bundle, [*([choices] if choices else []), *notes], args.config) + plan(cfg, artifacts)
+        print("\n".join("  " + line for line in lines))
+        return 0
+    from deploy.preflight import check_access
+
+    who = check_access(cfg)  # before anything is built: no credentials is one line within seconds
+    _confirm_live(args, cfg, who)
+    if args.function_zip:
+        artifacts = Artifacts(args.function_zip, args.layer_zip)
+    else:
+        from deploy.artifacts import prepare
+
+        if choices:
+            print(f"build       {choices}")
+        prepared = prepare(opts, say=lambda line: print(line, file=sys.stderr, flush=True))
+        for note in prepared.notes:
+            print(f"artifact    {note}")
+        print(prepared.table.render())
+        artifacts = Artifacts(prepared.function_zip, prepared.layer_zip)
+    steps = up(cfg, artifacts)
+    print(f"aws         {who}")  # with the steps: a refused `up` prints its one error line and nothing else
+    for step in steps:
+        print(step)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from deploy.aws import aws_errors  # noqa: F401  (import check: boto3 present)
 
     args = make_parser().parse_args(argv)
+    if args.command == "cost":
+        from deploy.cost import report as cost_report
+
+        print(cost_report(args.cadence, args.memory, args.seconds, args.arch, args.secret_backend))
+        return 0
+    choices = _default_build_choices(args) if args.command in ("build", "up") else None
     # build and up pack the strategy: read its config (and a user's file) once for the zip and the schedule
     bundle = _bundle(args) if args.command in ("build", "up") else None
     if args.command == "build":
@@ -174,20 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cfg = config_from(args, bundle)
     if args.command == "up":
-        from deploy.up import Artifacts, plan, up
+        return _up(args, bundle, cfg, choices)
+    if args.command in ("pause", "resume"):
+        from deploy.pause import set_paused
 
-        if bool(args.function_zip) != bool(args.layer_zip):
-            raise UserError("--function-zip and --layer-zip go together")
-        built = _build_options(args, bundle)  # where `build` writes the zips, so `up` finds them under the same names
-        artifacts = (Artifacts(args.function_zip, args.layer_zip) if args.function_zip
-                     else Artifacts(built.function_zip, built.layer_zip))
-        if args.dry_run:
-            print("plan (dry run, nothing called):")
-            print("\n".join("  " + line for line in plan(cfg, artifacts)))
-            return 0
-        if not args.function_zip:
-            _build(args, bundle)
-        for step in up(cfg, artifacts):
+        for step in set_paused(cfg, paused=args.command == "pause"):
             print(step)
         return 0
     if args.command == "status":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy.aws import Aws
+from deploy.aws import Aws, error_code
 from deploy.config import DeployConfig
 
 
@@ -21,7 +21,19 @@ def journal_url(cfg: DeployConfig, aws: Aws | None = None) -> str:
     return f"s3://{bucket}/{cfg.journal_prefix.strip('/')}"
 
 
-def last_cycle(cfg: DeployConfig, aws: Aws) -> dict[str, Any] | None:
+def deployed_journal_url(cfg: DeployConfig, aws: Aws) -> str:
+    """The deployed function's ``JOURNAL`` (paper and live have their own), else where ``up`` would put it."""
+    try:
+        conf = aws.client("lambda").get_function_configuration(FunctionName=cfg.function_name)
+        journal = conf.get("Environment", {}).get("Variables", {}).get("JOURNAL", "")
+    except Exception as exc:
+        if error_code(exc) != "ResourceNotFoundException":
+            raise
+        journal = ""
+    return journal.rstrip("/") if journal.startswith("s3://") else journal_url(cfg, aws)
+
+
+def last_cycle(cfg: DeployConfig, aws: Aws, journal: str | None = None) -> dict[str, Any] | None:
     """Time, status, error and orders of the newest cycle in the journal; None when there is none (or no bucket).
 
     Day folders sort by date and cycle ids by time, so the last key of the last day folder is the newest cycle.
@@ -30,7 +42,7 @@ def last_cycle(cfg: DeployConfig, aws: Aws) -> dict[str, Any] | None:
 
     from live.journal_read import DAY_FOLDER, error_text, filled_qty, orders
 
-    url = journal_url(cfg, aws)
+    url = journal or journal_url(cfg, aws)
     bucket, _, prefix = url[len("s3://"):].partition("/")
     s3 = aws.client("s3")
     try:
@@ -91,4 +103,4 @@ def report(cfg: DeployConfig, since, out, drift: bool = True) -> int:
     from live.__main__ import report as live_report
 
     aws = Aws(cfg)
-    return live_report(journal_url(cfg, aws), since, out, drift=drift, s3_client=aws.client("s3"))
+    return live_report(deployed_journal_url(cfg, aws), since, out, drift=drift, s3_client=aws.client("s3"))

@@ -36,7 +36,9 @@ def status(cfg: DeployConfig, aws: Aws | None = None) -> dict[str, Any]:
                                                    "Timeout", "Architectures", "LastModified", "CodeSha256",
                                                    "CodeSize", "State", "LastUpdateStatus", "Version", "Role")}
         out["function"]["Layers"] = [layer["Arn"] for layer in conf.get("Layers", [])]
-        out["function"]["EnvironmentNames"] = sorted(conf.get("Environment", {}).get("Variables", {}))
+        variables = conf.get("Environment", {}).get("Variables", {})
+        out["function"]["EnvironmentNames"] = sorted(variables)
+        out["function"]["Trading"] = _trading(variables)
         out["function"]["ReservedConcurrency"] = lam.get_function_concurrency(
             FunctionName=cfg.function_name).get("ReservedConcurrentExecutions")
         invoke = _maybe(lambda: lam.get_function_event_invoke_config(FunctionName=cfg.function_name))
@@ -73,8 +75,48 @@ def status(cfg: DeployConfig, aws: Aws | None = None) -> dict[str, Any]:
              "Confirmed": s.get("SubscriptionArn", "").startswith("arn:")} for s in subs]}
     from deploy.report import last_cycle
 
-    out["last_cycle"] = last_cycle(cfg, aws)
+    from deploy.pause import is_paused
+
+    out["paused"] = is_paused(out["schedules"])
+    out["last_cycle"] = last_cycle(cfg, aws, journal=_deployed_journal(conf))
     return out
+
+
+def _deployed_journal(conf: dict | None) -> str | None:
+    """The function's own ``JOURNAL`` (a live deploy has its own prefix), when it is deployed."""
+    journal = ((conf or {}).get("Environment") or {}).get("Variables", {}).get("JOURNAL")
+    return journal.rstrip("/") if journal and journal.startswith("s3://") else None
+
+
+def _trading(env: dict[str, str]) -> str:
+    """Paper or live, from the deployed settings (never a secret: those are not in the environment).
+
+    >>> _trading({"BROKER": "alpaca", "APCA_PAPER": "false", "TRADING_ENABLED": "true", "MARKET_DATA": "alpaca"})
+    'LIVE (APCA_PAPER=false, TRADING_ENABLED=true), MARKET_DATA=alpaca'
+    """
+    paper = env.get("APCA_PAPER", "true").lower() not in ("false", "0", "no", "off")
+    mode = "paper broker" if env.get("BROKER") == "paper" else ("paper" if paper else "LIVE")
+    return (f"{mode} (APCA_PAPER={env.get('APCA_PAPER', 'true')}, TRADING_ENABLED={env.get('TRADING_ENABLED', 'true')})"
+            f", MARKET_DATA={env.get('MARKET_DATA', 'sample')}")
+
+
+def _schedule_lines(schedules: list[dict]) -> list[str]:
+    """The schedules, and PAUSED when all are disabled (``deploy pause``).
+
+    >>> _schedule_lines([{"Name": "pt-0", "Expression": "cron(45 15 ? * MON-FRI *)", "Timezone": "UTC",
+    ...                   "State": "DISABLED"}])[0]
+    'paused      yes: every schedule is disabled, no cycle runs (python -m deploy resume)'
+    """
+    from deploy.pause import is_paused
+
+    lines = []
+    if is_paused(schedules):
+        lines.append("paused      yes: every schedule is disabled, no cycle runs (python -m deploy resume)")
+    elif schedules:
+        lines.append("paused      no")
+    for s in schedules:
+        lines.append(f"schedule    {s['Name']}: {s['Expression']} {s['Timezone']} {s['State']}")
+    return lines
 
 
 def render(state: dict[str, Any]) -> str:
@@ -88,12 +130,12 @@ def render(state: dict[str, Any]) -> str:
                  f"code        sha256 {f['CodeSha256']}  {f['CodeSize']} bytes  modified {f['LastModified']}",
                  f"layers      {', '.join(a.rsplit(':', 2)[-2] + ':' + a.rsplit(':', 1)[-1] for a in f['Layers']) or 'none'}",
                  f"env         {', '.join(f['EnvironmentNames'])}",
+                 *([f"trading     {f['Trading']}"] if f.get("Trading") else []),
                  "concurrency " + ("none reserved: cycles may overlap" if f.get("ReservedConcurrency") is None
                                    else f"reserved {f['ReservedConcurrency']}")]
     for v in state["layers"]:
         lines.append(f"layer       version {v['Version']}: {v['Description']}")
-    for s in state["schedules"]:
-        lines.append(f"schedule    {s['Name']}: {s['Expression']} {s['Timezone']} {s['State']}")
+    lines += _schedule_lines(state["schedules"])
     if state["async"]:
         lines.append(f"async       retries {state['async']['MaximumRetryAttempts']}, on failure -> {state['async']['OnFailure']}")
     if state["secret"]:

@@ -128,7 +128,7 @@ def plan(cfg: DeployConfig, artifacts: Artifacts) -> list[str]:
         f"subscribe   {'email ' + cfg.alarm_email + ' (once; confirm from the mail)' if cfg.alarm_email else 'none (--alarm-email adds one)'}",
         f"role        {role}",
         f"function    {cfg.function_name}: {RUNTIME} {cfg.arch}, {HANDLER}, {cfg.memory_mb} MB, {cfg.timeout_s} s, "
-        f"env {', '.join(sorted(env))}",
+        f"env {_env_values(env)}",
         f"concurrency reserved {RESERVED_CONCURRENCY}: one cycle at a time",
         "async       retries 0, on failure -> the queue",
         f"alarm       CloudWatch {cfg.alarm_name}: AWS/Lambda Errors >= 1 in 15 minutes -> the topic",
@@ -138,6 +138,71 @@ def plan(cfg: DeployConfig, artifacts: Artifacts) -> list[str]:
         + "; ".join(cfg.schedules),
     ]
     return lines
+
+
+SECRET_NAMED = ("ALPACA_SECRET_NAME", "ALPACA_SSM_PARAMETER")
+
+
+def strategy_identity(bundle) -> tuple[str, str, str]:
+    """(name, class, sha256 of its source file) of the strategy a bundle deploys; a user's file is hashed as
+    packed.
+
+    >>> from deploy.strategy_bundle import strategy_bundle
+    >>> name, cls, sha = strategy_identity(strategy_bundle(None, "ma-crossover", None, None))
+    >>> name, cls, len(sha)
+    ('ma-crossover', 'strategies.ma_crossover.MovingAverageCrossover', 12)
+    """
+    import inspect
+
+    strategy = bundle.config.build()
+    kind = type(strategy)
+    packed = [data for path, data in bundle.files.items() if path.endswith(".py") and not path.endswith("__init__.py")]
+    source = packed[0] if packed else Path(inspect.getsourcefile(kind)).read_bytes()
+    module = bundle.deployed_strategy.rpartition(":")[0] if packed else kind.__module__
+    return strategy.name, f"{module}.{kind.__qualname__}", hashlib.sha256(source).hexdigest()[:12]
+
+
+def plan_summary(cfg: DeployConfig, bundle, artifact_notes: list[str], config_path: Path | None = None) -> list[str]:
+    """The plan's head: what will trade, how, on what data and when, with the values (secrets only by where)."""
+    lines = [f"artifact    {note}" for note in artifact_notes]
+    if bundle is not None:
+        name, kind, sha = strategy_identity(bundle)
+        source = config_path
+        lines += [f"strategy    {name}: {kind} (source sha256 {sha})",
+                  f"config      {source or 'from the flags (no --config)'}, packed as strategy_config.toml: "
+                  f"params {', '.join(f'{k}={v}' for k, v in sorted(bundle.config.params.items())) or 'defaults'}",
+                  f"cadence     {_cadence_text(bundle.config.cadence)}: schedules " + "; ".join(cfg.schedules)
+                  + f" ({cfg.timezone})"]
+    env = {**cfg.env, "MARKET_DATA": cfg.market_data}
+    live = env.get("APCA_PAPER", "true").lower() in ("false", "0", "no", "off")
+    trading = env.get("TRADING_ENABLED", "true (default)")
+    mode = ("LIVE: real money through Alpaca's live API" if live and cfg.broker == "alpaca"
+            else "paper: Alpaca's paper API" if cfg.broker == "alpaca" else "paper: the local SQLite paper broker")
+    where = "SSM Parameter Store" if cfg.secret_backend == "ssm" else "Secrets Manager"
+    lines += [f"trading     {mode}, APCA_PAPER={env.get('APCA_PAPER', 'true (default)')}, TRADING_ENABLED={trading}",
+              f"data        MARKET_DATA={cfg.market_data}",
+              f"journal     {cfg.journal_prefix} (its ledger, lease and decisions too)"]
+    if cfg.broker == "alpaca":
+        lines.append(f"keys        APCA_API_KEY_ID, APCA_API_SECRET_KEY: in {where}, never in the environment")
+    return lines
+
+
+def _cadence_text(cadence) -> str:
+    """>>> from strategies.cadence import Cadence
+    >>> _cadence_text(Cadence()), _cadence_text(Cadence.parse("15min"))
+    ('daily at 15:45 New York time', 'every 15min slot of the session')
+    """
+    d = cadence.to_dict()
+    return (f"every {d['cadence']} slot of the session" if cadence.intraday
+            else f"{d['cadence']} at {d['decision_time']} New York time")
+
+
+def _env_values(env: dict[str, str]) -> str:
+    """>>> _env_values({"B": "1", "ALPACA_SECRET_NAME": "pt/alpaca"})
+    'ALPACA_SECRET_NAME=pt/alpaca (the name; the keys are in the store), B=1'
+    """
+    return ", ".join(f"{k}={v}" + (" (the name; the keys are in the store)" if k in SECRET_NAMED else "")
+                     for k, v in sorted(env.items()))
 
 
 class Deployer:
@@ -345,7 +410,26 @@ class Deployer:
             else:
                 sns.subscribe(TopicArn=arn, Protocol="email", Endpoint=self.cfg.alarm_email)
                 steps.append(Step("subscribe", "created", f"email {self.cfg.alarm_email} (confirm from the mail)"))
+            steps.extend(self.drop_other_emails(arn))
         return arn, steps
+
+    def drop_other_emails(self, topic_arn: str) -> list[Step]:
+        """A changed ``--alarm-email`` replaces the old address: unsubscribe every other email endpoint.
+
+        SNS gives a subscription still waiting for its confirmation no ARN to unsubscribe; it lapses by itself
+        (after 3 days) and never receives a message meanwhile."""
+        sns = self.aws.client("sns")
+        steps = []
+        for sub in _paged(sns, "list_subscriptions_by_topic", "Subscriptions", TopicArn=topic_arn):
+            if sub.get("Protocol") != "email" or sub.get("Endpoint", "").lower() == self.cfg.alarm_email.lower():
+                continue
+            if sub.get("SubscriptionArn", "").startswith("arn:"):
+                sns.unsubscribe(SubscriptionArn=sub["SubscriptionArn"])
+                steps.append(Step("subscribe", "deleted", f"email {sub.get('Endpoint')} (replaced by --alarm-email)"))
+            else:
+                steps.append(Step("subscribe", "kept", f"email {sub.get('Endpoint')}: unconfirmed, so SNS cannot "
+                                  "unsubscribe it; it lapses unconfirmed and gets no alarm"))
+        return steps
 
     def alarm_specs(self, topic_arn: str) -> list[dict]:
         common = dict(Statistic="Sum", Period=900, EvaluationPeriods=1, Threshold=1.0,
@@ -539,14 +623,16 @@ class Deployer:
                 raise
             sched.create_schedule_group(Name=group, Tags=[{"Key": OWNER_TAG, "Value": self.cfg.function_name}])
             steps.append(Step("schedules", "created", f"group {group}"))
-        existing = {s["Name"] for s in _paged(sched, "list_schedules", "Schedules", GroupName=group)}
+        listed = _paged(sched, "list_schedules", "Schedules", GroupName=group)
+        existing = {s["Name"] for s in listed}
+        state = _kept_state(listed)  # a paused bot stays paused (deploy pause/resume)
         wanted = {}
         for i, expression in enumerate(self.cfg.schedules):
             wanted[f"{self.cfg.function_name}-{i}"] = expression
         for name, expression in wanted.items():
             spec = dict(
                 Name=name, GroupName=group, ScheduleExpression=expression,
-                ScheduleExpressionTimezone=self.cfg.timezone, FlexibleTimeWindow={"Mode": "OFF"}, State="ENABLED",
+                ScheduleExpressionTimezone=self.cfg.timezone, FlexibleTimeWindow={"Mode": "OFF"}, State=state,
                 Description="ProphetTrend trading cycle",
                 Target={"Arn": function_arn, "RoleArn": role_arn, "Input": json.dumps({"source": "schedule"}),
                         "RetryPolicy": {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 900}})
@@ -555,7 +641,7 @@ class Deployer:
                 same = (current.get("ScheduleExpression") == expression
                         and current.get("ScheduleExpressionTimezone") == self.cfg.timezone
                         and current.get("Target", {}).get("Arn") == function_arn
-                        and current.get("State") == "ENABLED")
+                        and current.get("State") == state)
                 if not same:
                     sched.update_schedule(**spec)
                 steps.append(Step("schedule", "unchanged" if same else "updated", f"{name}: {expression} {self.cfg.timezone}"))
@@ -566,6 +652,15 @@ class Deployer:
             sched.delete_schedule(Name=stale, GroupName=group)
             steps.append(Step("schedule", "deleted", f"{stale} (no longer in --schedule)"))
         return steps
+
+
+def _kept_state(listed: list[dict]) -> str:
+    """DISABLED when every existing schedule is (``deploy pause``), else ENABLED.
+
+    >>> _kept_state([{"State": "DISABLED"}]), _kept_state([]), _kept_state([{"State": "ENABLED"}])
+    ('DISABLED', 'ENABLED', 'ENABLED')
+    """
+    return "DISABLED" if listed and all(s.get("State") == "DISABLED" for s in listed) else "ENABLED"
 
 
 def _paged(client, operation: str, key: str, **kwargs) -> list[dict]:

@@ -19,26 +19,44 @@ from pathlib import Path
 from clitools import DefaultsHelpFormatter, OneLineErrorParser, UserError, guarded
 
 
+REPORT_DESCRIPTION = ("What the deployed or local bot did: its cycles, orders, fills, positions and equity from the "
+                      "journal (a JSON-lines file or an S3 prefix), and the drift against a backtest re-run on the "
+                      "same days. Writes live_report.html and live_summary.txt to --out and prints the summary. "
+                      "Exit codes: 0 written; 2 bad input (one error line).")
+DEFAULT_OUT = Path("runs") / "live_report"  # runs/ is git-ignored, like the backtests' folders
+
+
 def _date(text: str) -> dt.date:
+    """A date, or ``today`` / ``yesterday`` (UTC, the journal's clock).
+
+    >>> _date("2022-06-01"), _date("today") == dt.datetime.now(dt.timezone.utc).date()
+    (datetime.date(2022, 6, 1), True)
+    """
+    today = dt.datetime.now(dt.timezone.utc).date()
+    words = {"today": today, "yesterday": today - dt.timedelta(days=1)}
+    if text.strip().lower() in words:
+        return words[text.strip().lower()]
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (use YYYY-MM-DD)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (use YYYY-MM-DD, today or yesterday)") from None
 
 
 def add_report_flags(p: argparse.ArgumentParser, journal_required: bool = True) -> None:
     if journal_required:
         p.add_argument("--journal", required=True, metavar="PATH|s3://bucket/prefix",
                        help="the cycles' journal: a JSON-lines file or an S3 prefix")
-    p.add_argument("--since", type=_date, default=None, metavar="DATE", help="only cycles on or after this date")
-    p.add_argument("--out", type=Path, default=Path("live_report"), help="folder for live_report.html")
+    p.add_argument("--since", type=_date, default=None, metavar="DATE", help="only cycles on or after this date (YYYY-MM-DD, today, yesterday)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for live_report.html")
     p.add_argument("--no-drift", action="store_true", help="skip the backtest re-run (drift)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(prog="python -m live", description=__doc__, formatter_class=DefaultsHelpFormatter)
+    parser = OneLineErrorParser(prog="python -m live", description="The live bot's tools: report.",
+                                formatter_class=DefaultsHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    r = sub.add_parser("report", help="HTML report and text summary of the journal", formatter_class=DefaultsHelpFormatter)
+    r = sub.add_parser("report", help="HTML report and text summary of the journal", description=REPORT_DESCRIPTION,
+                       formatter_class=DefaultsHelpFormatter)
     add_report_flags(r)
     led = sub.add_parser("ledger", help="the strategy's ledger", formatter_class=DefaultsHelpFormatter)
     led_sub = led.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")

@@ -11,6 +11,7 @@ name = "prophet-trend"          # prefix of order ids and journal entries (a var
 cadence = "daily"
 decision_time = "15:45"         # New York time
 universe = ["AAPL", "MSFT"]     # or "sp500"
+market_data = "alpaca"          # the live bot's prices (MARKET_DATA) when deployed: sample, yfinance, alpaca, csv:PATH
 
 [params]                        # the strategy's own Params fields
 top_n = 10
@@ -40,7 +41,7 @@ Example:
     >>> StrategyConfig.from_mapping({"strategy": "ma-crossover", "colour": "red"})
     Traceback (most recent call last):
     ...
-    strategies.config.ConfigFileError: unknown key 'colour' in the config; known keys: strategy, name, cadence, decision_time, universe, params, rules, backtest
+    strategies.config.ConfigFileError: unknown key 'colour' in the config; known keys: strategy, name, cadence, decision_time, universe, market_data, params, rules, backtest
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ from strategies.cadence import Cadence
 from strategies.loader import build_strategy, coerce, load_strategy
 from strategies.rules import Rules
 
-TOP_KEYS = ("strategy", "name", "cadence", "decision_time", "universe", "params", "rules", "backtest")
+TOP_KEYS = ("strategy", "name", "cadence", "decision_time", "universe", "market_data", "params", "rules", "backtest")
+MARKET_DATA_SOURCES = ("sample", "yfinance", "alpaca")  # or csv:PATH
 # fill, costs, commission and slippage_bps are the execution model (strategies.execution): the paper broker and the
 # live sizing read them too, so a deployed config trades as it was backtested.
 BACKTEST_KEYS = ("data", "symbols", "start", "end", "cash", "commission", "benchmark", "fill", "costs", "slippage_bps")
@@ -76,6 +78,7 @@ class StrategyConfig:
     cadence: Cadence = field(default_factory=Cadence)
     universe: tuple[str, ...] | str | None = None  # symbols, "sp500", or None (the data's symbols)
     backtest: dict[str, Any] = field(default_factory=dict)
+    market_data: str | None = None  # where the deployed bot reads prices (deploy up's MARKET_DATA)
 
     @classmethod
     def load(cls, path: str | Path) -> "StrategyConfig":
@@ -132,7 +135,12 @@ class StrategyConfig:
         bad = [k for k in backtest if k not in BACKTEST_KEYS]
         if bad:
             raise ConfigFileError(f"unknown key 'backtest.{bad[0]}'; known: {', '.join(BACKTEST_KEYS)}")
-        config = cls(spec, values.get("name"), params, rules, cadence, universe, backtest)
+        market_data = values.get("market_data")
+        if market_data is not None and (not isinstance(market_data, str) or not (
+                market_data in MARKET_DATA_SOURCES or market_data.startswith("csv:"))):
+            raise ConfigFileError(f"market_data must be one of {', '.join(MARKET_DATA_SOURCES)} or csv:PATH, "
+                                  f"got {market_data!r}")
+        config = cls(spec, values.get("name"), params, rules, cadence, universe, backtest, market_data)
         config.build()  # every value must make a valid strategy before anything runs
         return config
 
@@ -155,6 +163,8 @@ class StrategyConfig:
         out.update(self.cadence.to_dict())
         if self.universe is not None:
             out["universe"] = self.universe if isinstance(self.universe, str) else list(self.universe)
+        if self.market_data is not None:
+            out["market_data"] = self.market_data
         out["params"] = {k: _null(v) for k, v in dataclasses.asdict(strategy.params).items()}
         out["rules"] = {k: _null(v) for k, v in self.rules.to_dict().items()}
         if self.backtest:

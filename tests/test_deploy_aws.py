@@ -363,10 +363,13 @@ def test_credential_looking_env_is_refused_with_one_line_naming_real_flags():
         named_flags = {w.strip("(),;`") for w in lines[0].split() if w.startswith(("--", "(--"))}
         assert named_flags and all(f"{flag.split('=')[0]} " in help_text for flag in named_flags), named_flags
         assert "APCA_API_KEY_ID and APCA_API_SECRET_KEY" in lines[0]
-    # Settings that merely start like Alpaca's are allowed: APCA_PAPER=false is how live money is chosen.
-    r = run("--env", "APCA_PAPER=false", "--env", "UNIVERSE=AAPL,MSFT")
+    # Settings that merely start like Alpaca's are not credentials; real money is chosen by --live alone.
+    r = run("--env", "APCA_PAPER=true", "--env", "UNIVERSE=AAPL,MSFT")
     assert r.returncode == 0, r.stderr
-    assert "APCA_PAPER" in r.stdout and "UNIVERSE" in r.stdout
+    assert "APCA_PAPER=true" in r.stdout and "UNIVERSE=AAPL,MSFT" in r.stdout
+    r = run("--env", "APCA_PAPER=false")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: --env APCA_PAPER=false: real money is chosen with --live (it asks for confirmation)")
 
 
 def _bucket(c, name, block=None, encrypt=False, tls=False, tags=None):

@@ -118,7 +118,7 @@ def test_no_warning_for_a_spread_book():
     assert rt.concentration_summary(conc, rt.ConcentrationRule(share_of_days=0.05))["warning"] is not None
 
 
-def test_report_png_draws_the_symbol_with_the_largest_absolute_pnl(run_dir, summary):
+def test_report_png_draws_the_forecast_symbol_with_the_largest_absolute_pnl(run_dir, summary):
     from backtests.report import focus_symbol
     from backtests.backtest import BacktestResult
 
@@ -128,5 +128,6 @@ def test_report_png_draws_the_symbol_with_the_largest_absolute_pnl(run_dir, summ
     eq = pd.read_csv(run_dir / "equity.csv", parse_dates=["date"], index_col="date")
     from marketdata import load_sample
 
-    result = BacktestResult(summary, eq, trades, pd.DataFrame(), load_sample().closes[summary["symbols"]], pd.DataFrame())
+    forecasts = pd.DataFrame({"date": eq.index[0], "symbol": summary["symbols"], "forecast": 1.0})
+    result = BacktestResult(summary, eq, trades, forecasts, load_sample().closes[summary["symbols"]], pd.DataFrame())
     assert focus_symbol(result) == pnl.abs().idxmax() == summary["round_trip_stats"]["largest_pnl_symbol"]

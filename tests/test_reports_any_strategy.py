@@ -1,0 +1,169 @@
+"""report.png and report.html for any strategy, through ``python -m backtests.run`` with plots on: both shipped
+strategies, a user file returning weights and one returning a Decision with explicit orders (and forecasts, the
+generic hook of the price-and-forecast panel). Short windows, three symbols: about a second per run but
+prophet-trend's fits."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+SYMBOLS = "AAPL,MSFT,KO"
+WINDOW = ["--symbols", SYMBOLS, "--start", "2022-10-03", "--end", "2022-12-28", "--quiet"]
+
+WEIGHTS_FILE = '''
+from strategies import Strategy
+
+class TopTwo(Strategy):
+    name = "top-two"
+    warmup_bars = 6
+    def decide(self, closes, positions, cash):
+        ret = (closes.iloc[-1] / closes.iloc[-6] - 1).dropna().sort_values(ascending=False)
+        return {s: 0.45 for s in ret.index[:2]}
+'''
+
+ORDERS_FILE = '''
+from strategies.base import Decision, OrderIntent, Strategy
+
+class Alternate(Strategy):
+    """Buys 10 KO on even weeks, sells 4 of them (a trim) then the rest; forecasts KO but in November."""
+    name = "alternate"
+    warmup_bars = 2
+    def decide(self, closes, positions, cash):
+        now, price = closes.index[-1], float(closes["KO"].iloc[-1])
+        held = positions["KO"].qty if "KO" in positions else 0
+        week = now.isocalendar()[1]
+        orders = []
+        if held == 0 and week % 2 == 0:
+            orders = [OrderIntent("KO", "buy", 10, price, "even week")]
+        elif held == 10 and week % 2 == 1:
+            orders = [OrderIntent("KO", "sell", 4, price, "trim")]
+        elif 0 < held < 10 and week % 2 == 0:
+            orders = [OrderIntent("KO", "sell", held, price, "close")]
+        forecasts = {"KO": price * 1.01} if now.month != 11 else {}
+        return Decision(orders=orders, forecasts=forecasts)
+'''
+
+
+def _run(args: list[str], out: Path) -> Path:
+    proc = subprocess.run([sys.executable, "-m", "backtests.run", *args, "--out", str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("any")
+    (root / "top_two.py").write_text(textwrap.dedent(WEIGHTS_FILE))
+    (root / "alternate.py").write_text(textwrap.dedent(ORDERS_FILE))
+    return {
+        "prophet-trend": _run(WINDOW + ["--top-n", "2", "--lookback", "20", "--history", "60", "--refit-every", "20",
+                                        "--engine", "exact"], root / "pt"),
+        "ma-crossover": _run(WINDOW + ["--strategy", "ma-crossover", "--param", "fast=5", "--param", "slow=20"],
+                             root / "ma"),
+        "top-two": _run(WINDOW + ["--strategy", f"{root / 'top_two.py'}:TopTwo"], root / "tt"),
+        "alternate": _run(WINDOW + ["--strategy", f"{root / 'alternate.py'}:Alternate", "--benchmark",
+                                    "equal-weight"], root / "alt"),
+    }
+
+
+@pytest.mark.parametrize("name", ["prophet-trend", "ma-crossover", "top-two", "alternate"])
+def test_every_strategy_draws_both_reports(runs, name):
+    out = runs[name]
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["strategy"]["name"] == name
+    assert f"<title>{name} 2022-10-03 to 2022-12-28" in page.replace("&#x27;", "'")
+    trades = pd.read_csv(out / "trades.csv")
+    assert len(trades) > 0
+    # the costs paid are in summary.json and on the page, to the cent
+    assert summary["costs"]["commission"] == pytest.approx(trades["commission"].sum(), abs=0.01 * len(trades))
+    assert f"{summary['costs']['commission']:,.2f}" in page
+
+
+def test_the_orders_strategy_gets_its_forecast_panel_with_gaps(runs):
+    from backtests.backtest import BacktestConfig, forecast_rows, run_backtest
+    from backtests.report import focus_symbol, forecast_line
+    from marketdata import load_sample
+    from strategies.loader import build_strategy
+
+    out = runs["alternate"]
+    spec = json.loads((out / "summary.json").read_text())["strategy"]["class"]
+    assert spec.endswith(":Alternate")
+    strategy = build_strategy(f"{out.parent / 'alternate.py'}:Alternate", {})
+    result = run_backtest(load_sample().select(SYMBOLS.split(",")), strategy,
+                          BacktestConfig(start="2022-10-03", end="2022-12-28", benchmark="equal-weight"))
+    assert set(result.forecasts["symbol"]) == {"KO"} and forecast_rows([]) == []
+    assert focus_symbol(result) == "KO"
+    line = forecast_line(result, "KO")
+    # forecast in October and December only: November is NaN, so the drawn line breaks there
+    assert line.index.equals(result.equity.index)
+    assert line[line.index.month == 11].isna().all() and line[line.index.month != 11].notna().all()
+
+
+def test_weights_strategy_panel_is_its_most_traded_symbol(runs):
+    from backtests.backtest import BacktestResult
+    from backtests.report import focus_symbol
+    from marketdata import load_sample
+
+    out = runs["top-two"]
+    trades = pd.read_csv(out / "trades.csv", parse_dates=["date"])
+    eq = pd.read_csv(out / "equity.csv", parse_dates=["date"], index_col="date")
+    summary = json.loads((out / "summary.json").read_text())
+    result = BacktestResult(summary, eq, trades, pd.DataFrame(columns=["date", "symbol", "forecast"]),
+                            load_sample().closes[summary["symbols"]], pd.DataFrame())
+    counts = trades["symbol"].value_counts()
+    assert focus_symbol(result) in set(counts[counts == counts.max()].index)
+
+
+def test_trims_are_counted_apart_from_round_trips(runs):
+    out = runs["alternate"]
+    trips = pd.read_csv(out / "round_trips.csv")
+    trades = pd.read_csv(out / "trades.csv")
+    summary = json.loads((out / "summary.json").read_text())
+    sells = trades[trades["side"] == "sell"]
+    trims, closes = sells[sells["qty"] == 4], sells[sells["qty"] != 4]
+    assert len(trims) > 0 and len(closes) > 0
+    assert (trips["status"] == "trim").sum() == len(trims) == summary["trims"]
+    assert (trips["status"] == "closed").sum() == len(closes) == summary["round_trips"]
+    closed = trips[trips["status"] == "closed"]
+    assert summary["win_rate"] == pytest.approx((closed["trip_pnl"] > 0).mean())
+    # a trip's P&L is its trim and its close together
+    realised = trips[trips["status"] != "open"]["pnl"].sum()
+    assert closed["trip_pnl"].sum() == pytest.approx(realised, abs=0.02)
+    page = (out / "report.html").read_text()
+    assert f"{summary['round_trips']} / {(trips['status'] == 'open').sum()}; {summary['trims']}" in page
+
+
+def test_exposure_is_the_mean_invested_share_of_positions_csv(runs):
+    for name in ("ma-crossover", "top-two"):
+        out = runs[name]
+        weights = pd.read_csv(out / "positions.csv", index_col="date")
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["exposure"] == pytest.approx(weights.sum(axis=1).mean(), abs=1e-5)
+        assert summary["bars_with_position"] == pytest.approx((weights > 0).any(axis=1).mean())
+        page = (out / "report.html").read_text()
+        assert "Exposure (mean invested share)" in page and f"{summary['exposure']:.1%}" in page
+        assert "Bars with a position" in page
+
+
+def test_turnover_is_the_traded_value_over_mean_equity(runs):
+    out = runs["ma-crossover"]
+    trades = pd.read_csv(out / "trades.csv")
+    eq = pd.read_csv(out / "equity.csv", index_col="date")
+    summary = json.loads((out / "summary.json").read_text())
+    total = trades["value"].sum() / eq["equity"].mean()
+    assert summary["turnover"]["total"] == pytest.approx(total, rel=1e-4)
+    assert summary["turnover"]["annual"] == pytest.approx(total / 2 / ((len(eq) - 1) / 252), rel=1e-4)
+    assert f"{summary['turnover']['annual']:.1f}x" in (out / "report.html").read_text()

@@ -167,3 +167,53 @@ def test_turnover_is_the_traded_value_over_mean_equity(runs):
     assert summary["turnover"]["total"] == pytest.approx(total, rel=1e-4)
     assert summary["turnover"]["annual"] == pytest.approx(total / 2 / ((len(eq) - 1) / 252), rel=1e-4)
     assert f"{summary['turnover']['annual']:.1f}x" in (out / "report.html").read_text()
+
+
+@pytest.fixture(scope="module")
+def intraday_run(tmp_path_factory) -> Path:
+    import importlib.util
+
+    root = tmp_path_factory.mktemp("intraday")
+    spec = importlib.util.spec_from_file_location("synthetic_intraday", Path(__file__).resolve().parent.parent
+                                                  / "examples" / "synthetic_intraday.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([str(root / "bars.csv"), "--start", "2022-05-16", "--end", "2022-06-17"])
+    return _run(["--data", str(root / "bars.csv"), "--strategy", "ma-crossover", "--param", "fast=4", "--param",
+                 "slow=16", "--cadence", "15min", "--start", "2022-06-01", "--end", "2022-06-14", "--quiet"],
+                root / "run")
+
+
+def test_intraday_report_panels_are_filled_on_a_session_axis(intraday_run, monkeypatch):
+    from matplotlib.axes import Axes
+    from backtests import tearsheet
+
+    out = intraday_run
+    eq = pd.read_csv(out / "equity.csv", parse_dates=["date"], index_col="date")
+    summary = json.loads((out / "summary.json").read_text())
+    page = (out / "report.html").read_text()
+    assert "<th>equal-weight (5 symbols)</th>" in page and "AAA,BBB" not in page.split("<h2>")[1]
+    lines = []
+    real = Axes.plot
+
+    def spy(self, x, y, *a, **kw):
+        lines.append((np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64"), self.get_xticklabels))
+        return real(self, x, y, *a, **kw)
+
+    monkeypatch.setattr(Axes, "plot", spy)
+    tearsheet.fig_rolling(eq)
+    assert len(lines) == 5  # sharpe and volatility (strategy, benchmark), beta
+    for x, y, _ in lines:
+        finite = np.isfinite(y)
+        assert finite.sum() >= 3, "a rolling panel drawn empty"
+        # bar numbers of the run (0 .. slots-1), not calendar numbers (1970 when matplotlib is given bare ints)
+        assert x.min() >= 0 and x.max() <= len(eq) - 1 and np.all(np.diff(x) > 0)
+    lines.clear()
+    tearsheet.fig_equity(eq, pd.DataFrame(columns=["start", "end"]), log=False)
+    x = lines[0][0]
+    assert x.tolist() == list(range(len(eq)))  # one step per slot: a night is one step, not a 17-hour line
+    from backtests.bar_axis import BarAxis
+
+    where, labels = BarAxis(eq.index).ticks()
+    assert labels[0] == "2022-06-01" and all(lab.startswith("2022-06") for lab in labels)
+    assert summary["sessions"] == 10

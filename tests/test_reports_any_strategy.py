@@ -217,3 +217,19 @@ def test_intraday_report_panels_are_filled_on_a_session_axis(intraday_run, monke
     where, labels = BarAxis(eq.index).ticks()
     assert labels[0] == "2022-06-01" and all(lab.startswith("2022-06") for lab in labels)
     assert summary["sessions"] == 10
+
+
+def test_exposure_with_stops_on_closes_only_data_is_positions_csvs(tmp_path):
+    """A stop that triggers at a close sells at the next one: the holding is still in positions.csv at that
+    close, and so in the exposure (summary.json left those bars out: 0.9641 against 0.9681)."""
+    from marketdata import load_sample
+
+    assert not load_sample().has_ranges  # the sample is closes only: stops are checked on closes
+    out = _run(WINDOW + ["--strategy", "ma-crossover", "--param", "fast=5", "--param", "slow=20", "--stop-loss",
+                         "0.01"], tmp_path / "stops")
+    trades = pd.read_csv(out / "trades.csv")
+    assert (trades["reason"] == "stop_loss").sum() >= 2
+    weights = pd.read_csv(out / "positions.csv", index_col="date")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["bars_with_position"] == pytest.approx((weights > 0).any(axis=1).mean(), abs=1e-12)
+    assert summary["exposure"] == pytest.approx(weights.sum(axis=1).mean(), abs=1e-5)

@@ -249,9 +249,10 @@ def concentration_summary(conc: pd.DataFrame, rule: ConcentrationRule = Concentr
         summary["top_symbol_over_threshold"], summary["top_symbol_days"] = name, int(counts[name])
         if len(over) > rule.share_of_days * bars:
             peak = over[over["max_symbol"] == name]["max_weight"]
+            unit = "slots" if (conc.index != conc.index.normalize()).any() else "days"  # intraday rows are slots
             summary["warning"] = (
-                f"one name held more than {rule.weight:.0%} of equity on {len(over)} of {bars} days "
-                f"({len(over) / bars:.0%}); most often {name} ({counts[name]} days, up to {peak.max():.0%} on "
+                f"one name held more than {rule.weight:.0%} of equity on {len(over)} of {bars} {unit} "
+                f"({len(over) / bars:.0%}); most often {name} ({counts[name]} {unit}, up to {peak.max():.0%} on "
                 f"{peak.idxmax().date().isoformat()}); largest weight overall {summary['max_weight']:.0%} "
                 f"({summary['max_weight_symbol']} on {summary['max_weight_date']})")
     return summary

@@ -154,7 +154,7 @@ def _costs_cell(costs: dict | None) -> str:
     if not costs:
         return ""
     share = costs.get("share_of_profit")
-    return f"{costs['total']:,.0f}" + ("" if share is None else f" ({share:.0%} of profit)")
+    return f"{costs['total']:,.0f}" + ("" if share is None else f" ({share:.0%})")
 
 
 def format_summary(s: dict) -> str:
@@ -172,7 +172,7 @@ def format_summary(s: dict) -> str:
         ("Round trips / win rate; trims", f"{s['round_trips']} / {s['win_rate']:.0%}; {s.get('trims', 0)}", ""),
         ("Exposure (mean invested share)", f"{s['exposure']:.1%}", ""),
         ("Slots with a position" if intraday else "Bars with a position", f"{s.get('bars_with_position', 0):.1%}", ""),
-        ("Commissions and fees paid", _costs_cell(s.get("costs")), ""),
+        ("Costs paid (share of profit)", _costs_cell(s.get("costs")), ""),
         ("Turnover (one-way, per year)", f"{s.get('turnover', {}).get('annual', 0.0):.1f}x", ""),
         ("Final equity", f"{s['final_equity']:,.0f}", ""),
     ]

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def write_heatmap(table: pd.DataFrame, x: str, y: str | None, metric: str, path:
     chosen = chosen_grid(table, x, y) if "chosen" in table else None
     windows = int(table["window"].nunique()) if "window" in table else 0
     cols, rows = panels[0][1].shape[1], panels[0][1].shape[0]
-    fig = Figure(figsize=(max(9.0, 2.6 + 1.4 * cols * 2), max(3.6, 2.2 + 0.7 * rows)), layout="constrained")
+    fig = Figure(figsize=(max(11.0, 2.6 + 1.4 * cols * 2), max(4.0, 2.4 + 0.7 * rows)), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, (title, grid, returns) in zip(axes, panels):
         values = grid.to_numpy(dtype="float64")
@@ -93,6 +94,7 @@ def write_heatmap(table: pd.DataFrame, x: str, y: str | None, metric: str, path:
                     color="white" if value < (low + high) / 2 else "black", fontsize=9)
     note = ("red outline: the cell a window chose on train (count of windows); the walk-forward's stitched curve "
             "is in oos_equity.png")
+    lead = "\n".join(textwrap.wrap(lead, 130)) if lead else None  # a long title wrapped, never cut at the edge
     fig.suptitle(f"{lead}\n{note}" if lead else note, fontsize=9)
     fig.savefig(path, dpi=100)
     return path

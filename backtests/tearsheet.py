@@ -354,6 +354,7 @@ def render(result: BacktestResult, rule: rt.ConcentrationRule = rt.Concentration
     risk, bench_risk = st["risk"], metrics.return_risk(eq["benchmark"])
     rts, costs, turn = st["round_trip_stats"], st["costs"], st["turnover"]
     day = "session" if metrics.is_intraday(eq.index) else "day"
+    per = "Per-session" if day == "session" else "Daily"
     money = lambda v: f"{v:,.2f}"  # noqa: E731
     share = "" if costs["share_of_profit"] is None else f" ({costs['share_of_profit']:.1%} of the net profit)"
     rows = [
@@ -361,17 +362,18 @@ def render(result: BacktestResult, rule: rt.ConcentrationRule = rt.Concentration
         ("CAGR", _pct(perf["cagr"]), _pct(bench_perf["cagr"])),
         ("Sharpe (252, rf 0)", _num(perf["sharpe"]), _num(bench_perf["sharpe"])),
         ("Sortino", _num(perf["sortino"]), _num(bench_perf["sortino"])),
-        ("Volatility", _pct(perf["volatility"]), _pct(bench_perf["volatility"])),
+        ("Volatility", f"{perf['volatility']:.2%}", f"{bench_perf['volatility']:.2%}"),
         ("Max drawdown", _pct(-perf["max_drawdown"]), _pct(-bench_perf["max_drawdown"])),
         ("Calmar", _num(st["calmar"]), _num(bench_ext["calmar"])),
-        (f"Profit factor ({day}ly returns)", _num(st["profit_factor"]), _num(bench_ext["profit_factor"])),
+        ("Profit factor (daily returns)" if day == "day" else "Profit factor (per-session returns)", _num(st["profit_factor"]),
+         _num(bench_ext["profit_factor"])),
         ("Longest drawdown (days)", str(st["longest_drawdown"]["days"]), str(bench_ext["longest_drawdown"]["days"])),
         (f"Worst {day}", f"{_pct(st['worst_day']['return'])} ({st['worst_day']['date']})",
          f"{_pct(bench_ext['worst_day']['return'])} ({bench_ext['worst_day']['date']})"),
         ("Worst month", f"{_pct(st['worst_month']['return'])} ({st['worst_month']['date']})",
          f"{_pct(bench_ext['worst_month']['return'])} ({bench_ext['worst_month']['date']})"),
-        (f"Daily VaR 95% (normal)", _pct(risk["var"]), _pct(bench_risk["var"])),
-        (f"Daily CVaR 95% (normal expected shortfall)", _pct(risk["cvar"]), _pct(bench_risk["cvar"])),
+        (f"{per} VaR 95% (normal)", _pct(risk["var"]), _pct(bench_risk["var"])),
+        (f"{per} CVaR 95% (normal expected shortfall)", _pct(risk["cvar"]), _pct(bench_risk["cvar"])),
         (f"Average winning / losing {day}", f"{_pct(risk['avg_win'])} / {_pct(risk['avg_loss'])}",
          f"{_pct(bench_risk['avg_win'])} / {_pct(bench_risk['avg_loss'])}"),
         (f"Payoff ({day}s: average win / average loss)", _num(risk["payoff"]), _num(bench_risk["payoff"])),

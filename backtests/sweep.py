@@ -46,6 +46,7 @@ from strategies.prophet_trend import ProphetTrend
 from strategies.rules import Rules
 
 SEGMENTS = ("train", "test")
+PBO_BLOCKS = 8  # CSCV blocks: C(8, 4) = 70 splits of the out-of-sample days
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,8 @@ def assemble(spec: SweepSpec, windows: list[Window], planned: dict[tuple, cells.
             "walk_forward": overfitting.deflate(metrics.daily_returns(stitched["equity"]), trial_sharpes),
             "best_cell": {"param_set": best, **overfitting.deflate(set_returns[best], trial_sharpes)},
         },
+        # How often the set best on half of the out-of-sample days ranks in the bottom half on the other half.
+        "pbo": overfitting.pbo_cscv(pd.concat(set_returns, axis=1, ignore_index=True), blocks=PBO_BLOCKS),
     }
     oos["_stitched_curve"] = stitched
     return table, oos

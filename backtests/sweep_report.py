@@ -173,6 +173,11 @@ def format_oos(oos: dict[str, Any]) -> str:
         lines.insert(3, f"  best heatmap cell ({names}): stitched out of sample {cell['oos_total_return']:+.2%}, "
                         f"Sharpe {cell['oos_sharpe']:.2f}; deflated Sharpe ratio {best['deflated_sharpe']:.2f} "
                         "(it was picked as the best of them)")
+    pbo = oos.get("pbo")
+    if pbo and pbo.get("splits"):
+        lines.insert(4 if d else 2, f"  probability of backtest overfitting (CSCV, {pbo['blocks']} blocks of the out-of-sample "
+                                    f"days, {pbo['splits']} splits, {pbo['trials']} sets): {pbo['pbo']:.2f}, how often the "
+                                    "set best on one half ranks in the bottom half on the other")
     if oos["windows"]:
         def mean(part: str, key: str) -> float:
             return float(np.mean([w[part][key] for w in oos["windows"]]))

@@ -22,7 +22,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from backtests import metrics
+from backtests import metrics, round_trips as rt
 from backtests.backtrader_adapter import ArrayData, BacktestRecorder, StrategyAdapter, backtrader_numbers
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
@@ -286,8 +286,6 @@ def _collect(window, strategy, config, recorder, index, shift=None) -> BacktestR
     summary.update(metrics.trade_stats(trades))
     # Exposure from the book the orders build (as positions.csv holds it): a holding whose exit triggered at this
     # close is still held at this close, though the strategy decided as if it were gone.
-    from backtests import round_trips as rt
-
     moved, on_clock = rt.on_equity_clock(trades, window.closes, equity.index, None if shift is None else window.interval)
     book = rt.replay(moved, on_clock, equity, config.cash)
     summary["exposure"] = metrics.exposure(book.weights.sum(axis=1))

@@ -59,10 +59,15 @@ def focus_symbol(result: BacktestResult) -> str | None:
 def forecast_line(result: BacktestResult, symbol: str) -> pd.Series:
     """``symbol``'s forecasts on every bar of the run, NaN where a bar has none, so the line breaks across the
     months the strategy did not forecast it (instead of a straight segment over them)."""
+    from backtests import round_trips as rt
+
     fc = result.forecasts[result.forecasts["symbol"] == symbol]
     series = fc.set_index(pd.DatetimeIndex(fc["date"]))["forecast"].astype("float64")
     series = series[~series.index.duplicated(keep="last")]
-    return series.reindex(pd.DatetimeIndex(result.equity.index))
+    # an intraday decision is dated by its last bar's start, the equity row by the slot: onto the equity's clock
+    _, on_clock = rt.on_equity_clock(result.trades.iloc[:0], series.to_frame(symbol), result.equity.index,
+                                     result.summary.get("interval"))
+    return on_clock[symbol]
 
 
 def write_report(result: BacktestResult, path: Path, symbol: str | None = None) -> Path:
@@ -111,7 +116,7 @@ def write_report(result: BacktestResult, path: Path, symbol: str | None = None) 
         why = ("largest absolute P&L among the forecast symbols" if symbol in forecast
                else "most traded symbol (most orders)")
         ax.set_title(f"{symbol}: {why}", fontsize=10)
-        ax.legend(loc="upper left")
+        ax.legend(loc="best", fontsize=8, framealpha=0.9)
     else:
         ax.text(0.5, 0.5, "no orders and no forecasts: nothing to draw", ha="center", va="center",
                 transform=ax.transAxes)

@@ -230,3 +230,20 @@ def test_exposure_with_stops_on_closes_only_data_is_positions_csvs(runs):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["bars_with_position"] == pytest.approx((weights > 0).any(axis=1).mean(), abs=1e-12)
     assert summary["exposure"] == pytest.approx(weights.sum(axis=1).mean(), abs=1e-5)
+
+
+def test_intraday_forecasts_are_drawn_at_their_slots():
+    """An intraday decision is dated by its last bar's start (09:30 for the 09:45 slot): its forecast goes on the
+    slot's row, not lost to a reindex onto slot times."""
+    from backtests.backtest import BacktestResult
+    from backtests.report import forecast_line
+
+    bars = pd.DatetimeIndex(["2022-06-01 09:30", "2022-06-01 09:45", "2022-06-01 10:00"])
+    slots = bars + pd.Timedelta(minutes=15)
+    eq = pd.DataFrame({"equity": 1.0, "benchmark": 1.0}, index=slots)
+    forecasts = pd.DataFrame({"date": bars[[0, 2]], "symbol": "A", "forecast": [10.0, 11.0]})
+    result = BacktestResult({"interval": "15m"}, eq, pd.DataFrame(columns=["date", "symbol", "side", "qty", "price",
+                            "value", "commission"]), forecasts, pd.DataFrame({"A": [1.0, 2.0, 3.0]}, index=bars),
+                            pd.DataFrame())
+    line = forecast_line(result, "A")
+    assert line.index.equals(slots) and line.iloc[0] == 10.0 and np.isnan(line.iloc[1]) and line.iloc[2] == 11.0

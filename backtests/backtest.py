@@ -22,7 +22,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from backtests import metrics
+from backtests import metrics, round_trips as rt
 from backtests.backtrader_adapter import ArrayData, BacktestRecorder, StrategyAdapter, backtrader_numbers, model_broker
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
@@ -268,6 +268,26 @@ def _from_starting_cash(curve: pd.Series, config: BacktestConfig, window) -> pd.
     return pd.concat([start, curve])
 
 
+def forecast_rows(decisions) -> list[dict[str, Any]]:
+    """The forecasts the reports draw, one row per (decision, symbol): from a signal with a ``forecast`` (as
+    ProphetTrend's are), else from the decision's ``forecasts`` map (a number, or an object with ``yhat``): the
+    hook any strategy uses to get a price-and-forecast panel (see :class:`strategies.base.Decision`)."""
+    rows = []
+    for d in decisions:
+        seen = set()
+        for s, sig in d.signals.items():
+            if hasattr(sig, "forecast"):
+                seen.add(s)
+                rows.append({"date": d.as_of, "symbol": s, "price": sig.price, "forecast": sig.forecast,
+                             "action": sig.action, "reason": sig.reason})
+        for s, value in (d.forecasts or {}).items():
+            if s not in seen:
+                value = getattr(value, "yhat", value)
+                rows.append({"date": d.as_of, "symbol": s, "price": np.nan,
+                             "forecast": np.nan if value is None else float(value), "action": None, "reason": None})
+    return rows
+
+
 def _collect(window, strategy, config, recorder, index, shift=None) -> BacktestResult:
     equity = pd.DataFrame(recorder.equity).set_index("date")
     equity.index = pd.DatetimeIndex(equity.index, name="date")
@@ -286,12 +306,8 @@ def _collect(window, strategy, config, recorder, index, shift=None) -> BacktestR
     equity.insert(1, "benchmark", benchmark.to_numpy())
     trades = pd.DataFrame(recorder.fills, columns=TRADE_COLUMNS)
     rejected = pd.DataFrame(recorder.rejected, columns=["decision_date", "symbol", "side", "qty", "status"])
-    forecasts = pd.DataFrame(
-        [{"date": d.as_of, "symbol": s, "price": sig.price, "forecast": sig.forecast, "action": sig.action,
-          "reason": sig.reason}
-         for d in recorder.decisions for s, sig in d.signals.items() if hasattr(sig, "forecast")],
-        columns=["date", "symbol", "price", "forecast", "action", "reason"],
-    )
+    forecasts = pd.DataFrame(forecast_rows(recorder.decisions),
+                             columns=["date", "symbol", "price", "forecast", "action", "reason"])
     summary: dict[str, Any] = {
         "start": equity.index[0].date().isoformat(),
         "end": equity.index[-1].date().isoformat(),
@@ -308,7 +324,14 @@ def _collect(window, strategy, config, recorder, index, shift=None) -> BacktestR
     # last slot) and measures the drawdown on every slot; daily equity as it is.
     summary.update(metrics.performance(_from_starting_cash(equity["equity"], config, window)))
     summary.update(metrics.trade_stats(trades))
-    summary["exposure"] = metrics.exposure(equity["invested"])
+    # Exposure from the book the orders build (as positions.csv holds it): a holding whose exit triggered at this
+    # close is still held at this close, though the strategy decided as if it were gone.
+    moved, on_clock = rt.on_equity_clock(trades, window.closes, equity.index, None if shift is None else window.interval)
+    book = rt.replay(moved, on_clock, equity, config.cash)
+    summary["exposure"] = metrics.exposure(book.weights.sum(axis=1))
+    summary["bars_with_position"] = metrics.bars_with_position(book.qty)
+    summary["costs"] = metrics.costs(trades, config.cash, float(equity["equity"].iloc[-1]))
+    summary["turnover"] = metrics.turnover(trades, equity["equity"])
     summary["final_equity"] = float(equity["equity"].iloc[-1])
     summary["rejected_orders"] = int(len(rejected))
     summary["skipped_orders"] = int(len(recorder.skipped))

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -91,45 +92,109 @@ def drawdown(equity: pd.Series) -> pd.Series:
     return 1.0 - equity / equity.cummax()
 
 
-def round_trips(trades: pd.DataFrame) -> pd.DataFrame:
-    """Closed positions from executed orders: each sell closes the shares bought since the last flat point.
+def trips_from_orders(trades: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Round trips (flat to flat) from executed orders, and the number of trims (sells that left shares held).
 
-    Profit includes both sides' commissions. Returns columns symbol, entry_date, exit_date, qty, pnl.
+    A round trip opens with the first buy into a flat position and closes with the sell that makes it flat
+    again; partial sells on the way (trims, e.g. a resize) add their realised profit to that trip but are not
+    trips of their own, so they cannot inflate the count or the win rate. Profit is net of both sides'
+    commissions (and fees, if the orders carry a ``fees`` column). Columns: symbol, entry_date, exit_date, pnl.
+
+    >>> d = pd.bdate_range("2022-01-03", periods=3)
+    >>> t = pd.DataFrame({"date": d, "symbol": "A", "side": ["buy", "sell", "sell"], "qty": [10, 2, 8],
+    ...                   "value": [100.0, 22.0, 96.0], "commission": 0.0})
+    >>> trips, trims = trips_from_orders(t)
+    >>> trips["pnl"].tolist(), trims
+    ([18.0], 1)
     """
     rows = []
+    trims = 0
     book: dict[str, dict[str, Any]] = {}
-    for t in trades.sort_values(["date"], kind="stable").itertuples(index=False):
-        open_ = book.setdefault(t.symbol, {"qty": 0, "cost": 0.0, "entry": t.date})
+    fees = trades["fees"] if "fees" in trades else pd.Series(0.0, index=trades.index)
+    for t, fee in zip(trades.sort_values(["date"], kind="stable").itertuples(index=False),
+                      fees.reindex(trades.sort_values(["date"], kind="stable").index).fillna(0.0)):
+        pos = book.setdefault(t.symbol, {"qty": 0, "cost": 0.0, "entry": t.date, "realised": 0.0})
+        charge = float(t.commission) + float(fee)
         if t.side == "buy":
-            if open_["qty"] == 0:
-                open_["entry"] = t.date
-            open_["qty"] += t.qty
-            open_["cost"] += t.value + t.commission
+            if pos["qty"] == 0:
+                pos["entry"], pos["realised"] = t.date, 0.0
+            pos["qty"] += int(t.qty)
+            pos["cost"] += float(t.value) + charge
+            continue
+        if pos["qty"] <= 0:
+            continue
+        sold = min(int(t.qty), pos["qty"])
+        cost = pos["cost"] * sold / pos["qty"]
+        pos["realised"] += float(t.value) * sold / int(t.qty) - charge - cost
+        pos["qty"] -= sold
+        pos["cost"] -= cost
+        if pos["qty"]:
+            trims += 1
         else:
-            if open_["qty"] <= 0:
-                continue
-            share = min(t.qty, open_["qty"]) / open_["qty"]
-            cost = open_["cost"] * share
-            rows.append({"symbol": t.symbol, "entry_date": open_["entry"], "exit_date": t.date,
-                         "qty": min(t.qty, open_["qty"]), "pnl": t.value - t.commission - cost})
-            open_["qty"] -= min(t.qty, open_["qty"])
-            open_["cost"] -= cost
-    return pd.DataFrame(rows, columns=["symbol", "entry_date", "exit_date", "qty", "pnl"])
+            rows.append({"symbol": t.symbol, "entry_date": pos["entry"], "exit_date": t.date, "pnl": pos["realised"]})
+    return pd.DataFrame(rows, columns=["symbol", "entry_date", "exit_date", "pnl"]), trims
 
 
 def trade_stats(trades: pd.DataFrame) -> dict[str, float | int]:
-    """trades (executed orders), round_trips and win_rate (share of round trips with positive profit)."""
-    trips = round_trips(trades)
+    """trades (executed orders), round_trips (flat to flat), trims (partial sells, counted apart), win_rate (share
+    of round trips with positive profit), average win and loss per round trip (money), payoff (their ratio) and
+    expectancy (mean profit per round trip, ``win_rate * avg_win + (1 - win_rate) * avg_loss``)."""
+    trips, trims = trips_from_orders(trades)
+    pnl = trips["pnl"]
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    avg_win = float(wins.mean()) if len(wins) else 0.0
+    avg_loss = float(losses.mean()) if len(losses) else 0.0
     return {
         "trades": int(len(trades)),
         "round_trips": int(len(trips)),
-        "win_rate": float((trips["pnl"] > 0).mean()) if len(trips) else 0.0,
+        "trims": int(trims),
+        "win_rate": float((pnl > 0).mean()) if len(trips) else 0.0,
+        "avg_win_trip": avg_win,
+        "avg_loss_trip": avg_loss,
+        "payoff_trip": avg_win / -avg_loss if avg_loss < 0 else (math.inf if avg_win > 0 else 0.0),
+        "expectancy_trip": float(pnl.mean()) if len(trips) else 0.0,
     }
 
 
-def exposure(invested: pd.Series) -> float:
-    """Share of bars that ended with any position open."""
-    return float((invested.astype("float64") > 0).mean()) if len(invested) else 0.0
+def costs(trades: pd.DataFrame, start_equity: float, final_equity: float) -> dict[str, float | None]:
+    """What the orders paid: commissions, fees (a ``fees`` column, if the orders carry one) and their total, and
+    the total as a share of the net profit (None when the run made no profit: a share of a loss means nothing).
+
+    >>> t = pd.DataFrame({"commission": [1.0, 2.0]})
+    >>> costs(t, 100.0, 112.0)
+    {'commission': 3.0, 'fees': 0.0, 'total': 3.0, 'share_of_profit': 0.25}
+    """
+    commission = float(trades["commission"].sum()) if "commission" in trades and len(trades) else 0.0
+    fees = float(trades["fees"].sum()) if "fees" in trades and len(trades) else 0.0
+    total = commission + fees
+    profit = final_equity - start_equity
+    return {"commission": commission, "fees": fees, "total": total,
+            "share_of_profit": total / profit if profit > 0 else None}
+
+
+def turnover(trades: pd.DataFrame, equity: pd.Series) -> dict[str, float]:
+    """Traded value over the run: ``total`` (buys plus sells over the mean equity) and ``annual`` (one-way:
+    half of that per year, the share of the book replaced in a year, 252 sessions a year).
+
+    >>> eq = pd.Series([100.0] * 253, index=pd.bdate_range("2022-01-03", periods=253))
+    >>> turnover(pd.DataFrame({"value": [100.0, 100.0]}), eq)
+    {'total': 2.0, 'annual': 1.0}
+    """
+    traded = float(trades["value"].abs().sum()) if len(trades) else 0.0
+    mean_equity = float(equity.astype("float64").mean()) if len(equity) else 0.0
+    total = traded / mean_equity if mean_equity > 0 else 0.0
+    years = max(len(session_equity(equity)) - 1, 1) / BARS_PER_YEAR
+    return {"total": total, "annual": total / 2.0 / years}
+
+
+def exposure(invested_share: pd.Series) -> float:
+    """The mean invested share of equity over the bars (0.5: on average half the equity was in positions)."""
+    return float(invested_share.astype("float64").fillna(0.0).mean()) if len(invested_share) else 0.0
+
+
+def bars_with_position(qty: pd.DataFrame) -> float:
+    """Share of bars that ended with any position open (not a measure of how much was invested)."""
+    return float((qty > 0).any(axis=1).mean()) if len(qty) else 0.0
 
 
 def daily_returns(equity: pd.Series) -> pd.Series:
@@ -258,3 +323,57 @@ def extended(equity: pd.Series, benchmark: pd.Series) -> dict[str, Any]:
         "best_month": _month(_day(months, "max")),
         "relative": relative(equity, benchmark),
     }
+
+
+def return_risk(equity: pd.Series, confidence: float = 0.95) -> dict[str, float]:
+    """Per-day (per-session) risk and payoff figures, as quantstats defines them: ``var`` and ``cvar`` (parametric,
+    normal, at ``confidence``; negative numbers are losses), ``avg_win`` and ``avg_loss`` (mean of the positive and
+    of the negative daily returns), ``payoff`` (their ratio), ``win_days`` (share of days with a gain among the
+    days that moved) and ``expectancy`` (``win_days * avg_win + (1 - win_days) * avg_loss``).
+
+    >>> eq = pd.Series([100.0, 101.0, 99.0, 100.0, 102.0], index=pd.bdate_range("2022-01-03", periods=5))
+    >>> round(return_risk(eq)["payoff"], 4)
+    0.675
+    """
+    r = daily_returns(session_equity(equity)).dropna()
+    moved = r[r != 0]
+    if len(r) < 2:
+        return {k: 0.0 for k in ("var", "cvar", "avg_win", "avg_loss", "payoff", "win_days", "expectancy")}
+    mu, sigma = float(r.mean()), float(r.std(ddof=1))
+    alpha = 1.0 - confidence
+    if sigma > 0:
+        var = NormalDist(mu, sigma).inv_cdf(alpha)
+        cvar = mu - sigma * NormalDist().pdf(NormalDist().inv_cdf(alpha)) / alpha  # the normal's expected shortfall
+    else:
+        var = cvar = mu
+    wins, losses = r[r > 0], r[r < 0]
+    avg_win = float(wins.mean()) if len(wins) else 0.0
+    avg_loss = float(losses.mean()) if len(losses) else 0.0
+    win_days = float((moved > 0).mean()) if len(moved) else 0.0
+    return {"var": float(var), "cvar": float(cvar), "avg_win": avg_win, "avg_loss": avg_loss,
+            "payoff": avg_win / -avg_loss if avg_loss < 0 else 0.0, "win_days": win_days,
+            "expectancy": win_days * avg_win + (1.0 - win_days) * avg_loss}
+
+
+def rolling_beta(equity: pd.Series, benchmark: pd.Series, window: int = 126) -> pd.Series:
+    """Beta to the benchmark over the last ``window`` days (sessions), ``corr * std(r) / std(b)`` as quantstats'
+    ``rolling_greeks``; NaN until the window is full."""
+    r, b = daily_returns(session_equity(equity)), daily_returns(session_equity(benchmark))
+    corr = r.rolling(window).corr(b)
+    return corr * r.rolling(window).std() / b.rolling(window).std().replace(0, np.nan)
+
+
+def eoy_table(equity: pd.Series, benchmark: pd.Series) -> pd.DataFrame:
+    """End of year: each calendar year's compounded return of the strategy and the benchmark, their ratio
+    (``multiplier``) and whether the strategy ``won``; as quantstats' EOY table (a partial first or last year
+    counts the days inside the run).
+
+    >>> idx = pd.bdate_range("2021-12-30", periods=4)
+    >>> eoy_table(pd.Series([100.0, 110.0, 121.0, 121.0], idx), pd.Series([100.0, 100.0, 105.0, 105.0], idx)).round(3).values.tolist()
+    [[2021, 0.1, 0.0, nan, True], [2022, 0.1, 0.05, 2.0, True]]
+    """
+    s, b = period_returns(equity, "Y"), period_returns(benchmark, "Y")
+    b = b.reindex(s.index).fillna(0.0)
+    mult = (s / b.where(b != 0)).astype("float64")
+    return pd.DataFrame({"year": s.index.year, "strategy": s.to_numpy(), "benchmark": b.to_numpy(),
+                         "multiplier": mult.to_numpy(), "won": (s > b).to_numpy()})

@@ -175,6 +175,14 @@ def resolve_benchmark(choice: str, index: pd.Series | None) -> str:
     return benchmark
 
 
+def _costs_cell(costs: dict | None) -> str:
+    """Costs paid and their share of the net profit (shown only for a profitable run)."""
+    if not costs:
+        return ""
+    share = costs.get("share_of_profit")
+    return f"{costs['total']:,.0f}" + ("" if share is None else f" ({share:.0%})")
+
+
 def format_summary(s: dict) -> str:
     """The summary as a two-column table, strategy vs benchmark."""
     b = s["benchmark"]
@@ -187,8 +195,11 @@ def format_summary(s: dict) -> str:
         ("Max drawdown", f"{s['max_drawdown']:.2%}", f"{b['max_drawdown']:.2%}"),
         ("Volatility", f"{s['volatility']:.2%}", ""),
         ("Orders executed", f"{s['trades']}", ""),
-        ("Round trips / win rate", f"{s['round_trips']} / {s['win_rate']:.0%}", ""),
-        ("Exposure (slots invested)" if intraday else "Exposure (bars invested)", f"{s['exposure']:.0%}", ""),
+        ("Round trips / win rate; trims", f"{s['round_trips']} / {s['win_rate']:.0%}; {s.get('trims', 0)}", ""),
+        ("Exposure (mean invested share)", f"{s['exposure']:.1%}", ""),
+        ("Slots with a position" if intraday else "Bars with a position", f"{s.get('bars_with_position', 0):.1%}", ""),
+        ("Costs paid (share of profit)", _costs_cell(s.get("costs")), ""),
+        ("Turnover (one-way, per year)", f"{s.get('turnover', {}).get('annual', 0.0):.1f}x", ""),
         ("Final equity", f"{s['final_equity']:,.0f}", ""),
     ]
     if "calmar" in s:  # the tearsheet's statistics, once write_outputs has added them
@@ -250,6 +261,7 @@ def write_outputs(result: BacktestResult, out: Path, *, plot: bool, overwrite: b
         trades.to_csv(stage / "trades.csv", index=False, date_format=stamp)
         moved, closes = rt.on_equity_clock(result.trades, result.closes, result.equity.index, interval)
         trips = rt.round_trips(result.trades, closes)
+        trips["pnl"] = rt.cents_summing_to_total(trips["pnl"])  # the column adds up to the equity change
         trips.round({"entry_price": PRICE_DECIMALS, "exit_price": PRICE_DECIMALS, "pnl": 2, "return": 6}).to_csv(
             stage / "round_trips.csv", index=False, date_format=stamp)
         book = rt.replay(moved, closes, result.equity, float(result.summary["config"]["cash"]))

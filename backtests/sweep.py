@@ -28,13 +28,13 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from backtests import cells
+from backtests import cells, metrics, overfitting
 from backtests.backtest import BacktestConfig
 from backtests.executors import Executor, make_executor
 from backtests.grid import build_params, expand, load_grid_file, parse_grid_flags, parse_set_flags, swept_names
 from backtests.outputs import write_json
 from backtests.run import load_data, resolve_benchmark
-from backtests.sweep_report import format_oos, write_heatmap, write_oos_plot
+from backtests.sweep_report import format_oos, lead_line, write_heatmap, write_oos_plot
 from backtests.walkforward import CHOICE_METRICS, Scheme, Window, choose, split_windows, stitch, stitched_summary
 from backtests.strategy_args import add_strategy_arguments, config_from_args
 from clitools import OneLineErrorParser, UserError, guarded, progress
@@ -46,6 +46,7 @@ from strategies.prophet_trend import ProphetTrend
 from strategies.rules import Rules
 
 SEGMENTS = ("train", "test")
+PBO_BLOCKS = 8  # CSCV blocks: C(8, 4) = 70 splits of the out-of-sample days
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,18 @@ def assemble(spec: SweepSpec, windows: list[Window], planned: dict[tuple, cells.
         })
     table = pd.DataFrame(rows)
     stitched = stitch(curves)
+    # Each parameter set's own out-of-sample record: its test windows stitched, as if it had been traded in all.
+    per_set, set_returns = [], []
+    for number in range(len(spec.param_sets)):
+        own = stitch([cells.equity_frame(results[planned[(w.number, number, "test")].key]) for w in windows])
+        perf = stitched_summary(own)
+        set_returns.append(metrics.daily_returns(own["equity"]))
+        per_set.append({"param_set": number, **{n: getattr(params[number], n) for n in names},
+                        "oos_total_return": perf["total_return"], "oos_sharpe": perf["sharpe"],
+                        "oos_max_drawdown": perf["max_drawdown"], "windows_chosen": int(
+                            sum(w["param_set"] == number for w in oos_windows))})
+    trial_sharpes = [overfitting.per_period_sharpe(r) for r in set_returns]
+    best = max(range(len(per_set)), key=lambda k: (per_set[k]["oos_sharpe"], -k))
     oos = {
         "metric": spec.metric,
         "scheme": spec.scheme,
@@ -213,6 +226,15 @@ def assemble(spec: SweepSpec, windows: list[Window], planned: dict[tuple, cells.
         "fixed": {k: v for k, v in params[0].to_dict().items() if k not in names},
         "windows": oos_windows,
         "stitched": stitched_summary(stitched),
+        "per_set": per_set,
+        # Selection bias: the walk-forward picked among len(grid) sets in every window, and a reader of the heatmap
+        # picks its best cell; both Sharpe ratios deflated by the spread of all the sets' out-of-sample ones.
+        "deflated_sharpe": {
+            "walk_forward": overfitting.deflate(metrics.daily_returns(stitched["equity"]), trial_sharpes),
+            "best_cell": {"param_set": best, **overfitting.deflate(set_returns[best], trial_sharpes)},
+        },
+        # How often the set best on half of the out-of-sample days ranks in the bottom half on the other half.
+        "pbo": overfitting.pbo_cscv(pd.concat(set_returns, axis=1, ignore_index=True), blocks=PBO_BLOCKS),
     }
     oos["_stitched_curve"] = stitched
     return table, oos
@@ -238,7 +260,8 @@ def write_sweep_files(spec: SweepSpec, table: pd.DataFrame, oos: dict[str, Any],
     _atomic(out / "oos_equity.csv", lambda p: curve.to_csv(p, index_label="date", date_format="%Y-%m-%d"))
     _atomic(out / "oos_equity.png", lambda p: write_oos_plot(curve, oos, p))
     axes = heatmap_axes(spec)
-    _atomic(out / "heatmap.png", lambda p: write_heatmap(table, axes[0], axes[1], spec.metric, p))
+    _atomic(out / "heatmap.png", lambda p: write_heatmap(table, axes[0], axes[1], spec.metric, p,
+                                                        pd.DataFrame(oos["per_set"]), lead_line(oos)))
 
 
 def heatmap_axes(spec: SweepSpec) -> tuple[str, str | None]:

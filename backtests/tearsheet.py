@@ -26,9 +26,50 @@ from matplotlib.ticker import PercentFormatter
 
 from backtests import metrics, round_trips as rt
 from backtests.backtest import BacktestResult
+from backtests.bar_axis import BarAxis
 
 ROLLING_BARS = 63  # a quarter of trading days
+BETA_BARS = 126  # half a year, as quantstats' rolling beta
+MIN_ROLLING = 5  # a shorter run gets a window of a third of its sessions, never under this
 TOP_DRAWDOWNS = 5
+TITLE_PARAMS = 6  # parameters named in a title; the rest are in summary.json
+
+
+def rolling_window(sessions: int, preferred: int = ROLLING_BARS) -> int:
+    """The rolling window a run can fill: ``preferred`` sessions, or a third of a shorter run (at least 5), so
+    a two-week intraday run still draws its rolling panels.
+
+    >>> rolling_window(500), rolling_window(30), rolling_window(6)
+    (63, 10, 5)
+    """
+    return preferred if sessions >= 2 * preferred else max(MIN_ROLLING, sessions // 3)
+
+
+def run_title(summary: dict[str, Any]) -> str:
+    """The strategy's name, the window, the universe's size and its first parameters: any strategy's.
+
+    >>> run_title({"strategy": {"name": "ma-crossover", "params": {"fast": 5, "slow": 20}}, "start": "2022-01-03",
+    ...            "end": "2022-06-30", "symbols": ["A", "B"]})
+    'ma-crossover 2022-01-03 to 2022-06-30: 2 symbols; fast=5, slow=20'
+    """
+    strategy = summary.get("strategy") or {}
+    params = strategy.get("params", summary.get("params")) or {}
+    shown = [f"{k}={v}" for k, v in list(params.items())[:TITLE_PARAMS]]
+    more = f", ... ({len(params) - TITLE_PARAMS} more)" if len(params) > TITLE_PARAMS else ""
+    return (f"{strategy.get('name', 'strategy')} {summary['start']} to {summary['end']}: {len(summary['symbols'])} "
+            f"symbols" + (f"; {', '.join(shown)}{more}" if shown else ""))
+
+
+def benchmark_label(summary: dict[str, Any]) -> str:
+    """A short name for the benchmark: ``equal-weight (5 symbols)`` rather than every symbol listed.
+
+    >>> benchmark_label({"benchmark": {"name": "equal-weight buy-and-hold of A,B,C"}, "symbols": ["A", "B", "C"]})
+    'equal-weight (3 symbols)'
+    """
+    name = str(summary["benchmark"]["name"])
+    if name.startswith("equal-weight"):
+        return f"equal-weight ({len(summary['symbols'])} symbols)"
+    return name[:40]
 
 
 def run_statistics(result: BacktestResult, rule: rt.ConcentrationRule = rt.ConcentrationRule()) -> dict[str, Any]:
@@ -46,16 +87,31 @@ def _parts(result: BacktestResult, rule: rt.ConcentrationRule) -> dict[str, Any]
     per_symbol = rt.by_symbol(trips, book)
     conc = rt.concentration(book)
     closed = trips[trips["status"] == "closed"]
-    wins, losses = closed.loc[closed["pnl"] > 0, "pnl"].sum(), -closed.loc[closed["pnl"] < 0, "pnl"].sum()
+    trip_pnl = closed["trip_pnl"] if len(closed) else pd.Series(dtype="float64")
+    wins, losses = trip_pnl[trip_pnl > 0].sum(), -trip_pnl[trip_pnl < 0].sum()
     stats = metrics.extended(eq["equity"], eq["benchmark"])
+    stats["risk"] = metrics.return_risk(eq["equity"])
+    stats["eoy"] = metrics.eoy_table(eq["equity"], eq["benchmark"]).to_dict("records")
     stats["round_trip_stats"] = {
-        "closed": int(len(closed)), "open": int((trips["status"] == "open").sum()),
-        "closed_pnl": float(closed["pnl"].sum()), "open_pnl": float(trips.loc[trips["status"] == "open", "pnl"].sum()),
+        "closed": int(len(closed)), "trims": int((trips["status"] == "trim").sum()),
+        "open": int((trips["status"] == "open").sum()),
+        "closed_pnl": float(trips.loc[trips["status"] != "open", "pnl"].sum()),
+        "open_pnl": float(trips.loc[trips["status"] == "open", "pnl"].sum()),
         "profit_factor": float(wins / losses) if losses > 0 else (float("inf") if wins > 0 else 0.0),
         "mean_holding_days": float(closed["holding_days"].mean()) if len(closed) else 0.0,
         "largest_pnl_symbol": str(per_symbol["symbol"].iloc[0]) if len(trips) else None,
+        "win_rate": float((trip_pnl > 0).mean()) if len(trip_pnl) else 0.0,
+        "avg_win": float(trip_pnl[trip_pnl > 0].mean()) if (trip_pnl > 0).any() else 0.0,
+        "avg_loss": float(trip_pnl[trip_pnl < 0].mean()) if (trip_pnl < 0).any() else 0.0,
+        "expectancy": float(trip_pnl.mean()) if len(trip_pnl) else 0.0,
     }
+    r = stats["round_trip_stats"]
+    r["payoff"] = r["avg_win"] / -r["avg_loss"] if r["avg_loss"] < 0 else 0.0
     stats["concentration"] = rt.concentration_summary(conc, rule)
+    stats["exposure"] = metrics.exposure(conc["exposure"])  # as in positions.csv (the replayed book)
+    stats["bars_with_position"] = metrics.bars_with_position(book.qty)
+    stats["costs"] = metrics.costs(result.trades, cash, float(eq["equity"].iloc[-1]))
+    stats["turnover"] = metrics.turnover(result.trades, eq["equity"])
     stats["replay_max_error"] = book.max_error
     if metrics.is_intraday(eq.index):
         # The run's own figures, annualised by sessions (backtests.metrics), over what the backtest computed.
@@ -81,36 +137,41 @@ def _fig(height: float = 3.4, width: float = 11.0, rows: int = 1, **kw):
     return fig, axes
 
 
-def _shade_drawdowns(ax, periods: pd.DataFrame) -> None:
+def _shade_drawdowns(ax, periods: pd.DataFrame, axis: BarAxis) -> None:
     for p in periods.head(TOP_DRAWDOWNS).itertuples():
-        ax.axvspan(p.start, p.end, color="tab:red", alpha=0.08, lw=0)
+        start, end = axis.x(pd.DatetimeIndex([p.start, p.end]))
+        ax.axvspan(start, end, color="tab:red", alpha=0.08, lw=0)
 
 
-def fig_equity(eq: pd.DataFrame, periods: pd.DataFrame, log: bool) -> str:
+def fig_equity(eq: pd.DataFrame, periods: pd.DataFrame, log: bool, bench: str = "benchmark") -> str:
+    axis = BarAxis(eq.index)
     fig, ax = _fig(3.8)
-    ax.plot(eq.index, eq["equity"], lw=1.5, label="strategy")
-    ax.plot(eq.index, eq["benchmark"], lw=1.1, color="grey", label="benchmark")
-    _shade_drawdowns(ax, periods)
+    ax.plot(axis.x(eq.index), eq["equity"], lw=1.5, label="strategy")
+    ax.plot(axis.x(eq.index), eq["benchmark"], lw=1.1, color="grey", label=bench)
+    _shade_drawdowns(ax, periods, axis)
     if log:
         ax.set_yscale("log")
     ax.set_title(f"equity against the benchmark ({'log' if log else 'linear'} scale; the {TOP_DRAWDOWNS} deepest "
                  "drawdowns shaded)")
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
+    axis.format(ax)
     return _png(fig)
 
 
 def fig_drawdown(eq: pd.DataFrame, periods: pd.DataFrame) -> str:
+    axis = BarAxis(eq.index)
     fig, ax = _fig(2.6)
-    ax.fill_between(eq.index, -metrics.drawdown(eq["equity"]), 0, color="tab:red", alpha=0.45, label="strategy")
-    ax.plot(eq.index, -metrics.drawdown(eq["benchmark"]), color="grey", lw=1, label="benchmark")
+    ax.fill_between(axis.x(eq.index), -metrics.drawdown(eq["equity"]), 0, color="tab:red", alpha=0.45, label="strategy")
+    ax.plot(axis.x(eq.index), -metrics.drawdown(eq["benchmark"]), color="grey", lw=1, label="benchmark")
     for rank, p in enumerate(periods.head(TOP_DRAWDOWNS).itertuples(), 1):
-        ax.annotate(str(rank), (p.valley, -p.depth), textcoords="offset points", xytext=(0, -11), ha="center",
-                    fontsize=8)
+        ax.annotate(str(rank), (axis.x(pd.DatetimeIndex([p.valley]))[0], -p.depth), textcoords="offset points",
+                    xytext=(0, -11), ha="center", fontsize=8)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_title("drawdown from the running peak (numbers: the deepest periods, as in the table)")
     ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
+    axis.format(ax)
     return _png(fig)
 
 
@@ -138,19 +199,31 @@ def fig_monthly(table: pd.DataFrame, years: pd.Series, bench_years: pd.Series) -
 
 
 def fig_rolling(eq: pd.DataFrame) -> str:
-    fig, (a, b) = _fig(4.4, rows=2, sharex=True)
-    rs, rb = metrics.rolling_stats(eq["equity"], ROLLING_BARS), metrics.rolling_stats(eq["benchmark"], ROLLING_BARS)
-    a.plot(rs.index, rs["sharpe"], label="strategy")
-    a.plot(rb.index, rb["sharpe"], color="grey", lw=1, label="benchmark")
+    """Rolling Sharpe, volatility and beta, over a window the run can fill (:func:`rolling_window`)."""
+    axis = BarAxis(eq.index)
+    sessions = len(metrics.session_equity(eq["equity"])) - 1
+    window, beta_window = rolling_window(sessions), rolling_window(sessions, BETA_BARS)
+    fig, (a, b, c) = _fig(6.2, rows=3, sharex=True)
+    rs, rb = metrics.rolling_stats(eq["equity"], window), metrics.rolling_stats(eq["benchmark"], window)
+    beta = metrics.rolling_beta(eq["equity"], eq["benchmark"], beta_window)
+    unit = "sessions" if axis.intraday else "days"
+    a.plot(axis.x_sessions(rs.index), rs["sharpe"], label="strategy")
+    a.plot(axis.x_sessions(rb.index), rb["sharpe"], color="grey", lw=1, label="benchmark")
     a.axhline(0, color="black", lw=0.6)
-    a.set_title(f"rolling Sharpe ({ROLLING_BARS} bars)")
+    a.set_title(f"rolling Sharpe ({window} {unit})")
     a.legend(loc="upper left", fontsize=8)
-    b.plot(rs.index, rs["volatility"], label="strategy")
-    b.plot(rb.index, rb["volatility"], color="grey", lw=1, label="benchmark")
+    b.plot(axis.x_sessions(rs.index), rs["volatility"], label="strategy")
+    b.plot(axis.x_sessions(rb.index), rb["volatility"], color="grey", lw=1, label="benchmark")
     b.yaxis.set_major_formatter(PercentFormatter(1.0))
-    b.set_title(f"rolling annualised volatility ({ROLLING_BARS} bars)")
-    for ax in (a, b):
+    b.set_title(f"rolling annualised volatility ({window} {unit})")
+    c.plot(axis.x_sessions(beta.index), beta, color="tab:purple")
+    c.axhline(1, color="grey", lw=0.6, ls=":")
+    c.set_title(f"rolling beta to the benchmark ({beta_window} {unit})")
+    for ax in (a, b, c):
         ax.grid(alpha=0.3)
+    if not axis.intraday:  # one axis for all three: the data's own span, even where a window is still filling
+        c.set_xlim(eq.index[0], eq.index[-1])
+    axis.format(c)
     return _png(fig)
 
 
@@ -170,16 +243,20 @@ def fig_distribution(eq: pd.DataFrame) -> str:
 
 
 def fig_symbols(per_symbol: pd.DataFrame) -> str:
-    fig = Figure(figsize=(11, max(3.2, 0.8 + 0.3 * len(per_symbol))), layout="constrained")
+    """Closed (trims included) and open P&L side by side per symbol, each from zero, and the total as a dot: a
+    negative open P&L is a bar to the left, never a segment stacked on a gain."""
+    fig = Figure(figsize=(11, max(3.2, 0.8 + 0.34 * len(per_symbol))), layout="constrained")
     ax, ah = fig.subplots(1, 2)
     ps = per_symbol.sort_values("pnl")
     y = np.arange(len(ps))
-    ax.barh(y, ps["closed_pnl"], color="tab:blue", label="closed")
-    ax.barh(y, ps["open_pnl"], left=ps["closed_pnl"], color="tab:orange", label="open (marked at the last close)")
+    ax.barh(y + 0.2, ps["closed_pnl"], 0.4, color="tab:blue", label="closed (sold)")
+    ax.barh(y - 0.2, ps["open_pnl"], 0.4, color="tab:orange", label="open (marked at the last close)")
+    ax.scatter(ps["pnl"], y, color="black", s=14, zorder=3, label="total")
     ax.set_yticks(y, ps["symbol"])
     ax.axvline(0, color="black", lw=0.6)
-    ax.set_title("P&L per symbol, net of commissions")
+    ax.set_title("P&L per symbol, net of costs")
     ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
     ah.barh(y, ps["bars_held"], color="tab:purple")
     ah.set_yticks(y, ps["symbol"])
     ah.set_title("bars held per symbol")
@@ -202,17 +279,20 @@ def fig_trips(trips: pd.DataFrame) -> str:
 
 
 def fig_concentration(conc: pd.DataFrame, threshold: float) -> str:
+    axis = BarAxis(conc.index)
     fig, (a, b) = _fig(4.0, rows=2, sharex=True)
-    a.plot(conc.index, conc["exposure"], color="tab:blue", lw=1, label="invested share of equity")
-    a.plot(conc.index, conc["max_weight"], color="tab:red", lw=1.2, label="largest single weight")
+    x = axis.x(conc.index)
+    a.plot(x, conc["exposure"], color="tab:blue", lw=1, label="invested share of equity")
+    a.plot(x, conc["max_weight"], color="tab:red", lw=1.2, label="largest single weight")
     a.axhline(threshold, color="tab:red", ls=":", lw=1, label=f"{threshold:.0%}")
     a.yaxis.set_major_formatter(PercentFormatter(1.0))
-    a.set_title("exposure and concentration")
+    a.set_title(f"exposure (mean invested share {conc['exposure'].mean():.1%}) and concentration")
     a.legend(loc="upper left", fontsize=8)
-    b.step(conc.index, conc["names"], where="post", color="tab:green")
+    b.step(x, conc["names"], where="post", color="tab:green")
     b.set_title("number of names held")
     for ax in (a, b):
         ax.grid(alpha=0.3)
+    axis.format(b)
     return _png(fig)
 
 
@@ -271,50 +351,76 @@ def render(result: BacktestResult, rule: rt.ConcentrationRule = rt.Concentration
     bench_ext = metrics.extended(eq["benchmark"], eq["benchmark"])
     perf = metrics.performance(eq["equity"])
     rel, c = st["relative"], st["concentration"]
+    risk, bench_risk = st["risk"], metrics.return_risk(eq["benchmark"])
+    rts, costs, turn = st["round_trip_stats"], st["costs"], st["turnover"]
+    day = "session" if metrics.is_intraday(eq.index) else "day"
+    per = "Per-session" if day == "session" else "Daily"
+    money = lambda v: f"{v:,.2f}"  # noqa: E731
+    share = "" if costs["share_of_profit"] is None else f" ({costs['share_of_profit']:.1%} of the net profit)"
     rows = [
         ("Total return", _pct(perf["total_return"]), _pct(bench_perf["total_return"])),
         ("CAGR", _pct(perf["cagr"]), _pct(bench_perf["cagr"])),
         ("Sharpe (252, rf 0)", _num(perf["sharpe"]), _num(bench_perf["sharpe"])),
         ("Sortino", _num(perf["sortino"]), _num(bench_perf["sortino"])),
-        ("Volatility", _pct(perf["volatility"]), _pct(bench_perf["volatility"])),
+        ("Volatility", f"{perf['volatility']:.2%}", f"{bench_perf['volatility']:.2%}"),
         ("Max drawdown", _pct(-perf["max_drawdown"]), _pct(-bench_perf["max_drawdown"])),
         ("Calmar", _num(st["calmar"]), _num(bench_ext["calmar"])),
-        ("Profit factor (daily returns)", _num(st["profit_factor"]), _num(bench_ext["profit_factor"])),
+        ("Profit factor (daily returns)" if day == "day" else "Profit factor (per-session returns)", _num(st["profit_factor"]),
+         _num(bench_ext["profit_factor"])),
         ("Longest drawdown (days)", str(st["longest_drawdown"]["days"]), str(bench_ext["longest_drawdown"]["days"])),
-        ("Worst day", f"{_pct(st['worst_day']['return'])} ({st['worst_day']['date']})",
+        (f"Worst {day}", f"{_pct(st['worst_day']['return'])} ({st['worst_day']['date']})",
          f"{_pct(bench_ext['worst_day']['return'])} ({bench_ext['worst_day']['date']})"),
         ("Worst month", f"{_pct(st['worst_month']['return'])} ({st['worst_month']['date']})",
          f"{_pct(bench_ext['worst_month']['return'])} ({bench_ext['worst_month']['date']})"),
+        (f"{per} VaR 95% (normal)", _pct(risk["var"]), _pct(bench_risk["var"])),
+        (f"{per} CVaR 95% (normal expected shortfall)", _pct(risk["cvar"]), _pct(bench_risk["cvar"])),
+        (f"Average winning / losing {day}", f"{_pct(risk['avg_win'])} / {_pct(risk['avg_loss'])}",
+         f"{_pct(bench_risk['avg_win'])} / {_pct(bench_risk['avg_loss'])}"),
+        (f"Payoff ({day}s: average win / average loss)", _num(risk["payoff"]), _num(bench_risk["payoff"])),
+        (f"Expectancy per {day}", _pct(risk["expectancy"]), _pct(bench_risk["expectancy"])),
         ("Alpha (annualised)", _pct(rel["alpha"]), ""),
         ("Beta", _num(rel["beta"]), ""),
         ("Information ratio (annualised)", _num(rel["information_ratio"]), ""),
         ("Correlation (daily returns)", _num(rel["correlation"]), ""),
         ("Tracking error", _pct(rel["tracking_error"]), ""),
-        ("Round trips closed / open", f"{st['round_trip_stats']['closed']} / {st['round_trip_stats']['open']}", ""),
-        ("Profit factor (closed round trips)", _num(st["round_trip_stats"]["profit_factor"]), ""),
+        ("Commissions paid", money(costs["commission"]) + ("" if costs["fees"] else share), ""),
+        *([("Fees paid", money(costs["fees"]), ""), ("Costs paid (commissions and fees)", money(costs["total"]) + share,
+                                                    "")] if costs["fees"] else []),
+        ("Turnover (one-way, per year)", f"{turn['annual']:.1f}x", ""),
+        ("Exposure (mean invested share)", f"{st['exposure']:.1%}", ""),
+        ("Bars with a position", f"{st['bars_with_position']:.1%}", ""),
+        ("Orders executed", str(len(result.trades)), ""),
+        ("Round trips closed / open; trims", f"{rts['closed']} / {rts['open']}; {rts['trims']}", ""),
+        ("Win rate (closed round trips)", f"{rts['win_rate']:.0%}" if rts["closed"] else "", ""),
+        ("Average win / loss per round trip", f"{money(rts['avg_win'])} / {money(rts['avg_loss'])}", ""),
+        ("Payoff (round trips)", _num(rts["payoff"]), ""),
+        ("Expectancy per round trip", money(rts["expectancy"]), ""),
+        ("Profit factor (closed round trips)", _num(rts["profit_factor"]), ""),
         ("Largest single weight", f"{c['max_weight']:.1%} ({c['max_weight_symbol']}, {c['max_weight_date']})", ""),
         ("Mean number of names", _num(c["mean_names"], 1), ""),
         ("Final equity", f"{s['final_equity']:,.2f}", f"{eq['benchmark'].iloc[-1]:,.2f}"),
     ]
-    stats_table = _table(pd.DataFrame(rows, columns=["", "strategy", s["benchmark"]["name"][:40]]), id_="stats")
+    stats_table = _table(pd.DataFrame(rows, columns=["", "strategy", benchmark_label(s)]), id_="stats")
+    eoy = pd.DataFrame(st["eoy"], columns=["year", "strategy", "benchmark", "multiplier", "won"])
+    eoy_table = _table(eoy.assign(won=eoy["won"].map({True: "+", False: "-"})),
+                       {"strategy": _pct, "benchmark": _pct, "multiplier": lambda v: _num(v)}, "eoy")
     warning = f'<div class="warn" id="concentration-warning">Concentration: {html.escape(c["warning"])}</div>' \
         if c["warning"] else ""
     if st["replay_max_error"] > 1e-6 * float(eq["equity"].iloc[0]):
         warning += (f'<div class="warn">The orders replayed over the closes miss the recorded equity by up to '
                     f'{st["replay_max_error"]:.2f}: positions and round trips below may be off.</div>')
-    money = lambda v: f"{v:,.2f}"  # noqa: E731
     dd_table = _table(periods.head(TOP_DRAWDOWNS).assign(rank=range(1, min(TOP_DRAWDOWNS, len(periods)) + 1))[
         ["rank", "start", "valley", "end", "days", "depth", "recovered"]], {"depth": lambda v: f"{-v:.2%}"}, "drawdowns")
     sym_table = _table(per_symbol, {"pnl": money, "closed_pnl": money, "open_pnl": money,
                                     "win_rate": lambda v: f"{v:.0%}", "mean_holding_days": lambda v: f"{v:.1f}"},
                        "per-symbol")
-    trips_table = _table(trips, {"entry_price": money, "exit_price": money, "pnl": money,
+    trips_table = _table(trips, {"entry_price": money, "exit_price": money, "pnl": money, "trip_pnl": money,
                                  "return": lambda v: f"{v:+.2%}"}, "round-trips")
     monthly = metrics.monthly_table(eq["equity"])
     years = metrics.period_returns(eq["equity"], "Y")
     figures = {
-        "equity": _img(fig_equity(eq, periods, False), "equity", "lin")
-        + _img(fig_equity(eq, periods, True), "equity-log", "log"),
+        "equity": _img(fig_equity(eq, periods, False, benchmark_label(s)), "equity", "lin")
+        + _img(fig_equity(eq, periods, True, benchmark_label(s)), "equity-log", "log"),
         "drawdown": _img(fig_drawdown(eq, periods), "drawdown"),
         "monthly": _img(fig_monthly(monthly, years, metrics.period_returns(eq["benchmark"], "Y")), "monthly"),
         "rolling": _img(fig_rolling(eq), "rolling"),
@@ -328,27 +434,29 @@ def render(result: BacktestResult, rule: rt.ConcentrationRule = rt.Concentration
         returns_note = (f"{s.get('interval', 'intraday')} bars, deciding every {s.get('cadence', {}).get('cadence', '?')}; "
                         f"returns per session (the equity at each session's last slot), 252 sessions a year; "
                         f"drawdowns on every slot")
-    p = s["params"]
-    title = (f"ProphetTrend {s['start']} to {s['end']}: {len(s['symbols'])} symbols, top {p['top_n']}, {p['mode']}, "
-             f"engine {p['engine']}")
+    title = run_title(s)
+    commission = s.get("config", {}).get("commission")
+    cost_note = f"commission {commission:.2%}; " if isinstance(commission, (int, float)) else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class="muted">{s['bars']} bars; symbols {html.escape(', '.join(s['symbols']))}; benchmark
-{html.escape(s['benchmark']['name'])}; commission {s['config']['commission']:.2%}; {returns_note},
+{html.escape(s['benchmark']['name'])}; {cost_note}{returns_note},
 risk-free rate 0.</p>
 {warning}
 <h2>Summary</h2>{stats_table}
 <h2>Equity</h2><input type="checkbox" id="logscale"><label for="logscale"> log scale</label>{figures['equity']}
 <h2>Drawdowns</h2>{figures['drawdown']}{dd_table}
 <h2>Monthly and yearly returns</h2>{figures['monthly']}
-<h2>Rolling Sharpe and volatility</h2>{figures['rolling']}
+<h3>End of year</h3>{eoy_table}
+<h2>Rolling Sharpe, volatility and beta</h2>{figures['rolling']}
 <h2>Return distribution</h2>{figures['distribution']}
 <h2>Per symbol</h2>{figures['symbols']}{sym_table}
 <h2>Exposure and concentration</h2>{figures['concentration']}
 <h2>Round trips</h2>{figures['trips']}<div class="scroll">{trips_table}</div>
-<p class="muted">P&amp;L net of commissions (the entry commission shared pro rata over the shares sold); open
-positions marked at the last close. Files: round_trips.csv, positions.csv, trades.csv, equity.csv, summary.json.</p>
+<p class="muted">P&amp;L net of commissions and fees (the entry's shared pro rata over the shares sold); open
+positions marked at the last close. A trim is a partial sell that leaves shares held: its P&amp;L counts in
+its round trip's trip_pnl, but it is not a round trip of its own. The pnl column sums to the equity change. Files: round_trips.csv, positions.csv, trades.csv, equity.csv, summary.json.</p>
 </body></html>
 """
 

@@ -58,6 +58,9 @@ class Decision:
     """A decision with full control: explicit ``orders``, or ``target_weights`` for the rulebook to trade.
 
     ``signals``, ``forecasts`` and ``universe`` are for reports and the journal; ``info`` is free-form.
+    ``forecasts`` maps a symbol to the price the strategy expects (a number, or an object with ``yhat``): a
+    strategy that fills it gets a price-and-forecast panel in ``report.png``; one that leaves it empty gets its
+    most traded symbol's prices with its orders marked.
     """
 
     as_of: pd.Timestamp | None = None

@@ -104,7 +104,9 @@ def test_summary_metrics_match_equity_csv(run_dir):
     for key in ("total_return", "cagr", "sharpe", "max_drawdown"):
         assert s["benchmark"][key] == pytest.approx(bench[key], rel=1e-6), key
     assert s["max_drawdown"] > 0
-    assert s["exposure"] == pytest.approx(((eq["equity"] - eq["cash"]) > 1e-9).mean())
+    # exposure: the mean invested share of equity; bars_with_position: the share of bars holding anything
+    assert s["exposure"] == pytest.approx(((eq["equity"] - eq["cash"]) / eq["equity"]).mean(), abs=1e-6)
+    assert s["bars_with_position"] == pytest.approx(((eq["equity"] - eq["cash"]) > 1e-9).mean())
     trades = pd.read_csv(run_dir / "trades.csv")
     assert s["trades"] == len(trades)
 

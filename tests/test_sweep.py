@@ -263,3 +263,58 @@ def test_any_strategy_is_swept_by_its_own_parameters_from_flags_or_a_config(tmp_
     with pytest.raises(SystemExit) as exit_info:
         sweep.cli(args + ["--strategy", "ma-crossover", "--grid", "top_n=1,2", "--out", str(tmp_path / "bad")])
     assert exit_info.value.code == 2
+
+
+def test_each_heatmap_cell_is_its_own_stitched_out_of_sample_result(local_run, tmp_path, monkeypatch):
+    """A cell's test colour is its parameter set traded through every test window, stitched (compounded), not the
+    mean of per-window Sharpes: recomputed here from the cells' own equity curves."""
+    from matplotlib.axes import Axes
+    from backtests import sweep_report
+
+    data = load_sample().select(SYMBOLS)
+    windows, planned = sweep.plan(SPEC, data, load_sample_index())
+    store = cells.CellStore(local_run / "cells")
+    oos = json.loads((local_run / "oos_summary.json").read_text())
+    assert [s["band"] for s in oos["per_set"]] == [0.0, 0.03]
+    by_set = []
+    for number, row in enumerate(oos["per_set"]):
+        # each window starts afresh on its first test bar: the step into it is a day without a return (0)
+        pieces = [cells.equity_frame(store.get(planned[(w.number, number, "test")].key))["equity"].pct_change()
+                  for w in windows]
+        returns = pd.concat([pieces[0].dropna()] + [p.fillna(0.0) for p in pieces[1:]])
+        stitched = 100_000.0 * (1 + returns).cumprod()
+        assert row["oos_total_return"] == pytest.approx(stitched.iloc[-1] / 100_000.0 - 1, rel=1e-9)
+        sharpe = returns.mean() / returns.std() * np.sqrt(252)
+        assert row["oos_sharpe"] == pytest.approx(sharpe, rel=1e-6)
+        by_set.append(returns.reset_index(drop=True))
+        means = pd.read_csv(local_run / "results.csv").groupby("band")["test_sharpe"].mean()
+        assert row["oos_sharpe"] != pytest.approx(means[row["band"]], rel=1e-3)  # not the old per-window mean
+    from backtests.overfitting import pbo_cscv
+
+    assert oos["pbo"] == pbo_cscv(pd.concat(by_set, axis=1, ignore_index=True), blocks=8)
+    assert oos["pbo"]["splits"] == 70 and oos["pbo"]["trials"] == 2
+    written = []
+    real = Axes.text
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, *a, **k: written.append(s) or real(self, x, y, s, *a, **k))
+    sweep_report.write_heatmap(pd.read_csv(local_run / "results.csv"), "band", None, "sharpe", tmp_path / "h.png",
+                               pd.DataFrame(oos["per_set"]))
+    for row in oos["per_set"]:
+        assert any(t.startswith(f"{row['oos_sharpe']:.2f} ({row['oos_total_return']:+.1%})") for t in written)
+
+
+def test_the_verdict_reports_the_deflated_sharpe_ratio(local_run):
+    from backtests import sweep_report
+
+    oos = json.loads((local_run / "oos_summary.json").read_text())
+    d = oos["deflated_sharpe"]
+    curve = pd.read_csv(local_run / "oos_equity.csv", index_col="date")["equity"]
+    wf = d["walk_forward"]
+    r = curve.pct_change().dropna()
+    assert wf["trials"] == 2 and wf["observations"] == len(r)
+    assert wf["sharpe_per_day"] == pytest.approx(r.mean() / r.std(), rel=1e-4)
+    assert 0.0 <= wf["deflated_sharpe"] <= wf["probabilistic_sharpe"] <= 1.0  # deflating never raises it
+    text = sweep_report.format_oos(oos)
+    assert f"deflated Sharpe ratio (Bailey and Lopez de Prado, 2 parameter sets): {wf['deflated_sharpe']:.2f}" in text
+    assert text.index("deflated Sharpe") < text.index("Per window")  # the stitched result and its deflation lead
+    assert f"probability of backtest overfitting (CSCV, 8 blocks of the out-of-sample days, 70 splits, 2 sets): " \
+           f"{oos['pbo']['pbo']:.2f}" in text

@@ -118,7 +118,7 @@ def test_no_warning_for_a_spread_book():
     assert rt.concentration_summary(conc, rt.ConcentrationRule(share_of_days=0.05))["warning"] is not None
 
 
-def test_report_png_draws_the_symbol_with_the_largest_absolute_pnl(run_dir, summary):
+def test_report_png_draws_the_forecast_symbol_with_the_largest_absolute_pnl(run_dir, summary):
     from backtests.report import focus_symbol
     from backtests.backtest import BacktestResult
 
@@ -128,5 +128,59 @@ def test_report_png_draws_the_symbol_with_the_largest_absolute_pnl(run_dir, summ
     eq = pd.read_csv(run_dir / "equity.csv", parse_dates=["date"], index_col="date")
     from marketdata import load_sample
 
-    result = BacktestResult(summary, eq, trades, pd.DataFrame(), load_sample().closes[summary["symbols"]], pd.DataFrame())
+    forecasts = pd.DataFrame({"date": eq.index[0], "symbol": summary["symbols"], "forecast": 1.0})
+    result = BacktestResult(summary, eq, trades, forecasts, load_sample().closes[summary["symbols"]], pd.DataFrame())
     assert focus_symbol(result) == pnl.abs().idxmax() == summary["round_trip_stats"]["largest_pnl_symbol"]
+
+
+def test_risk_and_payoff_figures_match_quantstats(run_dir, summary, curves):
+    r, b = curves
+    risk = summary["risk"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert risk["var"] == pytest.approx(qs.stats.value_at_risk(r), rel=1e-3)
+        assert risk["cvar"] == pytest.approx(qs.stats.conditional_value_at_risk(r), rel=1e-3)
+        assert risk["avg_win"] == pytest.approx(qs.stats.avg_win(r), rel=1e-3)
+        assert risk["avg_loss"] == pytest.approx(qs.stats.avg_loss(r), rel=1e-3)
+        assert risk["payoff"] == pytest.approx(qs.stats.payoff_ratio(r), rel=1e-3)
+        assert risk["win_days"] == pytest.approx(qs.stats.win_rate(r), rel=1e-3)
+        eq = pd.read_csv(run_dir / "equity.csv", parse_dates=["date"], index_col="date")
+        beta = metrics.rolling_beta(eq["equity"], eq["benchmark"], 20)
+        theirs = qs.stats.rolling_greeks(r, b, periods=20)["beta"]
+        assert beta.dropna().to_numpy() == pytest.approx(theirs.dropna().to_numpy(), rel=1e-6)
+        years = ep.aggregate_returns(r, "yearly")
+        bench_years = ep.aggregate_returns(b, "yearly")
+    eoy = pd.DataFrame(summary["eoy"]).set_index("year")
+    for year, value in years.items():
+        assert eoy.at[year, "strategy"] == pytest.approx(value, rel=1e-4)
+        assert eoy.at[year, "benchmark"] == pytest.approx(bench_years[year], rel=1e-4)
+        assert eoy.at[year, "won"] == (value > bench_years[year])
+    page = (run_dir / "report.html").read_text()
+    for text in (f"{risk['var']:+.2%}", f"{risk['cvar']:+.2%}", f"{risk['payoff']:.2f}", 'id="eoy"',
+                 "Rolling Sharpe, volatility and beta"):
+        assert text in page, text
+    trips = pd.read_csv(run_dir / "round_trips.csv")
+    closed = trips.loc[trips["status"] == "closed", "trip_pnl"]
+    rts = summary["round_trip_stats"]
+    assert rts["expectancy"] == pytest.approx(closed.mean(), abs=0.01)
+    assert rts["expectancy"] == pytest.approx(rts["win_rate"] * rts["avg_win"] + (1 - rts["win_rate"]) * rts["avg_loss"])
+
+
+def test_per_symbol_bars_draw_negative_open_pnl_from_zero(monkeypatch):
+    """The open P&L bar starts at zero (never stacked on the closed one, where a loss looked like a gain)."""
+    from matplotlib.axes import Axes
+    from backtests import tearsheet
+
+    drawn = []
+    real = Axes.barh
+
+    def spy(self, y, width, height=0.8, left=None, **kw):
+        drawn.append((kw.get("label"), list(np.atleast_1d(width)), left))
+        return real(self, y, width, height, left=left, **kw)
+
+    monkeypatch.setattr(Axes, "barh", spy)
+    per = pd.DataFrame({"symbol": ["A"], "pnl": [600.0], "closed_pnl": [1000.0], "open_pnl": [-400.0],
+                        "bars_held": [5]})
+    tearsheet.fig_symbols(per)
+    open_bar = [d for d in drawn if d[0] and d[0].startswith("open")][0]
+    assert open_bar[1] == [-400.0] and open_bar[2] is None

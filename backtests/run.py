@@ -70,6 +70,10 @@ def build_parser() -> OneLineErrorParser:
 
 def run_settings(args, config: StrategyConfig) -> dict:
     """The run's data and window: flags, else the config's ``[backtest]`` table, else the defaults."""
+    if args.symbols is not None and not [s for s in args.symbols.split(",") if s.strip()]:
+        # an empty list is a mistake, never "every symbol in the data"
+        raise ValueError(f"--symbols {args.symbols!r} names no symbol: give at least one, or leave the flag out "
+                         f"for the config's universe or every symbol in the data")
     settings = dict(RUN_DEFAULTS)
     settings.update({k: v for k, v in config.backtest.items() if k in RUN_DEFAULTS or k == "symbols"})
     settings.update({k: getattr(args, k) for k in (*RUN_DEFAULTS, "symbols") if getattr(args, k, None) is not None})
@@ -89,6 +93,8 @@ def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: 
 
     yfinance and alpaca fetch only ``start`` - ``warmup_bars`` .. ``end`` (through their caches), in bars of
     ``interval`` (the strategy's ``bar``); a CSV file's bar size is what its timestamps say."""
+    if symbols is not None and not [s for s in symbols.split(",") if s.strip()]:
+        raise ValueError(f"--symbols {symbols!r} names no symbol: give at least one, or leave the flag out")
     index = load_sample_index() if spec == "sample" else None
     if spec == "yfinance" and interval == "1d":
         from marketdata.yahoo_cli_support import load_yfinance_for_backtest

@@ -138,7 +138,8 @@ def config_from(args: argparse.Namespace, bundle=None) -> DeployConfig:
         **({"schedules": schedules} if schedules else {}), timezone=get("timezone", DEFAULT_TIMEZONE),
         bucket=get("bucket"), role_arn=get("role_arn"), env=env,
         secret_backend=get("secret_backend", "secretsmanager"), broker=get("broker", "alpaca"),
-        market_data=get("market_data", "yfinance"), alarm_email=get("alarm_email"))
+        market_data=get("market_data", "yfinance"), alarm_email=get("alarm_email"),
+        strategy_universe=bundle.config.universe if bundle is not None else None)
 
 
 def _build_options(args: argparse.Namespace, bundle):

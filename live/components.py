@@ -34,11 +34,36 @@ def make_provider(config: LiveConfig, keys: AlpacaKeys | None = None, env: Mappi
 
             settings = {**(env or {}), "APCA_API_KEY_ID": keys.key_id, "APCA_API_SECRET_KEY": keys.secret_key}
             return AlpacaDataProvider(AlpacaDataConfig.from_env(settings), cache_dir=config.cache_dir)
-        return open_provider(config.market_data, cache_dir=config.cache_dir)
+        provider = open_provider(config.market_data, cache_dir=config.cache_dir)
+        check_universe(config.universe, provider, config.universe_source)
+        return provider
     except ModuleNotFoundError as exc:
         raise ConfigError(f"MARKET_DATA={config.market_data} is not available in this build ({exc.name} is missing)") from None
     except DataError as exc:
         raise ConfigError(f"MARKET_DATA: {exc}") from None
+
+
+def check_universe(universe: tuple[str, ...] | None, provider, label: str = "UNIVERSE") -> None:
+    """Refuse, before any order, a listed symbol that a fixed set of prices (the sample, a CSV file) does not
+    have: the backtest refuses it too (``PriceData.select``). Sources that fetch on demand (yfinance, Alpaca)
+    are only checked when they answer, and ``sp500`` is the bundled snapshot, whose delisted members are skipped
+    and named by the cycle.
+
+    >>> from marketdata.provider import open_provider
+    >>> check_universe(("KO", "PG"), open_provider("sample"))
+    >>> check_universe(("KO", "NOPE"), open_provider("sample"))
+    Traceback (most recent call last):
+    ...
+    live.config.ConfigError: UNIVERSE: unknown symbol(s) NOPE: sample has no prices for them (it has AAPL, AMD, ...)
+    """
+    data = getattr(provider, "data", None)  # a FrameProvider holds its whole symbol set
+    if not universe or universe == ("SP500",) or data is None:
+        return
+    unknown = [s for s in universe if s not in data.closes.columns]
+    if unknown:
+        have = ", ".join(data.symbols[:2]) + (", ..." if len(data.symbols) > 2 else "")
+        raise ConfigError(f"{label}: unknown symbol(s) {', '.join(unknown)}: {provider.name} has no prices for "
+                          f"them (it has {have})")
 
 
 def candidate_universe(config: LiveConfig) -> list[str]:

@@ -122,6 +122,9 @@ class StrategyConfig:
         elif universe is not None:
             if not isinstance(universe, list) or not all(isinstance(s, str) and s.strip() for s in universe):
                 raise ConfigFileError("universe must be a list of symbols or \"sp500\"")
+            if not universe:  # an empty list is a mistake, never "every symbol in the data"
+                raise ConfigFileError("universe = [] names no symbol: list at least one, or leave the key out "
+                                      "for every symbol in the data")
             universe = tuple(s.strip().upper() for s in universe)
         backtest = dict(values.get("backtest", {}))
         bad = [k for k in backtest if k not in BACKTEST_KEYS]

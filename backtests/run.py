@@ -30,6 +30,7 @@ OUTPUT_FILES = "summary.json, equity.csv, trades.csv, round_trips.csv, positions
 
 RUN_DEFAULTS = {"data": "sample", "start": "2021-01-01", "end": "2022-12-28", "cash": 100_000.0,
                 "commission": 0.001, "benchmark": "auto"}
+RUN_OPTIONAL = ("symbols", "date_format")  # written into config.toml only when given
 
 
 def build_parser() -> OneLineErrorParser:
@@ -47,6 +48,9 @@ def build_parser() -> OneLineErrorParser:
     g.add_argument("--data", default=None, help="'sample' (bundled, offline; the default), 'yfinance', 'alpaca' "
                    "(APCA_API_KEY_ID/APCA_API_SECRET_KEY), or a CSV file (long or wide; intraday when its timestamps "
                    "have a time of day); yfinance and alpaca fetch bars of the strategy's --bar")
+    g.add_argument("--date-format", default=None, metavar="FORMAT",
+                   help="how a CSV file's dates are written when they are not ISO 8601 (YYYY-MM-DD), in strftime "
+                        "codes, e.g. %%d/%%m/%%Y; other layouts are refused, never guessed")
     g.add_argument("--symbols", default=None, help="comma-separated symbols to trade (default: the config's universe, "
                    "else every symbol in the data)")
     g.add_argument("--start", default=None, help=f"first trading day; earlier rows warm the strategy up ({RUN_DEFAULTS['start']})")
@@ -75,8 +79,8 @@ def run_settings(args, config: StrategyConfig) -> dict:
         raise ValueError(f"--symbols {args.symbols!r} names no symbol: give at least one, or leave the flag out "
                          f"for the config's universe or every symbol in the data")
     settings = dict(RUN_DEFAULTS)
-    settings.update({k: v for k, v in config.backtest.items() if k in RUN_DEFAULTS or k == "symbols"})
-    settings.update({k: getattr(args, k) for k in (*RUN_DEFAULTS, "symbols") if getattr(args, k, None) is not None})
+    settings.update({k: v for k, v in config.backtest.items() if k in (*RUN_DEFAULTS, *RUN_OPTIONAL)})
+    settings.update({k: getattr(args, k) for k in (*RUN_DEFAULTS, *RUN_OPTIONAL) if getattr(args, k, None) is not None})
     if settings.get("symbols") is None and isinstance(config.universe, tuple):
         settings["symbols"] = ",".join(config.universe)
     if isinstance(settings.get("symbols"), (list, tuple)):
@@ -88,13 +92,16 @@ def run_settings(args, config: StrategyConfig) -> dict:
 
 
 def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: str | None = None,
-              warmup_bars: int = 0, interval: str = "1d") -> tuple[PriceData, pd.Series | None]:
+              warmup_bars: int = 0, interval: str = "1d",
+              date_format: str | None = None) -> tuple[PriceData, pd.Series | None]:
     """The prices named by ``--data`` and the index series for the benchmark (only the sample has one).
 
     yfinance and alpaca fetch only ``start`` - ``warmup_bars`` .. ``end`` (through their caches), in bars of
     ``interval`` (the strategy's ``bar``); a CSV file's bar size is what its timestamps say."""
     if symbols is not None and not [s for s in symbols.split(",") if s.strip()]:
         raise ValueError(f"--symbols {symbols!r} names no symbol: give at least one, or leave the flag out")
+    if date_format and spec in ("sample", "yfinance", "alpaca"):
+        raise ValueError(f"--date-format reads a CSV file's dates; --data {spec} has dates of its own")
     index = load_sample_index() if spec == "sample" else None
     if spec == "yfinance" and interval == "1d":
         from marketdata.yahoo_cli_support import load_yfinance_for_backtest
@@ -103,7 +110,7 @@ def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: 
     elif spec in ("yfinance", "alpaca"):
         data = _load_from_source(spec, symbols, start=start, end=end, warmup_bars=warmup_bars, interval=interval)
     else:  # the sample or a CSV file, opened as the live cycle opens MARKET_DATA
-        data = open_provider(spec).data
+        data = open_provider(spec, date_format=date_format).data
     if symbols:
         data = data.select(symbols.split(","))
     return data, index
@@ -263,12 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]),
                    commission=float(settings["commission"]), rules=config.rules)  # cash, dates: checked now too
     data, index = load_data(settings["data"], settings.get("symbols"), start=settings["start"], end=settings["end"],
-                            warmup_bars=strategy.warmup_bars, interval=str(getattr(strategy, "bar", None) or "1d"))
+                            warmup_bars=strategy.warmup_bars, interval=str(getattr(strategy, "bar", None) or "1d"),
+                            date_format=settings.get("date_format"))
     run_config = BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]),
                                 commission=float(settings["commission"]),
                                 benchmark=resolve_benchmark(settings["benchmark"], index), rules=config.rules)
     ran = config.with_(universe=tuple(data.symbols),
-                       backtest={k: settings[k] for k in RUN_DEFAULTS} | {"symbols": list(data.symbols)})
+                       backtest={k: settings[k] for k in RUN_DEFAULTS} | {"symbols": list(data.symbols)}
+                       | ({"date_format": settings["date_format"]} if settings.get("date_format") else {}))
     t0 = time.perf_counter()
     bars = int(((data.closes.index >= run_config.start_ts) & (data.closes.index <= run_config.end_ts)).sum())
     with progress(bars, "backtest", enabled=None if not args.quiet else False) as bar:

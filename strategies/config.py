@@ -54,7 +54,7 @@ from strategies.loader import build_strategy, coerce, load_strategy
 from strategies.rules import Rules
 
 TOP_KEYS = ("strategy", "name", "cadence", "decision_time", "universe", "params", "rules", "backtest")
-BACKTEST_KEYS = ("data", "symbols", "start", "end", "cash", "commission", "benchmark")
+BACKTEST_KEYS = ("data", "symbols", "start", "end", "cash", "commission", "benchmark", "date_format")
 RULE_KEYS = tuple(f.name for f in dataclasses.fields(Rules))
 
 

@@ -209,9 +209,10 @@ def format_summary(s: dict) -> str:
 
 
 def write_outputs(result: BacktestResult, out: Path, *, plot: bool, overwrite: bool,
-                  config_toml: str | None = None) -> Path:
+                  config_toml: str | None = None, pinned: dict[str, bytes] | None = None) -> Path:
     """Write the run folder; adds the tearsheet's statistics (:func:`backtests.tearsheet.run_statistics`) to
-    ``result.summary`` first, so summary.json and the printed table hold them."""
+    ``result.summary`` first, so summary.json and the printed table hold them. ``pinned``: files the config
+    names (a user's strategy file, :meth:`StrategyConfig.pinned`), written beside it."""
     from backtests import round_trips as rt
     from backtests.tearsheet import run_statistics
 
@@ -223,6 +224,8 @@ def write_outputs(result: BacktestResult, out: Path, *, plot: bool, overwrite: b
         write_json(stage / "summary.json", result.summary)
         if config_toml is not None:
             (stage / "config.toml").write_text(config_toml, encoding="utf-8")
+        for name, content in (pinned or {}).items():
+            (stage / name).write_bytes(content)
         if result.skipped is not None and len(result.skipped):
             result.skipped.to_csv(stage / "skipped.csv", index=False, date_format=stamp)
         eq = result.equity[["equity", "benchmark", "cash"]].round(2)  # money in cents
@@ -292,12 +295,15 @@ def main(argv: list[str] | None = None) -> int:
             result = run_backtest(data, strategy, run_config, index=index, on_bar=tick, cadence=config.cadence)
     result.summary["cadence"] = config.cadence.to_dict()
     result.summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    write_outputs(result, out, plot=not args.no_plot, overwrite=args.overwrite, config_toml=ran.to_toml())
+    config_toml, pinned = ran.pinned()
+    write_outputs(result, out, plot=not args.no_plot, overwrite=args.overwrite, config_toml=config_toml,
+                  pinned=pinned)
     if not args.quiet:
         print(format_summary(result.summary))
         if result.summary.get("data", {}).get("survivorship_note"):
             print(f"note: {result.summary['data']['survivorship_note']}")
-        print(f"wrote {out}/ ({OUTPUT_FILES}{'' if args.no_plot else ', report.png, report.html'}) "
+        copy = f", strategy.py (the strategy file that ran, pinned by its sha256)" if pinned else ""
+        print(f"wrote {out}/ ({OUTPUT_FILES}{copy}{'' if args.no_plot else ', report.png, report.html'}) "
               f"in {result.summary['wall_seconds']:.0f}s")
     return 0
 

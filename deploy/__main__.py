@@ -132,6 +132,8 @@ def config_from(args: argparse.Namespace, bundle=None) -> DeployConfig:
             raise UserError(f"--env {clash[0]} would make the function disagree with its config; change the config "
                             f"(--config/--strategy/--param) instead")
         env["STRATEGY_CONFIG"] = CONFIG_NAME
+        if bundle.strategy_sha256:  # shown by `deploy status`; the packed config checks the file against it
+            env["STRATEGY_SHA256"] = bundle.strategy_sha256
     return DeployConfig(
         function_name=args.function_name, region=args.region, profile=args.profile, endpoint_url=args.endpoint_url,
         arch=get("arch", "x86_64"), memory_mb=get("memory", DEFAULT_MEMORY_MB), timeout_s=get("timeout", DEFAULT_TIMEOUT_S),

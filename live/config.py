@@ -38,7 +38,8 @@ KEY_SOURCES = ("APCA_API_KEY_ID", "ALPACA_SECRET_NAME", "ALPACA_SSM_PARAMETER")
 SLOT_MINUTES = 15  # the schedule slot in client order ids; a retry inside the slot reuses the same ids
 RULE_VARIABLES = {"max_positions": "MAX_POSITIONS", "max_order_notional": "MAX_ORDER_NOTIONAL",
                   "stop_loss": "STOP_LOSS", "take_profit": "TAKE_PROFIT"}
-NOT_PARAMS = {"STRATEGY_CONFIG", "STRATEGY_NAME", "STRATEGY_STOP_LOSS", "STRATEGY_TAKE_PROFIT"}
+# STRATEGY_SHA256: set by `deploy up` for `deploy status`; the packed config's strategy_sha256 is what is checked
+NOT_PARAMS = {"STRATEGY_CONFIG", "STRATEGY_NAME", "STRATEGY_STOP_LOSS", "STRATEGY_TAKE_PROFIT", "STRATEGY_SHA256"}
 
 
 class ConfigError(ValueError):

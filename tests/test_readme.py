@@ -326,3 +326,18 @@ def test_the_engine_figures_quoted_are_the_runs_note():
         assert DEFAULT_RUN_RETURNS["stan"] in flat and DEFAULT_RUN_RETURNS["exact"] in flat
     assert f"decision agreement (same price and holding): {ENGINE_AGREEMENT}" in README  # the benchmark's output
     assert f"Total return                      {DEFAULT_RUN_RETURNS['exact']}" in README  # the quickstart table
+
+
+def test_a_stan_run_prints_the_engine_difference_in_one_line(tmp_path, capsys):
+    from backtests.run import cli, engine_note
+    from strategies.prophet_trend import ProphetTrend
+
+    short = ["--symbols", "AAPL,KO", "--start", "2022-12-01", "--top-n", "2", "--history", "30", "--lookback", "5",
+             "--refit-every", "10", "--no-plot"]
+    assert cli(short + ["--engine", "stan", "--out", str(tmp_path / "stan")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    note = engine_note(ProphetTrend(ProphetTrend.Params(engine="stan")))
+    assert [line for line in printed if "engine stan" in line] == [note]
+    assert "docs/engines.md" in note and (ROOT / "docs" / "engines.md").is_file()
+    assert cli(short + ["--out", str(tmp_path / "exact")]) == 0  # the default engine: no such line
+    assert not [line for line in capsys.readouterr().out.splitlines() if "engine stan" in line]

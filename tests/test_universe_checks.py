@@ -121,3 +121,17 @@ def test_deploy_up_refuses_an_unknown_symbol_in_the_packed_config(tmp_path):
     config.write_text('universe = ["KO", "PG"]\n')
     fine = _deploy("--market-data", "sample", "--config", str(config))
     assert fine.returncode == 0 and "plan (dry run" in fine.stdout, fine.stderr
+
+
+def test_live_cycle_on_yfinance_refuses_a_listed_symbol_yahoo_does_not_know(tmp_path, monkeypatch):
+    from _yahoo_stub import YahooStub
+
+    YahooStub().install(monkeypatch)
+    env = live_env(tmp_path, MARKET_DATA="yfinance", PROPHETTREND_CACHE=str(tmp_path / "cache"),
+                   UNIVERSE="KO,PG,NOPE")
+    summary = run({"now": SLOT}, env=env)
+    assert summary["status"] == "error" and summary["error"]["type"] == "config", summary
+    assert "UNIVERSE: unknown symbol(s) NOPE" in summary["error"]["message"]
+    assert summary["orders"] == [] and _orders(tmp_path) == []
+    fine = run({"now": SLOT, "dry_run": True}, env={**env, "UNIVERSE": "KO,PG", "STATE_DIR": str(tmp_path / "b")})
+    assert fine["status"] == "dry_run", fine

@@ -115,7 +115,7 @@ def _parse_stamps(column: pd.Series, path: Path, date_format: str | None = None)
         has_offset = pd.Series("%z" in date_format, index=text.index)
         parsed = pd.to_datetime(text, errors="coerce", format=date_format, utc=bool(has_offset.any()))
     else:
-        wanted = "ISO 8601 (YYYY-MM-DD[ HH:MM]); pass --date-format, e.g. %d/%m/%Y, for another layout"
+        wanted = "ISO 8601 (YYYY-MM-DD[ HH:MM]); give its layout with --date-format (e.g. %d/%m/%Y) or convert the file"
         iso = text.str.match(_ISO)
         if not iso.all():
             row = int(np.flatnonzero(~iso.to_numpy())[0])

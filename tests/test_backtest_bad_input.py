@@ -336,3 +336,20 @@ def test_a_date_format_reads_the_same_run_as_iso_dates(layout, tmp_path, capsys)
     again = tmp_path / "again"  # the format is part of the run's config: --config reads the file the same way
     assert cli(["--quiet", "--no-plot", "--config", str(tmp_path / "other" / "config.toml"), "--out", str(again)]) == 0
     assert (again / "trades.csv").read_bytes() == runs["other"][0]
+
+
+def test_the_sweep_reads_a_date_format_too(tmp_path, capsys):
+    from backtests.sweep import cli as sweep
+    from marketdata import load_sample
+
+    closes = load_sample().closes.loc["2022-01-03":"2022-12-28", ["AAPL", "KO"]]
+    closes.index = closes.index.strftime("%d/%m/%Y")
+    path = tmp_path / "dmy.csv"
+    closes.to_csv(path, index_label="date")
+    common = ["--data", str(path), "--grid", "band=0.01", "--set", "history=30", "--set", "refit_every=10",
+              "--set", "top_n=1", "--start", "2022-06-01", "--train", "40", "--test", "20"]
+    with pytest.raises(SystemExit) as exc:
+        sweep(common + ["--out", str(tmp_path / "refused")])
+    assert exc.value.code == 2 and "line 2 of" in capsys.readouterr().err
+    assert sweep(common + ["--date-format", "%d/%m/%Y", "--out", str(tmp_path / "swept")]) == 0
+    assert (tmp_path / "swept" / "results.csv").is_file()

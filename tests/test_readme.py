@@ -68,9 +68,8 @@ def skip_reason(command: str) -> str | None:
 def section(title: str) -> str:
     """The README's text from the heading ``title`` to the next heading of the same level."""
     start = README.index(title)
-    level = README[:start].rsplit("\n", 1)[-1] + title.split(" ", 1)[0]
-    nxt = README.find("\n" + title.split(" ", 1)[0] + " ", start + len(title))
-    return README[start: nxt if nxt > 0 else None] if level else ""
+    end = README.find("\n" + title.split(" ", 1)[0] + " ", start + len(title))
+    return README[start:end if end > 0 else None]
 
 
 # --- the code blocks run --------------------------------------------------------------------------------------

@@ -133,6 +133,8 @@ class StrategyConfig:
         bad = [k for k in backtest if k not in BACKTEST_KEYS]
         if bad:
             raise ConfigFileError(f"unknown key 'backtest.{bad[0]}'; known: {', '.join(BACKTEST_KEYS)}")
+        if "symbols" in backtest and not backtest["symbols"]:
+            raise ConfigFileError("backtest.symbols names no symbol: list at least one, or leave the key out")
         config = cls(spec, values.get("name"), params, rules, cadence, universe, backtest)
         config.build()  # every value must make a valid strategy before anything runs
         return config

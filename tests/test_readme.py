@@ -128,12 +128,14 @@ def test_the_live_replays_do_what_their_comments_say(ran):
 def test_the_quickstart_table_is_what_the_default_run_prints(ran):
     printed = next(done.stdout for c, _, done in ran if c == "python -m backtests.run")
     shown = next(body for lang, body in FENCE.findall(README) if lang == "text" and "backtest" in body)
-    rows = {line[:30].strip(): line[30:].split() for line in printed.splitlines()[2:] if line[:30].strip()}
-    compared = 0
-    for line in shown.splitlines()[2:]:
-        label = line[:30].strip()
-        if label in rows and not label.startswith(("note", "wrote")):
-            assert line[30:].split() == rows[label], label
+    def cells(text: str) -> dict[str, list[str]]:  # label -> the strategy and benchmark columns
+        split = [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()[2:]]
+        return {row[0]: row[1:] for row in split if not row[0].startswith(("note:", "wrote", "warning:"))}
+
+    rows, compared = cells(printed), 0
+    for label, values in cells(shown).items():
+        if label in rows:
+            assert values == rows[label], label
             compared += 1
     assert compared >= 10  # rows the code renames or adds are the reports' business; the rest must agree
     assert shown.splitlines()[0] == printed.splitlines()[0]

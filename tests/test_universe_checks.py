@@ -39,12 +39,14 @@ def test_backtest_refuses_empty_symbols(symbols, tmp_path, capsys):
     assert not out.exists()
 
 
-def test_backtest_refuses_an_empty_universe_in_a_config(tmp_path, capsys):
+@pytest.mark.parametrize("text, expected", [('universe = []\n', "universe = [] names no symbol"),
+                                            ('[backtest]\nsymbols = []\n', "backtest.symbols names no symbol")])
+def test_backtest_refuses_an_empty_universe_in_a_config(text, expected, tmp_path, capsys):
     config = tmp_path / "c.toml"
-    config.write_text('strategy = "ma-crossover"\nuniverse = []\n')
+    config.write_text('strategy = "ma-crossover"\n' + text)
     with pytest.raises(SystemExit) as exc:
         cli(QUICK + ["--config", str(config), "--out", str(tmp_path / "out")])
-    assert exc.value.code == 2 and "universe = [] names no symbol" in one_error_line(capsys)
+    assert exc.value.code == 2 and expected in one_error_line(capsys)
 
 
 def test_sweep_refuses_empty_symbols(tmp_path, capsys):

@@ -81,6 +81,8 @@ class ListedUniverse:
         self._provider, self._universe, self._label = provider, set(universe), label
 
     def __getattr__(self, name: str):
+        if name.startswith("_"):  # never look up our own fields on the provider (copy, pickle)
+            raise AttributeError(name)
         return getattr(self._provider, name)
 
     def history(self, symbols, *args, **kwargs):

@@ -34,7 +34,7 @@ import numpy as np
 
 # Every file a run may write; a folder holding anything else is not (only) a run, so it is never replaced.
 RUN_FILES = frozenset({"summary.json", "equity.csv", "trades.csv", "report.png", "config.toml", "skipped.csv",
-                       "report.html", "round_trips.csv", "positions.csv"})
+                       "report.html", "round_trips.csv", "positions.csv", "strategy.py"})
 # Keys every summary.json has: together with RUN_FILES they tell a previous run from a user's folder.
 _SUMMARY_KEYS = ("params", "config", "benchmark")
 

@@ -32,6 +32,28 @@ OUTPUT_FILES = "summary.json, equity.csv, trades.csv, round_trips.csv, positions
 RUN_DEFAULTS = {"data": "sample", "start": "2021-01-01", "end": "2022-12-28", "cash": 100_000.0,
                 "commission": 0.0, "benchmark": "auto", "fill": "decision", "costs": "alpaca",
                 "slippage_bps": DEFAULT_SLIPPAGE_BPS}
+RUN_OPTIONAL = ("symbols", "date_format")  # written into config.toml only when given
+
+# Measured by `python -m benchmarks.bench_engines` (20 stocks, 2022, refit every bar; docs/engines.md) and by the
+# default run under each engine; the README and docs/engines.md quote the same figures (tests/test_readme.py).
+ENGINE_AGREEMENT = "98.55%"
+DEFAULT_RUN_RETURNS = {"exact": "+8.51%", "stan": "+13.13%"}
+
+
+def engine_note(strategy) -> str | None:
+    """The one line a ``--engine stan`` run prints: how often the engines agree, and why whole runs differ.
+
+    >>> from strategies.prophet_trend import ProphetTrend
+    >>> engine_note(ProphetTrend(ProphetTrend.Params(engine="exact"))) is None
+    True
+    """
+    if getattr(getattr(strategy, "params", None), "engine", None) != "stan":
+        return None
+    return (f"note: engine stan (stock Prophet) and the default exact engine agree on {ENGINE_AGREEMENT} of "
+            f"decisions on identical inputs; the others sit at the band's edge, where Stan's optimiser stops short "
+            f"of the optimum, and one different trade changes every later holding, so whole runs differ (the "
+            f"default run: stan {DEFAULT_RUN_RETURNS['stan']}, exact {DEFAULT_RUN_RETURNS['exact']}); see "
+            f"docs/engines.md")
 
 
 def build_parser() -> OneLineErrorParser:
@@ -49,6 +71,9 @@ def build_parser() -> OneLineErrorParser:
     g.add_argument("--data", default=None, help="'sample' (bundled, offline; the default), 'yfinance', 'alpaca' "
                    "(APCA_API_KEY_ID/APCA_API_SECRET_KEY), or a CSV file (long or wide; intraday when its timestamps "
                    "have a time of day); yfinance and alpaca fetch bars of the strategy's --bar")
+    g.add_argument("--date-format", default=None, metavar="FORMAT",
+                   help="how a CSV file's dates are written when they are not ISO 8601 (YYYY-MM-DD), in strftime "
+                        "codes, e.g. %%d/%%m/%%Y; other layouts are refused, never guessed")
     g.add_argument("--symbols", default=None, help="comma-separated symbols to trade (default: the config's universe, "
                    "else every symbol in the data)")
     g.add_argument("--start", default=None, help=f"first trading day; earlier rows warm the strategy up ({RUN_DEFAULTS['start']})")
@@ -83,9 +108,13 @@ def build_parser() -> OneLineErrorParser:
 
 def run_settings(args, config: StrategyConfig) -> dict:
     """The run's data and window: flags, else the config's ``[backtest]`` table, else the defaults."""
+    if args.symbols is not None and not [s for s in args.symbols.split(",") if s.strip()]:
+        # an empty list is a mistake, never "every symbol in the data"
+        raise ValueError(f"--symbols {args.symbols!r} names no symbol: give at least one, or leave the flag out "
+                         f"for the config's universe or every symbol in the data")
     settings = dict(RUN_DEFAULTS)
-    settings.update({k: v for k, v in config.backtest.items() if k in RUN_DEFAULTS or k == "symbols"})
-    settings.update({k: getattr(args, k) for k in (*RUN_DEFAULTS, "symbols") if getattr(args, k, None) is not None})
+    settings.update({k: v for k, v in config.backtest.items() if k in (*RUN_DEFAULTS, *RUN_OPTIONAL)})
+    settings.update({k: getattr(args, k) for k in (*RUN_DEFAULTS, *RUN_OPTIONAL) if getattr(args, k, None) is not None})
     if settings.get("symbols") is None and isinstance(config.universe, tuple):
         settings["symbols"] = ",".join(config.universe)
     if isinstance(settings.get("symbols"), (list, tuple)):
@@ -108,11 +137,16 @@ def execution_settings(settings: dict) -> dict:
 
 
 def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: str | None = None,
-              warmup_bars: int = 0, interval: str = "1d", quiet: bool = False) -> tuple[PriceData, pd.Series | None]:
+              warmup_bars: int = 0, interval: str = "1d", quiet: bool = False,
+              date_format: str | None = None) -> tuple[PriceData, pd.Series | None]:
     """The prices named by ``--data`` and the index series for the benchmark (only the sample has one).
 
     yfinance and alpaca fetch only ``start`` - ``warmup_bars`` .. ``end`` (through their caches), in bars of
     ``interval`` (the strategy's ``bar``); a CSV file's bar size is what its timestamps say."""
+    if symbols is not None and not [s for s in symbols.split(",") if s.strip()]:
+        raise ValueError(f"--symbols {symbols!r} names no symbol: give at least one, or leave the flag out")
+    if date_format and spec in ("sample", "yfinance", "alpaca"):
+        raise ValueError(f"--date-format reads a CSV file's dates; --data {spec} has dates of its own")
     index = load_sample_index() if spec == "sample" else None
     if spec == "yfinance" and interval == "1d":
         from marketdata.yahoo_cli_support import load_yfinance_for_backtest
@@ -123,7 +157,7 @@ def load_data(spec: str, symbols: str | None, *, start: str | None = None, end: 
         data = _load_from_source(spec, symbols, start=start, end=end, warmup_bars=warmup_bars, interval=interval,
                                  quiet=quiet)
     else:  # the sample or a CSV file, opened as the live cycle opens MARKET_DATA
-        data = open_provider(spec).data
+        data = open_provider(spec, date_format=date_format).data
     if symbols:
         data = data.select(symbols.split(","))
     return data, index
@@ -239,9 +273,10 @@ def format_summary(s: dict) -> str:
 
 
 def write_outputs(result: BacktestResult, out: Path, *, plot: bool, overwrite: bool,
-                  config_toml: str | None = None) -> Path:
+                  config_toml: str | None = None, pinned: dict[str, bytes] | None = None) -> Path:
     """Write the run folder; adds the tearsheet's statistics (:func:`backtests.tearsheet.run_statistics`) to
-    ``result.summary`` first, so summary.json and the printed table hold them."""
+    ``result.summary`` first, so summary.json and the printed table hold them. ``pinned``: files the config
+    names (a user's strategy file, :meth:`StrategyConfig.pinned`), written beside it."""
     from backtests import round_trips as rt
     from backtests.tearsheet import run_statistics
 
@@ -253,6 +288,8 @@ def write_outputs(result: BacktestResult, out: Path, *, plot: bool, overwrite: b
         write_json(stage / "summary.json", result.summary)
         if config_toml is not None:
             (stage / "config.toml").write_text(config_toml, encoding="utf-8")
+        for name, content in (pinned or {}).items():
+            (stage / name).write_bytes(content)
         if result.skipped is not None and len(result.skipped):
             result.skipped.to_csv(stage / "skipped.csv", index=False, date_format=stamp)
         eq = result.equity[["equity", "benchmark", "cash"]].round(2)  # money in cents
@@ -302,12 +339,13 @@ def main(argv: list[str] | None = None) -> int:
                    **execution_settings(settings))  # cash, dates, the execution model: checked now too
     data, index = load_data(settings["data"], settings.get("symbols"), start=settings["start"], end=settings["end"],
                             warmup_bars=strategy.warmup_bars, interval=str(getattr(strategy, "bar", None) or "1d"),
-                            quiet=args.quiet)
+                            quiet=args.quiet, date_format=settings.get("date_format"))
     run_config = BacktestConfig(start=settings["start"], end=settings["end"], cash=float(settings["cash"]),
                                 benchmark=resolve_benchmark(settings["benchmark"], index), rules=config.rules,
                                 **execution_settings(settings))
     ran = config.with_(universe=tuple(data.symbols),
-                       backtest={k: settings[k] for k in RUN_DEFAULTS} | {"symbols": list(data.symbols)})
+                       backtest={k: settings[k] for k in RUN_DEFAULTS} | {"symbols": list(data.symbols)}
+                       | ({"date_format": settings["date_format"]} if settings.get("date_format") else {}))
     t0 = time.perf_counter()
     bars = int(((data.closes.index >= run_config.start_ts) & (data.closes.index <= run_config.end_ts)).sum())
     with progress(bars, "backtest", enabled=None if not args.quiet else False) as bar:
@@ -322,13 +360,18 @@ def main(argv: list[str] | None = None) -> int:
             result = run_backtest(data, strategy, run_config, index=index, on_bar=tick, cadence=config.cadence)
     result.summary["cadence"] = config.cadence.to_dict()
     result.summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    write_outputs(result, out, plot=not args.no_plot, overwrite=args.overwrite, config_toml=ran.to_toml())
+    config_toml, pinned = ran.pinned()
+    write_outputs(result, out, plot=not args.no_plot, overwrite=args.overwrite, config_toml=config_toml,
+                  pinned=pinned)
     if not args.quiet:
         print(format_summary(result.summary))
+        if engine_note(strategy):
+            print(engine_note(strategy))
         if result.summary.get("data", {}).get("survivorship_note"):
             print(f"note: {result.summary['data']['survivorship_note']}")
     # --quiet too: the run folder is the one thing a script needs from the run
-    print(f"wrote {out}/ ({OUTPUT_FILES}{'' if args.no_plot else ', report.png, report.html'}) "
+    copy = ", strategy.py (the strategy file that ran, pinned by its sha256)" if pinned else ""
+    print(f"wrote {out}/ ({OUTPUT_FILES}{copy}{'' if args.no_plot else ', report.png, report.html'}) "
           f"in {result.summary['wall_seconds']:.0f}s")
     return 0
 

@@ -312,6 +312,8 @@ def build_parser() -> OneLineErrorParser:
     add_strategy_arguments(p, prophet_flags=False)
     d = p.add_argument_group("data and windows")
     d.add_argument("--data", default="sample", help="'sample' (bundled, offline), 'yfinance', or a CSV file")
+    d.add_argument("--date-format", default=None, metavar="FORMAT",
+                   help="a CSV file's date layout when not ISO 8601, e.g. %%d/%%m/%%Y (as in backtests.run)")
     d.add_argument("--symbols", default=None, help="comma-separated symbols (default: every symbol in the data)")
     d.add_argument("--start", default="2019-01-01", help="first day of the first train window (warm-up comes before)")
     d.add_argument("--end", default="2022-12-28", help="last day of the last test window")
@@ -376,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = spec_from_args(args)
     out = args.out or Path("runs") / f"sweep-{datetime.now():%Y%m%d-%H%M%S}"
     check_out(out)
-    data, index = load_data(args.data, args.symbols)
+    data, index = load_data(args.data, args.symbols, date_format=args.date_format)
     spec = dataclasses.replace(spec, benchmark=resolve_benchmark(args.benchmark, index))
     executor = make_executor(args.executor, args.workers, args.scheduler)
 

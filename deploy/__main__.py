@@ -161,6 +161,8 @@ def config_from(args: argparse.Namespace, bundle=None) -> DeployConfig:
             raise UserError(f"--env {clash[0]} would make the function disagree with its config; change the config "
                             f"(--config/--strategy/--param) instead")
         env["STRATEGY_CONFIG"] = CONFIG_NAME
+        if bundle.strategy_sha256:  # shown by `deploy status`; the packed config checks the file against it
+            env["STRATEGY_SHA256"] = bundle.strategy_sha256
     live = bool(get("live", False))
     if args.command == "up":
         _trading_mode(env, live, get("broker", "alpaca"))
@@ -171,6 +173,7 @@ def config_from(args: argparse.Namespace, bundle=None) -> DeployConfig:
         bucket=get("bucket"), role_arn=get("role_arn"), env=env,
         secret_backend=get("secret_backend", "secretsmanager"), broker=get("broker", "alpaca"),
         market_data=_market_data(get("market_data"), bundle), alarm_email=get("alarm_email"),
+        strategy_universe=bundle.config.universe if bundle is not None else None,
         **({"journal_prefix": LIVE_JOURNAL_PREFIX} if live else {}))
 
 

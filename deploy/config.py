@@ -65,6 +65,30 @@ def looks_like_credential(name: str) -> bool:
     return upper.startswith(CREDENTIAL_PREFIXES) or any(word in upper for word in CREDENTIAL_WORDS)
 
 
+def check_universe(env: dict[str, str], configured: tuple[str, ...] | str | None, market_data: str) -> None:
+    """Refuse to deploy a universe the function's configuration check would refuse: ``UNIVERSE`` set but empty,
+    a symbol no ticker can be, or (with ``--market-data sample``) one the bundled sample has no prices for.
+
+    >>> check_universe({"UNIVERSE": "KO,NOPE"}, None, "sample")
+    Traceback (most recent call last):
+    ...
+    ValueError: UNIVERSE: unknown symbol(s) NOPE: sample has no prices for them (it has AAPL, AMD, ...)
+    >>> check_universe({}, ("KO", "NOPE"), "yfinance")  # fetched on demand: checked when the source answers
+    """
+    from live.components import check_universe as live_check
+    from live.config import effective_universe
+
+    universe = effective_universe(env, configured)  # ConfigError is a ValueError: one line
+    if universe and market_data == "sample":
+        from marketdata.provider import SampleProvider
+
+        label = "UNIVERSE" if "UNIVERSE" in env else "the config's universe"
+        try:
+            live_check(universe, SampleProvider(), label)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class DeployConfig:
     """Everything ``build``/``up``/``status``/``down`` need to know; defaults give a working paper deploy."""
@@ -86,8 +110,11 @@ class DeployConfig:
     market_data: str = "yfinance"
     journal_prefix: str = "journal/"
     alarm_email: str | None = None
+    # The packed strategy config's universe; the function's UNIVERSE (in ``env``) overrides it, as live.
+    strategy_universe: tuple[str, ...] | str | None = None
 
     def __post_init__(self) -> None:
+        check_universe(self.env, self.strategy_universe, self.market_data)
         if self.arch not in ("x86_64", "arm64"):
             raise ValueError(f"--arch must be x86_64 or arm64, not {self.arch!r}")
         if self.secret_backend not in ("secretsmanager", "ssm"):

@@ -39,6 +39,8 @@ def status(cfg: DeployConfig, aws: Aws | None = None) -> dict[str, Any]:
         variables = conf.get("Environment", {}).get("Variables", {})
         out["function"]["EnvironmentNames"] = sorted(variables)
         out["function"]["Trading"] = _trading(variables)
+        # Not a secret: the hash of the user's strategy file that `up` packed (None for a built-in strategy)
+        out["function"]["StrategySha256"] = variables.get("STRATEGY_SHA256")
         out["function"]["ReservedConcurrency"] = lam.get_function_concurrency(
             FunctionName=cfg.function_name).get("ReservedConcurrentExecutions")
         invoke = _maybe(lambda: lam.get_function_event_invoke_config(FunctionName=cfg.function_name))
@@ -129,6 +131,7 @@ def render(state: dict[str, Any]) -> str:
                  f"{f['MemorySize']} MB  {f['Timeout']} s  state {f['State']}/{f['LastUpdateStatus']}",
                  f"code        sha256 {f['CodeSha256']}  {f['CodeSize']} bytes  modified {f['LastModified']}",
                  f"layers      {', '.join(a.rsplit(':', 2)[-2] + ':' + a.rsplit(':', 1)[-1] for a in f['Layers']) or 'none'}",
+                 f"strategy    {f.get('StrategySha256') or 'built in (its code is in the code sha256)'}",
                  f"env         {', '.join(f['EnvironmentNames'])}",
                  *([f"trading     {f['Trading']}"] if f.get("Trading") else []),
                  "concurrency " + ("none reserved: cycles may overlap" if f.get("ReservedConcurrency") is None

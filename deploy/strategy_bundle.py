@@ -3,7 +3,9 @@
 ``deploy build/up --config runs/<run>/config.toml`` deploys exactly what was backtested: the config goes into the
 zip as ``strategy_config.toml`` (the function's ``STRATEGY_CONFIG``), a user's strategy file goes beside it as
 ``user_strategies/<file>.py``, and the schedule is derived from the config's cadence (``deploy.schedule``), so
-nothing else can make the deploy disagree with the backtest.
+nothing else can make the deploy disagree with the backtest. A run's config names its pinned copy of a user's
+file (``strategy.py``) with its sha256: that copy is what ships, after the hash is checked, and the packed config
+keeps the hash, so the function checks it again at every cycle; ``deploy status`` shows it (``STRATEGY_SHA256``).
 
 Example:
     >>> bundle = strategy_bundle(None, "ma-crossover", ["fast=5"], None)
@@ -21,7 +23,7 @@ from pathlib import Path
 from clitools import UserError
 from strategies.base import StrategyError
 from strategies.config import StrategyConfig
-from strategies.loader import parse_param_flags
+from strategies.loader import load_strategy, parse_param_flags, strategy_source
 
 CONFIG_NAME = "strategy_config.toml"
 USER_PACKAGE = "user_strategies"
@@ -35,6 +37,7 @@ class StrategyBundle:
     deployed_strategy: str = ""  # the spec the function loads (a user file as a module of user_strategies)
     files: dict[str, bytes] = field(default_factory=dict)  # extra files for the function zip, by name in the zip
     third_party: frozenset[str] = frozenset()  # imports of a user file that the layer must provide
+    strategy_sha256: str | None = None  # of a user's strategy file as packed (the function's STRATEGY_SHA256)
 
 
 def strategy_bundle(config_path: Path | None, strategy: str | None, params: list[str] | None,
@@ -56,15 +59,19 @@ def strategy_bundle(config_path: Path | None, strategy: str | None, params: list
     mapping = config.to_mapping()  # built here, where a user's file is still at its path
     where, _, cls_name = config.strategy.rpartition(":")
     if where.endswith(".py") or "/" in where:
-        source = Path(where)
-        text = source.read_text(encoding="utf-8")
-        third_party = _checked_imports(source, text)
-        module = f"{USER_PACKAGE}.{source.stem}"
+        # The bytes the config's check verified against its strategy_sha256 (a run's pinned copy), not a re-read.
+        path, content = strategy_source(load_strategy(config.strategy))
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path} is not UTF-8 text") from None
+        third_party = _checked_imports(path, text)
+        module = f"{USER_PACKAGE}.{Path(where).stem}"
         files[f"{USER_PACKAGE}/__init__.py"] = b""
-        files[f"{USER_PACKAGE}/{source.stem}.py"] = text.encode("utf-8")
+        files[f"{USER_PACKAGE}/{Path(where).stem}.py"] = content
         mapping["strategy"] = f"{module}:{cls_name}"
     files[CONFIG_NAME] = tomli_w.dumps(mapping).encode("utf-8")
-    return StrategyBundle(config, mapping["strategy"], files, frozenset(third_party))
+    return StrategyBundle(config, mapping["strategy"], files, frozenset(third_party), mapping.get("strategy_sha256"))
 
 
 def _checked_imports(path: Path, text: str) -> set[str]:

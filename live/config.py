@@ -38,7 +38,8 @@ KEY_SOURCES = ("APCA_API_KEY_ID", "ALPACA_SECRET_NAME", "ALPACA_SSM_PARAMETER")
 SLOT_MINUTES = 15  # the schedule slot in client order ids; a retry inside the slot reuses the same ids
 RULE_VARIABLES = {"max_positions": "MAX_POSITIONS", "max_order_notional": "MAX_ORDER_NOTIONAL",
                   "stop_loss": "STOP_LOSS", "take_profit": "TAKE_PROFIT"}
-NOT_PARAMS = {"STRATEGY_CONFIG", "STRATEGY_NAME", "STRATEGY_STOP_LOSS", "STRATEGY_TAKE_PROFIT"}
+# STRATEGY_SHA256: set by `deploy up` for `deploy status`; the packed config's strategy_sha256 is what is checked
+NOT_PARAMS = {"STRATEGY_CONFIG", "STRATEGY_NAME", "STRATEGY_STOP_LOSS", "STRATEGY_TAKE_PROFIT", "STRATEGY_SHA256"}
 
 
 class ConfigError(ValueError):
@@ -69,6 +70,7 @@ class LiveConfig:
     sandboxed: bool                  # in Lambda or a read-only working directory: write only under the temp dir
     cache_dir: Path | None           # yfinance cache; None: marketdata's default (PROPHETTREND_CACHE or user cache)
     log_level: str
+    universe_source: str = "UNIVERSE"  # where the universe came from, for error messages
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "LiveConfig":
@@ -83,10 +85,7 @@ class LiveConfig:
         enabled, reason = _kill_switch(read, broker, alpaca_paper)
         sandboxed = _sandboxed(env)
         state_dir = Path(read.text("STATE_DIR", "") or default_state_dir(env))
-        universe = read.text("UNIVERSE", "")
-        if not universe and strategy_config.universe is not None:
-            configured = strategy_config.universe
-            universe = "SP500" if configured == "sp500" else ",".join(configured)
+        universe = effective_universe(env, strategy_config.universe)
         config = cls(
             strategy_config=strategy_config,
             broker=broker,
@@ -94,7 +93,8 @@ class LiveConfig:
             trading_enabled=enabled,
             trading_enabled_reason=reason,
             market_data=read.text("MARKET_DATA", "sample"),
-            universe=tuple(s.strip().upper() for s in universe.split(",") if s.strip()) or None,
+            universe=universe,
+            universe_source="UNIVERSE" if "UNIVERSE" in env else "the config's universe",
             stale_order_minutes=read.number("STALE_ORDER_MINUTES", 30.0, minimum=0.0),
             trade_after_open_minutes=read.integer("TRADE_AFTER_OPEN_MINUTES", 15, minimum=0),
             trade_before_close_minutes=read.integer("TRADE_BEFORE_CLOSE_MINUTES", 5, minimum=0),
@@ -171,6 +171,38 @@ class LiveConfig:
         for key in ("state_dir", "paper_db", "cache_dir"):
             out[key] = None if out[key] is None else str(out[key])
         return out
+
+
+def effective_universe(env: Mapping[str, str], configured: tuple[str, ...] | str | None = None
+                       ) -> tuple[str, ...] | None:
+    """The candidates a cycle ranks: ``UNIVERSE`` if set, else the config's ``universe``; ``("SP500",)`` for the
+    bundled snapshot, ``None`` for the data's own symbols.
+
+    Set but naming no symbol (``UNIVERSE=""``) is an error, never "every symbol", and so is a symbol no ticker
+    can be (the same rule as every price provider, ``marketdata.symbols``):
+
+    >>> effective_universe({"UNIVERSE": " ko, pg "}), effective_universe({}), effective_universe({}, "sp500")
+    (('KO', 'PG'), None, ('SP500',))
+    >>> effective_universe({"UNIVERSE": ""})
+    Traceback (most recent call last):
+    ...
+    live.config.ConfigError: UNIVERSE is set but names no symbol: list at least one (comma-separated), or sp500, or unset it for the data's symbols
+    """
+    from marketdata.symbols import split_symbols
+
+    if "UNIVERSE" in env:
+        label, listed = "UNIVERSE", [s for s in str(env["UNIVERSE"]).split(",") if s.strip()]
+    elif configured is not None:
+        label, listed = "the config's universe", ["SP500"] if configured == "sp500" else list(configured)
+    else:
+        return None
+    symbols, junk = split_symbols(listed)
+    if junk:
+        raise ConfigError(f"{label}: {', '.join(map(repr, junk))} cannot be a ticker symbol")
+    if not symbols:
+        raise ConfigError("UNIVERSE is set but names no symbol: list at least one (comma-separated), or sp500, "
+                          "or unset it for the data's symbols")
+    return tuple(symbols)
 
 
 def default_state_dir(env: Mapping[str, str]) -> Path:

@@ -13,6 +13,13 @@ New York regular session (XNYS: holidays and early closes included; ``extended=T
 refused with one line naming the first offending row. Files whose dates have no time of day load as daily bars,
 as before.
 
+**Dates are strict.** Every value of the date column is ISO 8601 (``2022-01-03``, ``2024-07-01 09:30``,
+``2024-07-01T13:30:00Z``), or follows the ``date_format`` given (``--date-format %d/%m/%Y``, Python's
+``strftime`` codes). Anything else (``03/01/2022``, ``03.01.2022``, the integer ``20220103``) is refused in one
+line naming the line of the file, never guessed: a guessed day-first date silently reorders the history. A daily
+row on a day with no NYSE session (a Saturday, a market holiday) is refused too, naming its line, since it would
+become a trading bar; drop it from the file (``docs/marketdata.md``).
+
 Example:
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "p.csv"
@@ -23,11 +30,19 @@ Example:
     >>> data = load_csv(path)
     >>> data.interval, [str(t) for t in data.closes.index[:2]]
     ('15m', ['2024-07-01 09:30:00', '2024-07-01 09:45:00'])
+    >>> _ = path.write_text("date,AAA\\n03/01/2022,10\\n04/01/2022,11\\n")
+    >>> load_csv(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    marketdata.errors.DataError: line 2 of ...p.csv: date '03/01/2022' is not ISO 8601 (YYYY-MM-DD[ HH:MM]); ...
+    >>> load_csv(path, date_format="%d/%m/%Y").closes.index[0].date().isoformat()
+    '2022-01-03'
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +54,15 @@ from marketdata.prices import PriceData
 _DATE_NAMES = ("date", "datetime", "timestamp", "ds")
 _SYMBOL_NAMES = ("symbol", "ticker")
 _OHLCV = ("open", "high", "low", "close", "adj close", "adj_close", "volume")
+# ISO 8601 as a price file writes it: a date, optionally a time of day, optionally a UTC offset.
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$")
 
 
-def load_csv(path: str | Path, *, adjusted: bool | None = None, extended: bool = False) -> PriceData:
-    """Read a long or wide CSV of daily or intraday prices; raises :class:`DataError` with a one-line reason."""
+def load_csv(path: str | Path, *, adjusted: bool | None = None, extended: bool = False,
+             date_format: str | None = None) -> PriceData:
+    """Read a long or wide CSV of daily or intraday prices; raises :class:`DataError` with a one-line reason.
+
+    ``date_format`` (``strftime`` codes, e.g. ``%d/%m/%Y``) reads dates that are not ISO 8601."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no such file: {path}")
@@ -58,10 +78,7 @@ def load_csv(path: str | Path, *, adjusted: bool | None = None, extended: bool =
     date_col = next((lower[n] for n in _DATE_NAMES if n in lower), None)
     if date_col is None:
         raise DataError(f"{path} has no date column (expected one of: {', '.join(_DATE_NAMES)})")
-    dates = _parse_stamps(frame[date_col])
-    if dates.isna().any():
-        bad = frame[date_col][dates.isna()].iloc[0]
-        raise DataError(f"unparseable date {bad!r} in {path}")
+    dates = _parse_stamps(frame[date_col], path, date_format)
     frame = frame.assign(**{str(date_col): dates})
     symbol_col = next((lower[n] for n in _SYMBOL_NAMES if n in lower), None)
     origin = str(path)
@@ -73,6 +90,10 @@ def load_csv(path: str | Path, *, adjusted: bool | None = None, extended: bool =
         interval = spec.name
         extra = {"session": "extended (04:00-20:00 New York)" if extended else "regular (XNYS sessions)",
                  "timestamps": "bar start, New York wall-clock time"}
+    else:
+        _refuse_sessionless_days(stamps, path)
+    if date_format:
+        extra["date_format"] = date_format
     highs = lows = None
     if symbol_col is not None:
         closes, opens, highs, lows = _long(frame, lower, date_col, symbol_col, path, intraday=interval != "1d")
@@ -86,14 +107,46 @@ def load_csv(path: str | Path, *, adjusted: bool | None = None, extended: bool =
     )
 
 
-def _parse_stamps(column: pd.Series) -> pd.Series:
-    """Dates or timestamps; values with a UTC offset become New York wall-clock times (naive)."""
+def _parse_stamps(column: pd.Series, path: Path, date_format: str | None = None) -> pd.Series:
+    """Dates or timestamps, ISO 8601 or ``date_format``; values with a UTC offset become New York wall-clock
+    times (naive). The first value that does not parse is refused, naming its line (the header is line 1)."""
     text = column.astype(str).str.strip()
-    has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True) & text.str.contains(r"\d[T ]\d", regex=True)
+    if date_format:
+        has_offset = pd.Series("%z" in date_format, index=text.index)
+        parsed = pd.to_datetime(text, errors="coerce", format=date_format, utc=bool(has_offset.any()))
+    else:
+        wanted = "ISO 8601 (YYYY-MM-DD[ HH:MM]); give its layout with --date-format (e.g. %d/%m/%Y) or convert the file"
+        iso = text.str.match(_ISO)
+        if not iso.all():
+            row = int(np.flatnonzero(~iso.to_numpy())[0])
+            raise DataError(f"line {row + 2} of {path}: date {text.iloc[row]!r} is not {wanted}")
+        has_offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True) & text.str.contains(r"\d[T ]\d", regex=True)
+        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=bool(has_offset.any()))
+    if parsed.isna().any():
+        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise DataError(f"line {row + 2} of {path}: date {text.iloc[row]!r} is not a valid date"
+                        + (f" in the --date-format {date_format!r}" if date_format else ""))
     if has_offset.any():
-        parsed = pd.to_datetime(column, errors="coerce", utc=True, format="mixed")
         return parsed.dt.tz_convert("America/New_York").dt.tz_localize(None)
-    return pd.to_datetime(column, errors="coerce", utc=False, format="mixed")
+    return parsed
+
+
+def _refuse_sessionless_days(dates: pd.DatetimeIndex, path: Path) -> None:
+    """A daily row on a weekend or market holiday would be taken for a trading bar: refuse it, naming its line."""
+    from marketdata.bars import _calendar, session_hours
+
+    days = pd.DatetimeIndex(dates).normalize()
+    calendar = _calendar()
+    known = (days >= calendar.first_session) & (days <= calendar.last_session)
+    sessions = session_hours(days.min().date(), days.max().date()).index
+    # Beyond the calendar's years only weekends are known to have no session.
+    ok = np.where(known, days.isin(sessions), days.dayofweek < 5)
+    if not ok.all():
+        row = int(np.flatnonzero(~ok)[0])
+        day = days[row]
+        why = f"a {day.day_name()}" if day.dayofweek >= 5 else f"a {day.day_name()} the NYSE was closed"
+        raise DataError(f"line {row + 2} of {path}: {day.date()} is {why}, with no trading session; daily rows "
+                        f"must be NYSE sessions: remove it")
 
 
 def _intraday_interval(frame: pd.DataFrame, date_col, symbol_col, path: Path, extended: bool):

@@ -96,17 +96,19 @@ class SampleProvider(FrameProvider):
 
 
 class CsvProvider(FrameProvider):
-    def __init__(self, path: str) -> None:
-        super().__init__(load_csv(path), name=f"csv:{path}")
+    def __init__(self, path: str, date_format: str | None = None) -> None:
+        super().__init__(load_csv(path, date_format=date_format), name=f"csv:{path}")
 
 
-def open_provider(spec: str, *, cache_dir: str | Path | None = None, offline: bool | None = None) -> PriceProvider:
+def open_provider(spec: str, *, cache_dir: str | Path | None = None, offline: bool | None = None,
+                  date_format: str | None = None) -> PriceProvider:
     """The one way into prices for both homes: ``sample``, ``yfinance``, ``alpaca``, ``csv:PATH`` or a CSV path.
 
     ``alpaca`` reads its keys from ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY`` (and ``APCA_API_DATA_URL``,
     ``APCA_DATA_FEED``; see ``marketdata.alpaca_data``).
 
-    Optional sources are imported lazily, so the sample needs no yfinance.
+    Optional sources are imported lazily, so the sample needs no yfinance. ``date_format`` reads a CSV file's
+    dates that are not ISO 8601 (``marketdata.csvfile``); other sources refuse it.
 
     >>> open_provider("sample").name
     'sample'
@@ -116,6 +118,8 @@ def open_provider(spec: str, *, cache_dir: str | Path | None = None, offline: bo
     marketdata.errors.DataError: no such file: nope.csv
     """
     text = (spec or "").strip()
+    if date_format and text in ("sample", "yfinance", "alpaca"):
+        raise DataError(f"a date format reads a CSV file's dates; {text} has dates of its own")
     if text == "sample":
         return SampleProvider()
     if text == "yfinance":
@@ -128,4 +132,4 @@ def open_provider(spec: str, *, cache_dir: str | Path | None = None, offline: bo
         return AlpacaDataProvider(AlpacaDataConfig.from_env(), cache_dir=cache_dir, offline=offline)
     if not text:
         raise DataError("no price source given: use sample, yfinance, alpaca, csv:PATH or a path to a CSV file")
-    return CsvProvider(text[len("csv:"):] if text.startswith("csv:") else text)
+    return CsvProvider(text[len("csv:"):] if text.startswith("csv:") else text, date_format=date_format)

@@ -41,7 +41,7 @@ Example:
     >>> StrategyConfig.from_mapping({"strategy": "ma-crossover", "colour": "red"})
     Traceback (most recent call last):
     ...
-    strategies.config.ConfigFileError: unknown key 'colour' in the config; known keys: strategy, name, cadence, decision_time, universe, market_data, params, rules, backtest
+    strategies.config.ConfigFileError: unknown key 'colour' in the config; known keys: strategy, strategy_sha256, name, cadence, decision_time, universe, market_data, params, rules, backtest
 """
 
 from __future__ import annotations
@@ -54,14 +54,17 @@ from typing import Any, Mapping
 
 from strategies.base import Strategy, StrategyError
 from strategies.cadence import Cadence
-from strategies.loader import build_strategy, coerce, load_strategy
+from strategies.loader import build_strategy, coerce, load_strategy, sha256_of, strategy_source
 from strategies.rules import Rules
 
-TOP_KEYS = ("strategy", "name", "cadence", "decision_time", "universe", "market_data", "params", "rules", "backtest")
+TOP_KEYS = ("strategy", "strategy_sha256", "name", "cadence", "decision_time", "universe", "market_data", "params",
+            "rules", "backtest")
 MARKET_DATA_SOURCES = ("sample", "yfinance", "alpaca")  # or csv:PATH
+PINNED_NAME = "strategy.py"  # a run folder's copy of a user's strategy file
 # fill, costs, commission and slippage_bps are the execution model (strategies.execution): the paper broker and the
 # live sizing read them too, so a deployed config trades as it was backtested.
-BACKTEST_KEYS = ("data", "symbols", "start", "end", "cash", "commission", "benchmark", "fill", "costs", "slippage_bps")
+BACKTEST_KEYS = ("data", "symbols", "start", "end", "cash", "commission", "benchmark", "fill", "costs", "slippage_bps",
+                 "date_format")
 RULE_KEYS = tuple(f.name for f in dataclasses.fields(Rules))
 
 
@@ -112,6 +115,7 @@ class StrategyConfig:
                 raise ConfigFileError(f"[{table}] must be a table of key = value")
         try:
             cls_ = load_strategy(spec)
+            _check_pinned(cls_, spec, values.get("strategy_sha256"))
             params = {k: coerce(cls_, k, _none(v)) for k, v in dict(values.get("params", {})).items()}
         except ConfigFileError:
             raise
@@ -130,11 +134,16 @@ class StrategyConfig:
         elif universe is not None:
             if not isinstance(universe, list) or not all(isinstance(s, str) and s.strip() for s in universe):
                 raise ConfigFileError("universe must be a list of symbols or \"sp500\"")
+            if not universe:  # an empty list is a mistake, never "every symbol in the data"
+                raise ConfigFileError("universe = [] names no symbol: list at least one, or leave the key out "
+                                      "for every symbol in the data")
             universe = tuple(s.strip().upper() for s in universe)
         backtest = dict(values.get("backtest", {}))
         bad = [k for k in backtest if k not in BACKTEST_KEYS]
         if bad:
             raise ConfigFileError(f"unknown key 'backtest.{bad[0]}'; known: {', '.join(BACKTEST_KEYS)}")
+        if "symbols" in backtest and not backtest["symbols"]:
+            raise ConfigFileError("backtest.symbols names no symbol: list at least one, or leave the key out")
         market_data = values.get("market_data")
         if market_data is not None and (not isinstance(market_data, str) or not (
                 market_data in MARKET_DATA_SOURCES or market_data.startswith("csv:"))):
@@ -159,7 +168,11 @@ class StrategyConfig:
     def to_mapping(self) -> dict[str, Any]:
         """Plain values, ``None`` written as ``"none"`` (TOML has no null)."""
         strategy = self.build()
-        out: dict[str, Any] = {"strategy": self.strategy, "name": strategy.name}
+        out: dict[str, Any] = {"strategy": self.strategy}
+        source = strategy_source(type(strategy))
+        if source is not None:  # a user's file: the hash of the very bytes that ran
+            out["strategy_sha256"] = sha256_of(source[1])
+        out["name"] = strategy.name
         out.update(self.cadence.to_dict())
         if self.universe is not None:
             out["universe"] = self.universe if isinstance(self.universe, str) else list(self.universe)
@@ -175,6 +188,39 @@ class StrategyConfig:
         import tomli_w  # only the writers (backtests, deploy) need it
 
         return tomli_w.dumps(self.to_mapping())
+
+    def pinned(self) -> tuple[str, dict[str, bytes]]:
+        """The config.toml text a run folder keeps, and the files beside it: a user's strategy file is copied as
+        ``strategy.py`` (the bytes that ran) and the config names that copy, with its sha256, so ``--config``
+        runs the copy even after the original is edited, and refuses a copy that was changed.
+
+        >>> text, files = StrategyConfig.from_mapping({"strategy": "ma-crossover"}).pinned()
+        >>> text.splitlines()[0], files
+        ('strategy = "ma-crossover"', {})
+        """
+        import tomli_w
+
+        mapping = self.to_mapping()
+        where, _, cls_name = self.strategy.rpartition(":")
+        source = strategy_source(load_strategy(self.strategy))
+        if source is None or not (where.endswith(".py") or "/" in where):
+            return tomli_w.dumps(mapping), {}
+        mapping["strategy"] = f"{PINNED_NAME}:{cls_name}"  # resolved next to the config file when it is read
+        return tomli_w.dumps(mapping), {PINNED_NAME: source[1]}
+
+
+def _check_pinned(cls: type[Strategy], spec: str, recorded: Any) -> None:
+    """A config that records its strategy's sha256 runs only those bytes: a changed file is refused."""
+    if recorded is None:
+        return
+    source = strategy_source(cls)
+    if source is None:
+        raise ConfigFileError(f"strategy_sha256 pins a user's strategy file, but {spec} is built in")
+    now = sha256_of(source[1])
+    if str(recorded) != now:
+        raise ConfigFileError(f"strategy file {source[0]} has changed since it was pinned (config "
+                              f"{str(recorded)[:19]}, file {now[:19]}): restore it, or delete the strategy_sha256 "
+                              f"line to run the file as it is now")
 
 
 def rules_from(values: Mapping[str, Any], label=lambda key: key, base: Rules | None = None) -> Rules:

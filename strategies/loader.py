@@ -74,21 +74,57 @@ def _module_from_file(path_text: str) -> types.ModuleType:
     if not path.is_file():
         raise StrategyError(f"no such strategy file: {path}")
     resolved = path.resolve()
-    # One module name per file, so two user files with the same stem never shadow each other.
-    name = f"user_strategy_{resolved.stem}_{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
+    try:
+        source = resolved.read_bytes()  # read once: the bytes that run are the bytes hashed and pinned
+    except OSError as exc:
+        raise StrategyError(f"cannot read {path}: {exc}") from None
+    digest = hashlib.sha256(source).hexdigest()
+    # One module per file and content, so two user files with the same stem never shadow each other, and an
+    # edited file is loaded afresh rather than served from an earlier import in the same process.
+    name = f"user_strategy_{resolved.stem}_{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}_{digest[:8]}"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, resolved)
-    if spec is None or spec.loader is None:
-        raise StrategyError(f"cannot load {path} as Python")
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=str(resolved))
     module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(resolved)
+    module.__strategy_source__ = source
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        exec(compile(source, str(resolved), "exec"), module.__dict__)
     except Exception as exc:
         del sys.modules[name]
         raise StrategyError(f"cannot import {path}: {type(exc).__name__}: {exc}") from None
     return module
+
+
+def strategy_source(cls: type[Strategy]) -> tuple[Path, bytes] | None:
+    """The file a user's strategy class was loaded from and the exact bytes that ran, or ``None`` for a class of
+    this package (its code is the package's version). A backtest pins these bytes into its run folder.
+
+    >>> from strategies.prophet_trend import ProphetTrend
+    >>> strategy_source(ProphetTrend) is None
+    True
+    """
+    module = sys.modules.get(cls.__module__)
+    if module is None or cls.__module__.split(".")[0] in _PACKAGES:
+        return None
+    source = getattr(module, "__strategy_source__", None)
+    where = getattr(module, "__file__", None)
+    if source is None and where:  # a user's module:Class import (e.g. user_strategies.x in the function zip)
+        source = Path(where).read_bytes()
+    return (Path(where), source) if where and source is not None else None
+
+
+def sha256_of(source: bytes) -> str:
+    """``sha256:<hex>`` of a strategy file's bytes, as config.toml records it.
+
+    >>> sha256_of(b"")
+    'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
+    """
+    return "sha256:" + hashlib.sha256(source).hexdigest()
+
+
+_PACKAGES = {"strategies", "marketdata", "brokers", "backtests", "live", "deploy", "clitools"}
 
 
 def param_fields(cls: type[Strategy]) -> dict[str, dataclasses.Field]:

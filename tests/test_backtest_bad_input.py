@@ -58,6 +58,22 @@ CASES = {
     "bad date": (lambda t: ["--start", "yesterday-ish"], "is not a date"),
     "bad number": (lambda t: ["--cash", "lots"], "invalid float value"),
     "bad parameter": (lambda t: ["--band", "-1"], "band must be"),
+    # dates are ISO 8601 or follow --date-format: never guessed (a day-first date reorders the history)
+    "dd/mm/yyyy dates": (lambda t: ["--data", write(t, "p.csv", "date,A\n03/01/2022,1\n04/01/2022,2\n")],
+                         "line 2 of"),
+    "dd.mm.yyyy dates": (lambda t: ["--data", write(t, "p.csv", long_csv(["2022-01-03,A,1", "04.01.2022,A,2"]))],
+                         "line 3 of"),
+    "integer yyyymmdd dates": (lambda t: ["--data", write(t, "p.csv", "date,A\n20220103,1\n20220104,2\n")],
+                               "date '20220103' is not ISO 8601"),
+    "impossible date": (lambda t: ["--data", write(t, "p.csv", long_csv(["2022-01-03,A,1", "2022-02-30,A,2"]))],
+                        "line 3 of"),
+    "wrong --date-format": (lambda t: ["--data", write(t, "p.csv", "date,A\n2022-01-03,1\n"), "--date-format",
+                                       "%d/%m/%Y"], "date '2022-01-03' is not a valid date in the --date-format"),
+    "--date-format on the sample": (lambda t: ["--date-format", "%d/%m/%Y"], "reads a CSV file's dates"),
+    "a Saturday row": (lambda t: ["--data", write(t, "p.csv", long_csv(["2022-01-07,A,1", "2022-01-08,A,2"]))],
+                       "line 3 of"),
+    "a holiday row": (lambda t: ["--data", write(t, "p.csv", "date,A\n2022-01-14,1\n2022-01-17,2\n")],
+                      "2022-01-17 is a Monday the NYSE was closed"),
 }
 
 
@@ -294,3 +310,46 @@ def test_price_data_refuses_infinite_prices_and_columns_equal_but_for_case():
         PriceData.from_closes(pd.DataFrame({"A": [1.0, 2.0], "B": [1.0, float("inf")]}, index=dates), source="t")
     with pytest.raises(DataError, match="duplicated column AAPL"):
         PriceData.from_closes(pd.DataFrame([[1.0, 2.0]] * 2, index=dates, columns=["AAPL", "aapl "]), source="t")
+
+
+DATE_LAYOUTS = {"%d/%m/%Y": "03/01/2022", "%Y%m%d": "20220103", "%m/%d/%Y": "01/03/2022"}
+
+
+@pytest.mark.parametrize("layout", sorted(DATE_LAYOUTS))
+def test_a_date_format_reads_the_same_run_as_iso_dates(layout, tmp_path, capsys):
+    from marketdata import load_sample
+
+    closes = load_sample().closes.loc["2022-06-01":"2022-12-28", ["AAPL", "KO", "PG"]]
+    iso, other = tmp_path / "iso.csv", tmp_path / "other.csv"
+    closes.to_csv(iso, index_label="date")
+    relabelled = closes.copy()
+    relabelled.index = closes.index.strftime(layout)
+    relabelled.to_csv(other, index_label="date")
+    with pytest.raises(SystemExit) as refused:  # without the format: refused, never guessed
+        cli(BASE + ["--data", str(other), "--start", "2022-09-01", "--out", str(tmp_path / "x")])
+    assert refused.value.code == 2 and "is not ISO 8601" in capsys.readouterr().err
+    runs = {}
+    for name, extra in (("iso", ["--data", str(iso)]), ("other", ["--data", str(other), "--date-format", layout])):
+        assert cli(BASE + extra + ["--start", "2022-09-01", "--out", str(tmp_path / name)]) == 0
+        runs[name] = (tmp_path / name / "trades.csv").read_bytes(), (tmp_path / name / "equity.csv").read_bytes()
+    assert runs["iso"] == runs["other"] and runs["iso"][0].count(b"\n") > 1
+    again = tmp_path / "again"  # the format is part of the run's config: --config reads the file the same way
+    assert cli(["--quiet", "--no-plot", "--config", str(tmp_path / "other" / "config.toml"), "--out", str(again)]) == 0
+    assert (again / "trades.csv").read_bytes() == runs["other"][0]
+
+
+def test_the_sweep_reads_a_date_format_too(tmp_path, capsys):
+    from backtests.sweep import cli as sweep
+    from marketdata import load_sample
+
+    closes = load_sample().closes.loc["2022-01-03":"2022-12-28", ["AAPL", "KO"]]
+    closes.index = closes.index.strftime("%d/%m/%Y")
+    path = tmp_path / "dmy.csv"
+    closes.to_csv(path, index_label="date")
+    common = ["--data", str(path), "--grid", "band=0.01", "--set", "history=30", "--set", "refit_every=10",
+              "--set", "top_n=1", "--start", "2022-06-01", "--train", "40", "--test", "20"]
+    with pytest.raises(SystemExit) as exc:
+        sweep(common + ["--out", str(tmp_path / "refused")])
+    assert exc.value.code == 2 and "line 2 of" in capsys.readouterr().err
+    assert sweep(common + ["--date-format", "%d/%m/%Y", "--out", str(tmp_path / "swept")]) == 0
+    assert (tmp_path / "swept" / "results.csv").is_file()

@@ -205,14 +205,15 @@ def test_a_cycle_on_yfinance_data_through_the_yahoo_stub(tmp_path, monkeypatch):
     assert sum(stub.history_requests.values()) >= len(SYMBOLS)
 
 
-def test_a_universe_symbol_without_data_is_skipped_and_named_not_fatal(tmp_path):
-    # e.g. a member of the S&P 500 snapshot that has since been delisted: the rest of the book still trades
-    full = run({"now": SLOT}, env=live_env(tmp_path / "full"))
-    partial = run({"now": SLOT}, env=live_env(tmp_path / "partial", UNIVERSE=",".join(SYMBOLS + ["GONE"])))
-    assert partial["status"] == full["status"] == "traded"
-    assert partial["provenance"]["unavailable_symbols"] == ["GONE"]
-    assert full["provenance"]["unavailable_symbols"] == []
-    assert [(o["symbol"], o["side"], o["qty"]) for o in partial["orders"]] == \
-        [(o["symbol"], o["side"], o["qty"]) for o in full["orders"]]
-    only_gone = run({"now": SLOT}, env=live_env(tmp_path / "none", UNIVERSE="GONE,NADA"))
-    assert only_gone["status"] == "error" and "GONE" in only_gone["error"]["message"]
+def test_a_universe_symbol_without_data_is_refused_but_a_snapshot_member_is_skipped(tmp_path):
+    # A symbol the user listed and the prices lack is refused before any order, as the backtest refuses it
+    # (test_universe_checks); a member of the bundled S&P 500 snapshot without data (e.g. since delisted) is
+    # skipped and named, and the rest of the book still trades.
+    listed = run({"now": SLOT}, env=live_env(tmp_path / "listed", UNIVERSE=",".join(SYMBOLS + ["GONE"])))
+    assert listed["status"] == "error" and listed["error"]["type"] == "config"
+    assert "unknown symbol(s) GONE" in listed["error"]["message"] and paper_orders(tmp_path / "listed") == []
+    snapshot = run({"now": SLOT}, env=live_env(tmp_path / "sp500", UNIVERSE="sp500"))
+    assert snapshot["status"] == "traded", snapshot
+    assert "MMM" in snapshot["provenance"]["unavailable_symbols"]
+    universe = set(snapshot["provenance"]["universe"])
+    assert universe - set(snapshot["provenance"]["unavailable_symbols"]) == universe & set(SampleProvider().data.symbols)

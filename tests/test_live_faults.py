@@ -226,9 +226,9 @@ def test_a_dry_run_may_replay_a_moment_on_alpaca(tmp_path):
 
 
 def test_unknown_symbols_and_stale_data_are_data_errors(tmp_path):
-    # one unknown symbol is skipped and named (test_live_cycle); a universe with no known symbol is a data error
+    # a listed symbol the prices lack is refused by the configuration check (test_universe_checks)
     unknown = run({"now": SLOT}, env=live_env(tmp_path / "a", UNIVERSE="NOPE,NADA"))
-    assert unknown["status"] == "error" and unknown["error"]["type"] == "data" and "NOPE" in unknown["error"]["message"]
+    assert unknown["status"] == "error" and unknown["error"]["type"] == "config" and "NOPE" in unknown["error"]["message"]
     # a moment after the sample ends: the newest close is months old
     stale = run({"now": "2023-06-01T15:45:00-04:00"}, env=live_env(tmp_path / "b"))
     assert stale["status"] == "error" and "stale prices" in stale["error"]["message"]

@@ -5,7 +5,7 @@ names the variable. Secrets are not part of the configuration: only *where* to f
 
 The strategy comes from ``STRATEGY_CONFIG`` (the same TOML file a backtest writes and reads), then ``STRATEGY``
 (a name, ``path/to/file.py:Class`` or ``module:Class``), ``STRATEGY_NAME``, ``STRATEGY_<PARAM>`` for its
-parameters, the rules' ``MAX_POSITIONS``, ``MAX_ORDER_NOTIONAL``, ``STOP_LOSS``, ``TAKE_PROFIT``, and
+parameters, the rules' ``MAX_POSITIONS``, ``MAX_ORDER_NOTIONAL``, ``STOP_LOSS``, ``TAKE_PROFIT``, ``CAPITAL``, and
 ``CADENCE``/``DECISION_TIME``: environment variables override the file, as flags do in the backtest.
 
 Example:
@@ -37,7 +37,7 @@ BROKERS = ("auto", "paper", "alpaca")
 KEY_SOURCES = ("APCA_API_KEY_ID", "ALPACA_SECRET_NAME", "ALPACA_SSM_PARAMETER")
 SLOT_MINUTES = 15  # the schedule slot in client order ids; a retry inside the slot reuses the same ids
 RULE_VARIABLES = {"max_positions": "MAX_POSITIONS", "max_order_notional": "MAX_ORDER_NOTIONAL",
-                  "stop_loss": "STOP_LOSS", "take_profit": "TAKE_PROFIT"}
+                  "stop_loss": "STOP_LOSS", "take_profit": "TAKE_PROFIT", "capital": "CAPITAL"}
 NOT_PARAMS = {"STRATEGY_CONFIG", "STRATEGY_NAME", "STRATEGY_STOP_LOSS", "STRATEGY_TAKE_PROFIT"}
 
 

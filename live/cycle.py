@@ -148,6 +148,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         cash = max(0.0, min(account.cash, account.buying_power))
         closes = history.data.closes
         strategy.candidates = universe  # a holding outside the universe is evaluated, never ranked
+        cash = config.rules.spendable(cash, held, last_prices(closes))  # CAPITAL: this variant's share of the account
         decision = as_decision(strategy.decide(closes, held, cash), strategy, closes, held)
         record.signals = {s: {"price": sig.price, "forecast": sig.forecast, "decision": sig.action,
                               "reason": sig.reason, "in_universe": sig.in_universe}

@@ -77,9 +77,10 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         # One cycle per strategy at a time, across containers: adjacent slots would otherwise both buy the book.
         require_durable_home(config.journal, in_lambda=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
                              broker=config.broker, dry_run=record.dry_run)
-        lease = open_lease(config.journal, name, LeaseSettings.from_env(env))
-        lease.acquire()
-        record.lease = lease.where
+        if not record.dry_run:  # a dry run only reads and reports: it takes no lease, so it never makes a real cycle busy
+            lease = open_lease(config.journal, name, LeaseSettings.from_env(env))
+            lease.acquire()
+            record.lease = lease.where
         # MARKET_DATA=alpaca: the same keys as trading (only then passed, so a stand-in provider keeps its shape)
         provider = make_provider(config, keys=keys, env=env) if config.market_data == "alpaca" else make_provider(config)
         broker = make_broker(config, provider, record.now if record.replayed else None, keys, env)
@@ -110,7 +111,8 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         #    The strategy sees only its own positions (its ledger, capped by the broker's) and only its own legs.
         ledger = record.ledger = open_ledger(config.journal, name)
         ledger.sync(broker, now)
-        reconciled = reconcile(broker, name, now, config.stale_order_minutes, our_legs=ledger.leg_ids())
+        reconciled = reconcile(broker, name, now, config.stale_order_minutes, our_legs=ledger.leg_ids(),
+                               dry_run=record.dry_run)  # a dry run cancels nothing
         account, broker_positions = broker.account(), broker.positions()
         view = ledger.against(broker_positions)
         positions = view.positions

@@ -1,4 +1,4 @@
-"""How a cycle ends, in this order: the ledger is saved, the fill notification sent, the journal written, the
+"""How a cycle ends, in this order: the ledger is saved (never by a dry run), the fill notification sent, the journal written, the
 metric line printed, the ``cycle_end`` line logged. A failed ledger or journal write never hides what the cycle
 did: the status becomes ``unrecorded`` (``outcome`` keeps what it was, ``ledger_error``/``journal_error`` say
 what failed), which counts as a failed cycle for the metric, the Lambda handler and the command line's exit code.
@@ -33,7 +33,7 @@ def conclude(record, journal, logger, secrets, status: str, **extra: Any) -> dic
     """The summary of a cycle ending with ``status``, after saving and reporting it everywhere."""
     summary = redact(record.finish(status, **extra), secrets)
     ledger = record.ledger
-    if ledger is not None and ledger.dirty:
+    if ledger is not None and ledger.dirty and not record.dry_run:  # a dry run writes no ledger
         try:
             ledger.save()
         except Exception as exc:  # noqa: BLE001 - reported in the status, never raised past the journal

@@ -49,10 +49,11 @@ def _is_exit_leg(order: BrokerOrder) -> bool:
 
 
 def reconcile(broker: Broker, strategy: str, now: dt.datetime, stale_minutes: float, *,
-              our_legs: Collection[str] = ()) -> Reconciliation:
+              our_legs: Collection[str] = (), dry_run: bool = False) -> Reconciliation:
     """Cancel open orders of ``strategy`` older than ``stale_minutes``; report what stays open.
 
-    ``our_legs``: broker ids of the exit legs of this strategy's bracket parents (``Ledger.leg_ids``)."""
+    ``our_legs``: broker ids of the exit legs of this strategy's bracket parents (``Ledger.leg_ids``).
+    ``dry_run``: cancel nothing; the stale orders are listed with ``"dry_run": True`` (a dry run only reads)."""
     result = Reconciliation()
     our_legs = set(our_legs)
     for order in broker.open_orders():
@@ -61,10 +62,12 @@ def reconcile(broker: Broker, strategy: str, now: dt.datetime, stale_minutes: fl
             continue
         age = None if order.submitted_at is None else (now - order.submitted_at).total_seconds() / 60
         if is_ours(strategy, order.client_order_id) and age is not None and age > stale_minutes:
+            stale = {"symbol": order.symbol, "side": order.side, "qty": order.qty,
+                     "client_order_id": order.client_order_id, "age_minutes": round(age, 1)}
             try:
-                broker.cancel(order.id)
-                result.canceled.append({"symbol": order.symbol, "side": order.side, "qty": order.qty,
-                                        "client_order_id": order.client_order_id, "age_minutes": round(age, 1)})
+                if not dry_run:
+                    broker.cancel(order.id)
+                result.canceled.append(stale | ({"dry_run": True} if dry_run else {}))
             except BrokerError as exc:
                 result.errors.append(f"cancel {order.client_order_id}: {exc}")
         # A cancellation may still be pending at the broker, so a just-cancelled symbol waits for the next cycle.

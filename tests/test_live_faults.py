@@ -147,8 +147,8 @@ def test_stale_orders_of_this_strategy_are_cancelled_and_busy_symbols_skipped(tm
         ours = broker.submit(OrderRequest("LLY", "buy", 1, client_order_id="prophet-trend-20220601-s40-LLY-buy"))
         manual = broker.submit(OrderRequest("MRK", "buy", 1, client_order_id="by-hand-1"))
         stub.state.set_now(SLOT)
-        summary = run({"dry_run": True}, env=env)
-        assert summary["status"] == "dry_run", summary
+        summary = run({}, env=env)
+        assert summary["status"] in ("traded", "no_change"), summary
         assert stub.state.order(ours.id)["status"] == "canceled"
         assert stub.state.order(manual.id)["status"] in ("new", "accepted")  # not ours: left alone
         skipped = {s["symbol"] for s in summary["skipped"] if "open" in s["reason"]}

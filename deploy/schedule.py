@@ -22,10 +22,13 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Mapping
 
 from strategies.cadence import AFTER_OPEN_MINUTES, BEFORE_CLOSE_MINUTES, Cadence
 
+# What every schedule sends the function: live.event accepts exactly its keys (``source`` is informational).
+SCHEDULE_INPUT = json.dumps({"source": "schedule"})
 EARLY_CLOSE = dt.time(13, 0)  # NYSE's early closes (July 3rd, Black Friday, Christmas Eve)
 _DAY = dt.date(2000, 1, 3)
 

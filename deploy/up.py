@@ -27,6 +27,7 @@ from clitools import UserError
 from deploy import bucket as journal_bucket
 from deploy import policies
 from deploy.aws import Aws, error_code
+from deploy.schedule import SCHEDULE_INPUT
 from deploy.config import (CYCLE_ERROR_METRIC, HANDLER, METRIC_DIMENSION, METRIC_NAMESPACE, RESERVED_CONCURRENCY,
                            RUNTIME, DeployConfig)
 from deploy.zipfiles import sha256_of
@@ -547,7 +548,7 @@ class Deployer:
                 Name=name, GroupName=group, ScheduleExpression=expression,
                 ScheduleExpressionTimezone=self.cfg.timezone, FlexibleTimeWindow={"Mode": "OFF"}, State="ENABLED",
                 Description="ProphetTrend trading cycle",
-                Target={"Arn": function_arn, "RoleArn": role_arn, "Input": json.dumps({"source": "schedule"}),
+                Target={"Arn": function_arn, "RoleArn": role_arn, "Input": SCHEDULE_INPUT,
                         "RetryPolicy": {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 900}})
             if name in existing:
                 current = sched.get_schedule(Name=name, GroupName=group)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 from live.cycle import run
@@ -44,7 +45,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     if callable(remaining) and not env.get("LEASE_SECONDS", "").strip():
         # the lease outlives this invocation by a margin only: Lambda kills the cycle at its timeout
         env["LEASE_SECONDS"] = f"{remaining() / 1000 + LEASE_MARGIN_SECONDS:.0f}"
-    summary = run(event, env=env)
+    # decide() must return before the invocation ends (live.time_budget): Lambda kills it at its timeout
+    deadline = time.monotonic() + remaining() / 1000 if callable(remaining) else None
+    summary = run(event, env=env, deadline=deadline)
     if summary.get("status") in FAILED:
         raise CycleFailed(summary)
     return summary

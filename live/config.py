@@ -38,11 +38,18 @@ KEY_SOURCES = ("APCA_API_KEY_ID", "ALPACA_SECRET_NAME", "ALPACA_SSM_PARAMETER")
 SLOT_MINUTES = 15  # the schedule slot in client order ids; a retry inside the slot reuses the same ids
 RULE_VARIABLES = {"max_positions": "MAX_POSITIONS", "max_order_notional": "MAX_ORDER_NOTIONAL",
                   "stop_loss": "STOP_LOSS", "take_profit": "TAKE_PROFIT", "capital": "CAPITAL"}
-NOT_PARAMS = {"STRATEGY_CONFIG", "STRATEGY_NAME", "STRATEGY_STOP_LOSS", "STRATEGY_TAKE_PROFIT"}
+NOT_PARAMS = {"STRATEGY_CONFIG", "STRATEGY_NAME", "STRATEGY_STOP_LOSS", "STRATEGY_TAKE_PROFIT",
+              "STRATEGY_TIMEOUT_SECONDS"}
+DEFAULT_STRATEGY_TIMEOUT_SECONDS = 600.0  # decide()'s time budget (live.time_budget); Lambda's deadline caps it
 
 
 class ConfigError(ValueError):
     """A missing or malformed setting; the message is one line naming the variable."""
+
+
+class StrategyLoadError(ConfigError):
+    """The strategy's file or module could not be imported (it raised, or called sys.exit): journaled as a
+    strategy error, not a configuration one."""
 
 
 class InputError(ValueError):
@@ -69,6 +76,7 @@ class LiveConfig:
     sandboxed: bool                  # in Lambda or a read-only working directory: write only under the temp dir
     cache_dir: Path | None           # yfinance cache; None: marketdata's default (PROPHETTREND_CACHE or user cache)
     log_level: str
+    strategy_timeout_seconds: float = DEFAULT_STRATEGY_TIMEOUT_SECONDS  # STRATEGY_TIMEOUT_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "LiveConfig":
@@ -107,6 +115,8 @@ class LiveConfig:
             cache_dir=Path(read.text("PROPHETTREND_CACHE", "")) if read.text("PROPHETTREND_CACHE", "")
             else (state_dir / "cache" if sandboxed else None),
             log_level=read.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
+            strategy_timeout_seconds=read.number("STRATEGY_TIMEOUT_SECONDS", DEFAULT_STRATEGY_TIMEOUT_SECONDS,
+                                                 minimum=0.001),
         )
         if config.market_data not in ("sample", "yfinance", "alpaca") and not config.market_data.startswith("csv:"):
             raise ConfigError(f"MARKET_DATA must be sample, yfinance, alpaca or csv:PATH, got {config.market_data!r}")
@@ -195,12 +205,18 @@ def _strategy_config(read: "_Reader") -> StrategyConfig:
         else:
             base = StrategyConfig()
     except StrategyError as exc:
-        raise ConfigError(f"STRATEGY_CONFIG: {exc}") from None
+        kind = StrategyLoadError if "cannot import" in str(exc) else ConfigError
+        raise kind(f"STRATEGY_CONFIG: {exc}") from None
+    except SystemExit as exc:
+        raise StrategyLoadError(f"STRATEGY_CONFIG: its strategy called sys.exit({exc.code!r}) at import") from None
     spec = read.text("STRATEGY", "") or base.strategy
     try:
         cls = load_strategy(spec)
     except StrategyError as exc:
-        raise ConfigError(f"STRATEGY: {exc}") from None
+        kind = StrategyLoadError if str(exc).startswith("cannot import") else ConfigError
+        raise kind(f"STRATEGY: {exc}") from None
+    except SystemExit as exc:  # a strategy module calling sys.exit() at import must not end the invocation
+        raise StrategyLoadError(f"STRATEGY: cannot import {spec}: it called sys.exit({exc.code!r})") from None
     params = dict(base.params) if spec == base.strategy else {}
     known = {f.name for f in fields(cls.Params)}
     for name, raw in sorted(env.items()):

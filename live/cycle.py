@@ -24,7 +24,7 @@ from typing import Any, Mapping
 from brokers.base import BrokerError
 from brokers.calendar import MarketCalendar
 from live.components import candidate_universe, make_broker, make_provider
-from live.config import ConfigError, InputError, LiveConfig
+from live.config import ConfigError, InputError, LiveConfig, StrategyLoadError, default_state_dir
 from live.daybook import make_daybook
 from live.history import load_history
 from live.event import read_event
@@ -36,6 +36,7 @@ from live.orders import plan_records, submit_idempotently, to_request
 from live.outcome import conclude
 from live.reconcile import reconcile
 from live.record import CycleRecord
+from live.time_budget import budget_seconds, call_with_budget
 from live.schedule import closed_reason, decision_due, decision_key, new_york, parse_moment, slot_of
 from live.secrets import load_alpaca_keys, secret_values
 from marketdata.errors import DataError
@@ -43,10 +44,14 @@ from strategies.base import Position, StrategyError, as_decision, last_prices
 from strategies.rules import plan_orders, skipped_records
 
 
-def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None, *,
+        deadline: float | None = None) -> dict[str, Any]:
     """One trading cycle; returns a JSON-serialisable summary whose ``status`` is one of
     traded | no_change | market_closed | dry_run | busy | error | unrecorded (live.record). Never raises for
-    expected failures: a malformed event, too, is an input error with a journaled summary."""
+    expected failures: a malformed event, too, is an input error with a journaled summary.
+
+    ``deadline``: when the invocation ends, as a ``time.monotonic()`` value (the Lambda handler passes it); the
+    strategy's ``decide()`` must return well before it (``live.time_budget``)."""
     raw_event, event = event, {}
     env = dict(os.environ if env is None else env)
     logger = setup_logging()  # LOG_LEVEL applies once the configuration is read
@@ -151,7 +156,9 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         closes = history.data.closes
         strategy.candidates = universe  # a holding outside the universe is evaluated, never ranked
         cash = config.rules.spendable(cash, held, last_prices(closes))  # CAPITAL: this variant's share of the account
-        decision = as_decision(strategy.decide(closes, held, cash), strategy, closes, held)
+        budget = budget_seconds(config.strategy_timeout_seconds, deadline)
+        decided = call_with_budget(lambda: strategy.decide(closes, held, cash), seconds=budget)
+        decision = as_decision(decided, strategy, closes, held)
         record.signals = {s: {"price": sig.price, "forecast": sig.forecast, "decision": sig.action,
                               "reason": sig.reason, "in_universe": sig.in_universe}
                           for s, sig in decision.signals.items() if hasattr(sig, "action")}
@@ -191,6 +198,8 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         return _fail(record, journal, logger, secrets, "lease", exc)
     except LedgerError as exc:
         return _fail(record, journal, logger, secrets, "ledger", exc)
+    except StrategyLoadError as exc:  # the strategy's file raised at import: journaled where the config says
+        return _fail(record, journal or _journal_of(env), logger, secrets, "strategy", exc)
     except ConfigError as exc:
         return _fail(record, journal, logger, secrets, "config", exc)
     except BrokerError as exc:
@@ -210,6 +219,15 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
                 lease.release()
             except Exception as exc:  # noqa: BLE001 - the summary is written; an unreleased lease expires
                 log(logger, "lease_release_failed", logging.WARNING, message=str(exc))
+
+
+def _journal_of(env: Mapping[str, str]):
+    """The journal ``JOURNAL``/``STATE_DIR`` name, for a failure before the configuration was whole."""
+    try:
+        state_dir = env.get("STATE_DIR", "").strip() or str(default_state_dir(env))
+        return make_journal(env.get("JOURNAL", "").strip() or os.path.join(state_dir, "journal.jsonl"), [])
+    except Exception:  # noqa: BLE001 - the error itself is still returned, logged and measured
+        return None
 
 
 def _fail(record, journal, logger, secrets, kind: str, exc: BaseException) -> dict[str, Any]:

@@ -30,7 +30,7 @@ class CycleFailed(RuntimeError):
 
     def __init__(self, summary: dict[str, Any]) -> None:
         error = summary.get("error") or {}
-        why = error.get("message") or summary.get("journal_error") or summary.get("ledger_error") or "failed"
+        why = error.get("message") or summary.get("journal_error") or summary.get("ledger_error") or summary.get("daybook_error") or "failed"
         kind = error.get("type") or summary.get("outcome")
         super().__init__(f"cycle {summary.get('cycle_id')} {summary.get('status')} ({kind}): {why}")
         self.summary = summary

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {error.get('message')}\n")
         return EXIT_CYCLE_FAILED
     if summary["status"] == "unrecorded":
-        why = summary.get("ledger_error") or summary.get("journal_error")
+        why = summary.get("ledger_error") or summary.get("journal_error") or summary.get("daybook_error")
         sys.stderr.write(f"error: the cycle ran ({summary.get('outcome')}) but was not recorded: {why}\n")
         return EXIT_UNRECORDED
     return 0

@@ -25,7 +25,7 @@ from brokers.base import BrokerError
 from brokers.calendar import MarketCalendar
 from live.components import candidate_universe, make_broker, make_provider
 from live.config import ConfigError, InputError, LiveConfig, StrategyLoadError, default_state_dir
-from live.daybook import make_daybook
+from live.daybook import DaybookError, make_daybook
 from live.history import load_history
 from live.event import read_event
 from live.journal import make_journal
@@ -37,7 +37,8 @@ from live.outcome import conclude
 from live.reconcile import reconcile
 from live.record import CycleRecord
 from live.time_budget import budget_seconds, call_with_budget
-from live.schedule import closed_reason, decision_due, decision_key, new_york, parse_moment, slot_of
+from live.schedule import (closed_reason, decision_due, decision_key, decision_missed, new_york, parse_moment,
+                           slot_of)
 from live.secrets import load_alpaca_keys, secret_values
 from marketdata.errors import DataError
 from strategies.base import Position, StrategyError, as_decision, last_prices
@@ -62,7 +63,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
     journal = lease = None
     try:
         # 1. Configuration and secrets (the keys stay in this frame; logs and journal redact them anyway).
-        config = LiveConfig.from_env(env)
+        config = record.config = LiveConfig.from_env(env)
         if config.sandboxed:  # Prophet imports matplotlib, which wants a writable config folder
             os.environ.setdefault("MPLCONFIGDIR", str(config.state_dir / "matplotlib"))
         keys = load_alpaca_keys(env) if "alpaca" in (config.broker, config.market_data) else None
@@ -187,8 +188,12 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         if failure is not None:
             raise failure
         if not record.dry_run:  # the day is decided: later cycles today only reconcile and report
-            daybook.mark(key, {"cycle_id": record.cycle_id, "at": now.isoformat(),
-                                      "orders": [o["client_order_id"] for o in record.orders]})
+            try:
+                daybook.mark(key, {"cycle_id": record.cycle_id, "at": now.isoformat(),
+                                   "orders": [o["client_order_id"] for o in record.orders]})
+            except Exception as exc:  # noqa: BLE001 - the orders are out: report them, as unrecorded
+                record.daybook_error = f"daybook write failed: {_line(exc)}"
+                log(logger, "daybook_error", logging.ERROR, message=record.daybook_error)
         status = "dry_run" if record.dry_run else ("traded" if any(o["new"] for o in record.orders) else "no_change")
         return _finish(record, journal, logger, secrets, status)
     except LeaseBusy as exc:
@@ -198,6 +203,8 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         return _fail(record, journal, logger, secrets, "lease", exc)
     except LedgerError as exc:
         return _fail(record, journal, logger, secrets, "ledger", exc)
+    except DaybookError as exc:  # an unreadable mark: whether today was decided is unknown, so nothing is decided
+        return _fail(record, journal, logger, secrets, "daybook", exc)
     except StrategyLoadError as exc:  # the strategy's file raised at import: journaled where the config says
         return _fail(record, journal or _journal_of(env), logger, secrets, "strategy", exc)
     except ConfigError as exc:
@@ -230,8 +237,33 @@ def _journal_of(env: Mapping[str, str]):
         return None
 
 
+def _line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _missed(record: CycleRecord, status: str) -> bool:
+    """Whether this cycle was the last chance of a decision that is still unmade (the ``DecisionsMissed``
+    metric), judged on the exchange calendar and the daybook whatever ended the cycle; an unreadable mark counts
+    as missed. A dry run, or a cycle without a configuration, misses nothing."""
+    config = record.config
+    if config is None or record.dry_run or status == "dry_run" or not record.strategy:
+        return False
+    try:
+        now = new_york(record.now)
+        session = MarketCalendar().session(now.date())
+        if session is None:
+            return False
+        window_minutes = (config.trade_after_open_minutes, config.trade_before_close_minutes)
+        if not decision_missed(now, session, config.cadence, None, *window_minutes):
+            return False  # not the last chance: a retry is still to come, or nothing is due
+        key = decision_key(now, session, config.cadence, *window_minutes)
+        return make_daybook(config.journal, record.strategy).decided(key) is None
+    except Exception:  # noqa: BLE001 - cannot tell: say missed, so the alarm asks a human
+        return True
+
+
 def _fail(record, journal, logger, secrets, kind: str, exc: BaseException) -> dict[str, Any]:
-    message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    message = _line(exc)
     if kind == "internal":
         message = f"{type(exc).__name__}: {message}"
     log(logger, "cycle_error", logging.ERROR, kind=kind, message=message)
@@ -239,5 +271,8 @@ def _fail(record, journal, logger, secrets, kind: str, exc: BaseException) -> di
 
 
 def _finish(record, journal, logger, secrets, status: str, **extra: Any) -> dict[str, Any]:
+    record.decision_missed = _missed(record, status)
+    if record.decision_missed:
+        log(logger, "decision_missed", logging.ERROR, status=status, now=new_york(record.now).isoformat())
     # ledger, notification, journal, metric line: a failed write makes the status `unrecorded` (live.outcome)
     return conclude(record, journal, logger, secrets, status, **extra)

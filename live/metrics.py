@@ -10,6 +10,10 @@ CloudWatch Logs turns the line into metrics in namespace ``ProphetTrend`` with d
   is the lease doing its job (a doubled or overlapping invocation), so it is not an error; a run of them means a
   stuck cycle and can be alarmed on separately.
 * ``OrdersSent`` = the orders this cycle sent (``fate: sent``).
+* ``DecisionsMissed`` = 1 when the cycle was the last scheduled chance of a decision (the daily retry, or an
+  intraday slot) and that decision is still unmade when it ends, whatever the cause: busy (a stale or running
+  lease), an error, an unrecorded mark (summary ``decision_missed``; ``live.schedule.decision_missed``). The
+  deploy's missed-decision alarm watches it: a day must never be skipped without a word.
 
 Example:
     >>> line = emf_line({"status": "traded", "orders": [{"fate": "sent"}, {"fate": "existing"}],
@@ -27,7 +31,7 @@ from typing import Any, TextIO
 
 NAMESPACE = "ProphetTrend"
 FAILED = frozenset({"error", "unrecorded"})
-METRICS = ("Cycles", "CycleErrors", "CyclesBusy", "OrdersSent")
+METRICS = ("Cycles", "CycleErrors", "CyclesBusy", "OrdersSent", "DecisionsMissed")
 
 
 def emf_line(summary: dict[str, Any], *, function: str, timestamp_ms: int | None = None) -> dict[str, Any]:
@@ -42,6 +46,7 @@ def emf_line(summary: dict[str, Any], *, function: str, timestamp_ms: int | None
         "CycleErrors": int(status in FAILED),
         "CyclesBusy": int(status == "busy"),
         "OrdersSent": sum(1 for o in summary.get("orders") or () if o.get("fate") == "sent"),
+        "DecisionsMissed": int(bool(summary.get("decision_missed"))),
         "event": "cycle_metrics", "status": status, "strategy": summary.get("strategy"),
         "cycle_id": summary.get("cycle_id"),
     }

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -82,6 +83,11 @@ class DeployConfig:
     alarm_email: str | None = None
 
     def __post_init__(self) -> None:
+        # Lambda's rule for a function name is 1-64 letters, digits, - and _; every resource is named after it,
+        # and "<name>-scheduler" must still fit IAM's 64-character role names.
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,54}", self.function_name or ""):
+            raise ValueError(f"--function-name must be 1 to 54 letters, digits, - or _ (Lambda's rule, leaving room "
+                             f"for the role names derived from it), got {self.function_name!r}")
         if self.arch not in ("x86_64", "arm64"):
             raise ValueError(f"--arch must be x86_64 or arm64, not {self.arch!r}")
         if self.secret_backend not in ("secretsmanager", "ssm"):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,6 +35,7 @@ from strategies.loader import coerce, load_strategy
 from strategies.rules import Rules
 
 BROKERS = ("auto", "paper", "alpaca")
+_S3_JOURNAL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")  # S3's bucket naming rule
 KEY_SOURCES = ("APCA_API_KEY_ID", "ALPACA_SECRET_NAME", "ALPACA_SSM_PARAMETER")
 SLOT_MINUTES = 15  # the schedule slot in client order ids; a retry inside the slot reuses the same ids
 RULE_VARIABLES = {"max_positions": "MAX_POSITIONS", "max_order_notional": "MAX_ORDER_NOTIONAL",
@@ -118,6 +120,9 @@ class LiveConfig:
             strategy_timeout_seconds=read.number("STRATEGY_TIMEOUT_SECONDS", DEFAULT_STRATEGY_TIMEOUT_SECONDS,
                                                  minimum=0.001),
         )
+        if config.journal.startswith("s3://") and not _S3_JOURNAL.fullmatch(config.journal):
+            raise ConfigError(f"JOURNAL must be s3://bucket/prefix (a valid bucket name) or a file path, "
+                              f"got {config.journal!r}")
         if config.market_data not in ("sample", "yfinance", "alpaca") and not config.market_data.startswith("csv:"):
             raise ConfigError(f"MARKET_DATA must be sample, yfinance, alpaca or csv:PATH, got {config.market_data!r}")
         if config.paper_commission >= 0.1:

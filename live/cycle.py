@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from brokers.base import BrokerError
@@ -69,6 +70,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         keys = load_alpaca_keys(env) if "alpaca" in (config.broker, config.market_data) else None
         secrets = secret_values(keys)
         logger = setup_logging(config.log_level, secrets)
+        _check_journal_home(config.journal)
         journal = make_journal(config.journal, secrets)
         strategy = config.build_strategy()
         name = record.strategy = strategy.name  # the config's name for a variant, else the class's
@@ -89,7 +91,12 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
             record.lease = lease.where
         # MARKET_DATA=alpaca: the same keys as trading (only then passed, so a stand-in provider keeps its shape)
         provider = make_provider(config, keys=keys, env=env) if config.market_data == "alpaca" else make_provider(config)
-        broker = make_broker(config, provider, record.now if record.replayed else None, keys, env)
+        try:
+            broker = make_broker(config, provider, record.now if record.replayed else None, keys, env)
+        except BrokerError as exc:  # an unopenable paper database is a setting to fix, not a failed cycle
+            if config.broker != "paper":
+                raise
+            raise ConfigError(f"PAPER_DB: {exc}") from None
         record.broker = broker.name
         clock = None if record.replayed else broker.clock()
         if clock is not None:
@@ -226,6 +233,19 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
                 lease.release()
             except Exception as exc:  # noqa: BLE001 - the summary is written; an unreleased lease expires
                 log(logger, "lease_release_failed", logging.WARNING, message=str(exc))
+
+
+def _check_journal_home(journal: str) -> None:
+    """A local journal's folder must exist or be creatable: otherwise every cycle would end ``unrecorded``."""
+    if journal.startswith("s3://"):
+        return
+    path = Path(journal)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"JOURNAL: cannot create the folder {path.parent}: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise ConfigError(f"JOURNAL names a folder, not a file: {journal}")
 
 
 def _journal_of(env: Mapping[str, str]):

@@ -163,7 +163,7 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         cash = max(0.0, min(account.cash, account.buying_power))
         closes = history.data.closes
         strategy.candidates = universe  # a holding outside the universe is evaluated, never ranked
-        cash = config.rules.spendable(cash, held, last_prices(closes))  # CAPITAL: this variant's share of the account
+        cash = config.rules.spendable(cash, _committed(held, reconciled.our_open_buys), last_prices(closes))  # CAPITAL
         budget = budget_seconds(config.strategy_timeout_seconds, deadline)
         decided = call_with_budget(lambda: strategy.decide(closes, held, cash), seconds=budget)
         decision = as_decision(decided, strategy, closes, held)
@@ -233,6 +233,15 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
                 lease.release()
             except Exception as exc:  # noqa: BLE001 - the summary is written; an unreleased lease expires
                 log(logger, "lease_release_failed", logging.WARNING, message=str(exc))
+
+
+def _committed(held: dict[str, Position], open_buys: Mapping[str, int]) -> dict[str, Position]:
+    """The strategy's holdings plus the unfilled shares of its own open buys: what its capital already pays for."""
+    out = dict(held)
+    for symbol, qty in open_buys.items():
+        have = out.get(symbol)
+        out[symbol] = Position((have.qty if have else 0) + qty, have.avg_price if have else 0.0)
+    return out
 
 
 def _check_journal_home(journal: str) -> None:

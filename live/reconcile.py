@@ -37,6 +37,7 @@ class Reconciliation:
     open_symbols: set[str] = field(default_factory=set)
     exits: dict[str, list[BrokerOrder]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    our_open_buys: dict[str, int] = field(default_factory=dict)  # unfilled shares of our own open buys (capital)
 
     def describe(self) -> dict:
         return {"canceled": self.canceled, "open_order_symbols": sorted(self.open_symbols),
@@ -70,6 +71,9 @@ def reconcile(broker: Broker, strategy: str, now: dt.datetime, stale_minutes: fl
                 result.canceled.append(stale | ({"dry_run": True} if dry_run else {}))
             except BrokerError as exc:
                 result.errors.append(f"cancel {order.client_order_id}: {exc}")
+        if order.side == "buy" and is_ours(strategy, order.client_order_id):  # cancelled ones too: may still fill
+            left = int(order.qty) - int(order.filled_qty or 0)
+            result.our_open_buys[order.symbol] = result.our_open_buys.get(order.symbol, 0) + max(0, left)
         # A cancellation may still be pending at the broker, so a just-cancelled symbol waits for the next cycle.
         result.open_symbols.add(order.symbol)
     return result

@@ -87,3 +87,32 @@ def test_capital_caps_what_the_backtest_invests(tmp_path):
     invested = [float(r["equity"]) - float(r["cash"]) for r in rows]
     assert invested and 15_000 < max(invested) < 20_000 * 1.15  # the capital, plus what its holdings gained
     assert 'capital = 20000.0' in (out / "config.toml").read_text()
+
+
+EQUAL_WEIGHT = '''
+from strategies import Strategy
+
+class EqualWeight(Strategy):
+    name = "equal"
+    warmup_bars = 2
+    def decide(self, closes, positions, cash):
+        return {s: 0.95 / len(self.candidates) for s in self.candidates}
+'''
+
+
+def test_capital_counts_the_strategys_own_open_buys_not_yet_filled(tmp_path):
+    """Orders still open at the broker spend capital too: the next decision must not spend it again."""
+    path = tmp_path / "equal.py"
+    path.write_text(EQUAL_WEIGHT)
+    closes = SampleProvider().data.closes
+    with alpaca_stub() as stub:  # market orders stay open: nothing fills between the two decisions
+        for day, universe in (("2022-05-31", "KO"), ("2022-06-01", "KO,PG")):
+            stub.state.set_now(f"{day}T15:45:00-04:00")
+            stub.state.prices.update({s: float(closes.loc[day, s]) for s in ("KO", "PG")})
+            env = {k: v for k, v in live_env(tmp_path / "state").items() if not k.startswith("STRATEGY_")}
+            env.update(STRATEGY=f"{path}:EqualWeight", UNIVERSE=universe, CAPITAL="10000",
+                       STALE_ORDER_MINUTES="100000", **stub.env())
+            assert run({}, env=env)["status"] == "traded"
+        committed = sum(float(o["qty"]) * stub.state.prices[o["symbol"]] for o in stub.state.orders)
+        assert {o["symbol"] for o in stub.state.orders} == {"KO", "PG"}
+        assert committed <= 10_000.0, committed  # PG was sized on what KO's open order left of the capital

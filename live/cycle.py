@@ -253,8 +253,6 @@ def _check_journal_home(journal: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"JOURNAL: cannot create the folder {path.parent}: {exc.strerror or exc}") from None
-    if path.is_dir():
-        raise ConfigError(f"JOURNAL names a folder, not a file: {journal}")
 
 
 def _journal_of(env: Mapping[str, str]):

@@ -79,7 +79,7 @@ def test_without_capital_the_same_variants_overdraw_the_margin_account(tmp_path)
 def test_capital_caps_what_the_backtest_invests(tmp_path):
     out = tmp_path / "run"
     done = subprocess.run([sys.executable, "-m", "backtests.run", "--symbols", "KO,PG,JNJ,PEP,MRK", "--start",
-                           "2022-01-03", "--end", "2022-06-30", "--history", "60", "--lookback", "20",
+                           "2022-04-01", "--end", "2022-06-30", "--history", "60", "--lookback", "20",
                            "--capital", "20000", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 from live.cycle import run
@@ -29,7 +30,7 @@ class CycleFailed(RuntimeError):
 
     def __init__(self, summary: dict[str, Any]) -> None:
         error = summary.get("error") or {}
-        why = error.get("message") or summary.get("journal_error") or summary.get("ledger_error") or "failed"
+        why = error.get("message") or summary.get("journal_error") or summary.get("ledger_error") or summary.get("daybook_error") or "failed"
         kind = error.get("type") or summary.get("outcome")
         super().__init__(f"cycle {summary.get('cycle_id')} {summary.get('status')} ({kind}): {why}")
         self.summary = summary
@@ -46,7 +47,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         # it: a lease that expired under a live cycle would let the next one buy the book again), and outlives it
         # by a margin only: Lambda kills the cycle at its timeout
         env["LEASE_MIN_SECONDS"] = f"{remaining() / 1000 + LEASE_MARGIN_SECONDS:.0f}"
-    summary = run(event, env=env)
+    # decide() must return before the invocation ends (live.time_budget): Lambda kills it at its timeout
+    deadline = time.monotonic() + remaining() / 1000 if callable(remaining) else None
+    summary = run(event, env=env, deadline=deadline)
     if summary.get("status") in FAILED:
         raise CycleFailed(summary)
     return summary

@@ -179,7 +179,8 @@ class StrategyAdapter(bt.Strategy):
             if pos.size > 0 and d._name not in exiting:
                 positions[d._name] = Position(int(pos.size), float(pos.price))
         cash = float(self.broker.getcash())
-        decision = as_decision(self.strategy.decide(closes, positions, cash), self.strategy, closes, positions)
+        spendable = self.rules.spendable(cash, positions, last_prices(closes))  # capital, as the live cycle caps it
+        decision = as_decision(self.strategy.decide(closes, positions, spendable), self.strategy, closes, positions)
         self.recorder.decisions.append(decision)
         prices = last_prices(closes)
         invested = sum(p.qty * prices.get(s, p.avg_price) for s, p in positions.items())

@@ -30,7 +30,7 @@ from strategies.prophet_trend import ProphetTrend
 # ProphetTrend's own flags, kept from before there was a Strategy interface: they set its params.
 PROPHET_FLAGS = ("top_n", "lookback", "history", "horizon", "band", "mode", "refit_every", "cash_fraction",
                  "max_weight", "engine", "changepoint_prior_scale", "bar")
-RULE_FLAGS = ("max_positions", "max_order_notional", "stop_loss", "take_profit")
+RULE_FLAGS = ("max_positions", "max_order_notional", "stop_loss", "take_profit", "capital")
 DEFAULTS = StrategyParams()
 
 
@@ -59,6 +59,9 @@ def add_strategy_arguments(parser: argparse.ArgumentParser, *, prophet_flags: bo
                    help="bracket stop this far below a buy's price, e.g. 0.02 (default: none)")
     r.add_argument("--take-profit", type=_optional, default=None,
                    help="bracket take-profit this far above a buy's price, e.g. 0.4 (default: none)")
+    r.add_argument("--capital", type=_optional, default=None,
+                   help="most this strategy may have invested at once, e.g. 50000 for a variant sharing an "
+                        "account; buys are sized on min(buying power, capital - own exposure) (default: none)")
     if prophet_flags:
         s = parser.add_argument_group("ProphetTrend parameters (same as --param KEY=VALUE)")
         s.add_argument("--top-n", type=int, default=None, help=f"keep the top N symbols by momentum ({DEFAULTS.top_n})")

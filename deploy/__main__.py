@@ -156,7 +156,8 @@ def config_from(args: argparse.Namespace, bundle=None) -> DeployConfig:
     schedules = None
     if bundle is not None:
         schedules = schedules_for(bundle.config.cadence, env)
-        clash = sorted(k for k in env if k == "STRATEGY" or k.startswith(("STRATEGY_", "CADENCE", "DECISION_TIME")))
+        clash = sorted(k for k in env if k == "STRATEGY" or k.startswith(("STRATEGY_", "CADENCE", "DECISION_TIME"))
+                       and k != "STRATEGY_TIMEOUT_SECONDS")  # decide()'s time budget: a runtime setting
         if clash:
             raise UserError(f"--env {clash[0]} would make the function disagree with its config; change the config "
                             f"(--config/--strategy/--param) instead")

@@ -6,8 +6,8 @@ Example:
     >>> cfg = DeployConfig(function_name="prophettrend", region="us-east-1")
     >>> cfg.layer_name, cfg.role_name, cfg.schedule_group
     ('prophettrend-deps', 'prophettrend-exec', 'prophettrend')
-    >>> cfg.schedules  # the default daily cadence: 15:45, and 12:45 for early-close days (deploy.schedule)
-    ('cron(45 12 ? * MON-FRI *)', 'cron(45 15 ? * MON-FRI *)')
+    >>> cfg.schedules  # the default daily cadence: 15:45, and 12:45 for early-close days, each retried 5 min later
+    ('cron(45,50 12 ? * MON-FRI *)', 'cron(45,50 15 ? * MON-FRI *)')
     >>> cfg.lambda_arch
     'x86_64'
     >>> cfg.topic_name, cfg.alarm_name, cfg.cycle_alarm_name
@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -49,6 +50,7 @@ DERIVED_ENV = {
 METRIC_NAMESPACE = "ProphetTrend"
 METRIC_DIMENSION = "Function"  # its value is the Lambda function's name
 CYCLE_ERROR_METRIC = "CycleErrors"  # 1 for a cycle whose status is an error, else 0 (also Cycles, OrdersSent)
+MISSED_DECISION_METRIC = "DecisionsMissed"  # 1 for a cycle that was a decision's last chance and left it unmade
 # Names that look like credentials never go into the function's plaintext environment.
 CREDENTIAL_WORDS = ("SECRET", "KEY", "TOKEN", "PASSWORD")
 CREDENTIAL_PREFIXES = ("AWS_",)  # APCA_PAPER is a setting; the APCA_ keys contain KEY or SECRET
@@ -114,6 +116,11 @@ class DeployConfig:
     strategy_universe: tuple[str, ...] | str | None = None
 
     def __post_init__(self) -> None:
+        # Lambda's rule for a function name is 1-64 letters, digits, - and _; every resource is named after it,
+        # and "<name>-scheduler" must still fit IAM's 64-character role names.
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,54}", self.function_name or ""):
+            raise ValueError(f"--function-name must be 1 to 54 letters, digits, - or _ (Lambda's rule, leaving room "
+                             f"for the role names derived from it), got {self.function_name!r}")
         check_universe(self.env, self.strategy_universe, self.market_data)
         if self.arch not in ("x86_64", "arm64"):
             raise ValueError(f"--arch must be x86_64 or arm64, not {self.arch!r}")
@@ -178,6 +185,10 @@ class DeployConfig:
     @property
     def cycle_alarm_name(self) -> str:
         return f"{self.function_name}-cycle-errors"
+
+    @property
+    def missed_alarm_name(self) -> str:
+        return f"{self.function_name}-missed-decisions"
 
     @property
     def topic_name(self) -> str:

@@ -27,8 +27,9 @@ from clitools import UserError
 from deploy import bucket as journal_bucket
 from deploy import policies
 from deploy.aws import Aws, error_code
-from deploy.config import (CYCLE_ERROR_METRIC, HANDLER, METRIC_DIMENSION, METRIC_NAMESPACE, RESERVED_CONCURRENCY,
-                           RUNTIME, DeployConfig)
+from deploy.schedule import SCHEDULE_INPUT
+from deploy.config import (CYCLE_ERROR_METRIC, HANDLER, METRIC_DIMENSION, METRIC_NAMESPACE,
+                           MISSED_DECISION_METRIC, RESERVED_CONCURRENCY, RUNTIME, DeployConfig)
 from deploy.zipfiles import sha256_of
 
 OWNER_TAG = "prophettrend:function"
@@ -134,6 +135,9 @@ def plan(cfg: DeployConfig, artifacts: Artifacts) -> list[str]:
         f"alarm       CloudWatch {cfg.alarm_name}: AWS/Lambda Errors >= 1 in 15 minutes -> the topic",
         f"alarm       CloudWatch {cfg.cycle_alarm_name}: {METRIC_NAMESPACE} {CYCLE_ERROR_METRIC} "
         f"({METRIC_DIMENSION}={cfg.function_name}) sum >= 1 in 15 minutes, missing data OK -> the topic",
+        f"alarm       CloudWatch {cfg.missed_alarm_name}: {METRIC_NAMESPACE} {MISSED_DECISION_METRIC} "
+        f"({METRIC_DIMENSION}={cfg.function_name}) sum >= 1 in 15 minutes: a decision's last scheduled chance "
+        "passed without it (busy, error, stale lease) -> the topic",
         f"schedules   group {cfg.schedule_group}, role {cfg.scheduler_role_name}, timezone {cfg.timezone}: "
         + "; ".join(cfg.schedules),
     ]
@@ -444,6 +448,12 @@ class Deployer:
             dict(AlarmName=self.cfg.cycle_alarm_name, AlarmDescription="A ProphetTrend cycle ended in error",
                  Namespace=METRIC_NAMESPACE, MetricName=CYCLE_ERROR_METRIC,
                  Dimensions=[{"Name": METRIC_DIMENSION, "Value": self.cfg.function_name}], **common),
+            # No silent skipped days: the last scheduled cycle of a decision (the 15:50 retry, an intraday slot)
+            # says so when the decision is still unmade, whether it was busy, failed or found a stale lease.
+            dict(AlarmName=self.cfg.missed_alarm_name,
+                 AlarmDescription="A ProphetTrend decision slot passed without a decision (busy, error, stale lease)",
+                 Namespace=METRIC_NAMESPACE, MetricName=MISSED_DECISION_METRIC,
+                 Dimensions=[{"Name": METRIC_DIMENSION, "Value": self.cfg.function_name}], **common),
         ]
 
     def ensure_alarms(self, topic_arn: str) -> list[Step]:
@@ -634,7 +644,7 @@ class Deployer:
                 Name=name, GroupName=group, ScheduleExpression=expression,
                 ScheduleExpressionTimezone=self.cfg.timezone, FlexibleTimeWindow={"Mode": "OFF"}, State=state,
                 Description="ProphetTrend trading cycle",
-                Target={"Arn": function_arn, "RoleArn": role_arn, "Input": json.dumps({"source": "schedule"}),
+                Target={"Arn": function_arn, "RoleArn": role_arn, "Input": SCHEDULE_INPUT,
                         "RetryPolicy": {"MaximumRetryAttempts": 0, "MaximumEventAgeInSeconds": 900}})
             if name in existing:
                 current = sched.get_schedule(Name=name, GroupName=group)

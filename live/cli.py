@@ -2,8 +2,8 @@
 
 Exit codes: 0 when the cycle ran (traded, no_change, market_closed, dry_run, or busy: another cycle of the strategy
 held the lease); 2 with one ``error: ...`` line for bad configuration or input; 1 when the broker, the data, the
-lease or the ledger failed mid-cycle; 3 when the cycle ran (it may have traded) but its ledger or journal write
-failed (status ``unrecorded``). The summary is printed for 1 and 3.
+lease, the ledger, the daybook or the strategy's code failed mid-cycle; 3 when the cycle ran (it may have traded)
+but its ledger, journal or daybook write failed (status ``unrecorded``). The summary is printed for 1 and 3.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bundled sample. Structured log lines go to stderr.",
         epilog="Exit codes: 0 the cycle ran (traded, no_change, market_closed, dry_run, busy); 1 the broker, the data, "
         "the lease or the ledger failed mid-cycle (summary printed); 2 bad configuration or input (one error line); "
-        "3 the cycle ran but its ledger or journal write failed (summary printed).",
+        "3 the cycle ran but its ledger, journal or daybook write failed (summary printed).",
     )
     p.add_argument("--now", default=None, metavar="ISO8601",
                    help="replay this moment (ISO 8601, e.g. 2022-06-01T15:45:00-04:00; no offset means New York "
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {error.get('message')}\n")
         return EXIT_CYCLE_FAILED
     if summary["status"] == "unrecorded":
-        why = summary.get("ledger_error") or summary.get("journal_error")
+        why = summary.get("ledger_error") or summary.get("journal_error") or summary.get("daybook_error")
         sys.stderr.write(f"error: the cycle ran ({summary.get('outcome')}) but was not recorded: {why}\n")
         return EXIT_UNRECORDED
     return 0

@@ -5,7 +5,7 @@ names the variable. Secrets are not part of the configuration: only *where* to f
 
 The strategy comes from ``STRATEGY_CONFIG`` (the same TOML file a backtest writes and reads), then ``STRATEGY``
 (a name, ``path/to/file.py:Class`` or ``module:Class``), ``STRATEGY_NAME``, ``STRATEGY_<PARAM>`` for its
-parameters, the rules' ``MAX_POSITIONS``, ``MAX_ORDER_NOTIONAL``, ``STOP_LOSS``, ``TAKE_PROFIT``, and
+parameters, the rules' ``MAX_POSITIONS``, ``MAX_ORDER_NOTIONAL``, ``STOP_LOSS``, ``TAKE_PROFIT``, ``CAPITAL``, and
 ``CADENCE``/``DECISION_TIME``: environment variables override the file, as flags do in the backtest.
 
 Example:
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,16 +35,24 @@ from strategies.loader import coerce, load_strategy
 from strategies.rules import Rules
 
 BROKERS = ("auto", "paper", "alpaca")
+_S3_JOURNAL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?")  # S3's bucket naming rule
 KEY_SOURCES = ("APCA_API_KEY_ID", "ALPACA_SECRET_NAME", "ALPACA_SSM_PARAMETER")
 SLOT_MINUTES = 15  # the schedule slot in client order ids; a retry inside the slot reuses the same ids
 RULE_VARIABLES = {"max_positions": "MAX_POSITIONS", "max_order_notional": "MAX_ORDER_NOTIONAL",
-                  "stop_loss": "STOP_LOSS", "take_profit": "TAKE_PROFIT"}
+                  "stop_loss": "STOP_LOSS", "take_profit": "TAKE_PROFIT", "capital": "CAPITAL"}
 # STRATEGY_SHA256: set by `deploy up` for `deploy status`; the packed config's strategy_sha256 is what is checked
-NOT_PARAMS = {"STRATEGY_CONFIG", "STRATEGY_NAME", "STRATEGY_STOP_LOSS", "STRATEGY_TAKE_PROFIT", "STRATEGY_SHA256"}
+NOT_PARAMS = {"STRATEGY_CONFIG", "STRATEGY_NAME", "STRATEGY_STOP_LOSS", "STRATEGY_TAKE_PROFIT", "STRATEGY_SHA256",
+              "STRATEGY_TIMEOUT_SECONDS"}
+DEFAULT_STRATEGY_TIMEOUT_SECONDS = 600.0  # decide()'s time budget (live.time_budget); Lambda's deadline caps it
 
 
 class ConfigError(ValueError):
     """A missing or malformed setting; the message is one line naming the variable."""
+
+
+class StrategyLoadError(ConfigError):
+    """The strategy's file or module could not be imported (it raised, or called sys.exit): journaled as a
+    strategy error, not a configuration one."""
 
 
 class InputError(ValueError):
@@ -71,6 +80,7 @@ class LiveConfig:
     cache_dir: Path | None           # yfinance cache; None: marketdata's default (PROPHETTREND_CACHE or user cache)
     log_level: str
     universe_source: str = "UNIVERSE"  # where the universe came from, for error messages
+    strategy_timeout_seconds: float = DEFAULT_STRATEGY_TIMEOUT_SECONDS  # STRATEGY_TIMEOUT_SECONDS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "LiveConfig":
@@ -107,7 +117,12 @@ class LiveConfig:
             cache_dir=Path(read.text("PROPHETTREND_CACHE", "")) if read.text("PROPHETTREND_CACHE", "")
             else (state_dir / "cache" if sandboxed else None),
             log_level=read.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
+            strategy_timeout_seconds=read.number("STRATEGY_TIMEOUT_SECONDS", DEFAULT_STRATEGY_TIMEOUT_SECONDS,
+                                                 minimum=0.001),
         )
+        if config.journal.startswith("s3://") and not _S3_JOURNAL.fullmatch(config.journal):
+            raise ConfigError(f"JOURNAL must be s3://bucket/prefix (a valid bucket name) or a file path, "
+                              f"got {config.journal!r}")
         if config.market_data not in ("sample", "yfinance", "alpaca") and not config.market_data.startswith("csv:"):
             raise ConfigError(f"MARKET_DATA must be sample, yfinance, alpaca or csv:PATH, got {config.market_data!r}")
         if config.paper_commission >= 0.1:
@@ -248,12 +263,18 @@ def _strategy_config(read: "_Reader") -> StrategyConfig:
         else:
             base = StrategyConfig()
     except StrategyError as exc:
-        raise ConfigError(f"STRATEGY_CONFIG: {exc}") from None
+        kind = StrategyLoadError if "cannot import" in str(exc) else ConfigError
+        raise kind(f"STRATEGY_CONFIG: {exc}") from None
+    except SystemExit as exc:
+        raise StrategyLoadError(f"STRATEGY_CONFIG: its strategy called sys.exit({exc.code!r}) at import") from None
     spec = read.text("STRATEGY", "") or base.strategy
     try:
         cls = load_strategy(spec)
     except StrategyError as exc:
-        raise ConfigError(f"STRATEGY: {exc}") from None
+        kind = StrategyLoadError if str(exc).startswith("cannot import") else ConfigError
+        raise kind(f"STRATEGY: {exc}") from None
+    except SystemExit as exc:  # a strategy module calling sys.exit() at import must not end the invocation
+        raise StrategyLoadError(f"STRATEGY: cannot import {spec}: it called sys.exit({exc.code!r})") from None
     params = dict(base.params) if spec == base.strategy else {}
     known = {f.name for f in fields(cls.Params)}
     for name, raw in sorted(env.items()):

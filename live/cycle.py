@@ -19,13 +19,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from pathlib import Path
 from typing import Any, Mapping
 
 from brokers.base import BrokerError
 from brokers.calendar import MarketCalendar
 from live.components import candidate_universe, make_broker, make_provider
-from live.config import ConfigError, InputError, LiveConfig
-from live.daybook import make_daybook
+from live.config import ConfigError, InputError, LiveConfig, StrategyLoadError, default_state_dir
+from live.daybook import DaybookError, make_daybook
 from live.history import load_history
 from live.event import read_event
 from live.journal import make_journal
@@ -36,17 +37,23 @@ from live.orders import plan_records, submit_idempotently, to_request
 from live.outcome import conclude, trading_status
 from live.reconcile import reconcile
 from live.record import CycleRecord
-from live.schedule import closed_reason, decision_due, decision_key, new_york, parse_moment, slot_of
+from live.time_budget import budget_seconds, call_with_budget
+from live.schedule import (closed_reason, decision_due, decision_key, decision_missed, new_york, parse_moment,
+                           slot_of)
 from live.secrets import load_alpaca_keys, secret_values
 from marketdata.errors import DataError
 from strategies.base import Position, StrategyError, as_decision, last_prices
 from strategies.rules import plan_orders, skipped_records
 
 
-def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None, *,
+        deadline: float | None = None) -> dict[str, Any]:
     """One trading cycle; returns a JSON-serialisable summary whose ``status`` is one of
     traded | no_change | refused | market_closed | dry_run | busy | error | unrecorded (live.record). Never raises for
-    expected failures: a malformed event, too, is an input error with a journaled summary."""
+    expected failures: a malformed event, too, is an input error with a journaled summary.
+
+    ``deadline``: when the invocation ends, as a ``time.monotonic()`` value (the Lambda handler passes it); the
+    strategy's ``decide()`` must return well before it (``live.time_budget``)."""
     raw_event, event = event, {}
     env = dict(os.environ if env is None else env)
     logger = setup_logging()  # LOG_LEVEL applies once the configuration is read
@@ -57,12 +64,13 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
     journal = lease = None
     try:
         # 1. Configuration and secrets (the keys stay in this frame; logs and journal redact them anyway).
-        config = LiveConfig.from_env(env)
+        config = record.config = LiveConfig.from_env(env)
         if config.sandboxed:  # Prophet imports matplotlib, which wants a writable config folder
             os.environ.setdefault("MPLCONFIGDIR", str(config.state_dir / "matplotlib"))
         keys = load_alpaca_keys(env) if "alpaca" in (config.broker, config.market_data) else None
         secrets = secret_values(keys)
         logger = setup_logging(config.log_level, secrets)
+        _check_journal_home(config.journal)
         journal = make_journal(config.journal, secrets)
         strategy = config.build_strategy()
         name = record.strategy = strategy.name  # the config's name for a variant, else the class's
@@ -77,12 +85,18 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         # One cycle per strategy at a time, across containers: adjacent slots would otherwise both buy the book.
         require_durable_home(config.journal, in_lambda=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
                              broker=config.broker, dry_run=record.dry_run)
-        lease = open_lease(config.journal, name, LeaseSettings.from_env(env))
-        lease.acquire()
-        record.lease = lease.where
+        if not record.dry_run:  # a dry run only reads and reports: it takes no lease, so it never makes a real cycle busy
+            lease = open_lease(config.journal, name, LeaseSettings.from_env(env))
+            lease.acquire()
+            record.lease = lease.where
         # MARKET_DATA=alpaca: the same keys as trading (only then passed, so a stand-in provider keeps its shape)
         provider = make_provider(config, keys=keys, env=env) if config.market_data == "alpaca" else make_provider(config)
-        broker = make_broker(config, provider, record.now if record.replayed else None, keys, env)
+        try:
+            broker = make_broker(config, provider, record.now if record.replayed else None, keys, env)
+        except BrokerError as exc:  # an unopenable paper database is a setting to fix, not a failed cycle
+            if config.broker != "paper":
+                raise
+            raise ConfigError(f"PAPER_DB: {exc}") from None
         record.broker = broker.name
         clock = None if record.replayed else broker.clock()
         if clock is not None:
@@ -109,11 +123,15 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         # 3. Reconcile: cancel this strategy's stale open orders; symbols with open orders sit this cycle out.
         #    The strategy sees only its own positions (its ledger, capped by the broker's) and only its own legs.
         ledger = record.ledger = open_ledger(config.journal, name)
-        ledger.fence = lease.fence  # no ledger write without the lease (live.lease: fencing)
+        # no ledger write, cancel or submit without the lease (live.lease: fencing); a dry run holds none and
+        # writes nothing
+        fence = lease.fence if lease is not None else _no_fence
+        ledger.fence = fence
         ledger.bind(broker.name, broker.account().id, journal=config.journal)  # refuses another account's ledger
         ledger.sync(broker, now)
-        lease.fence()  # before cancelling anything
-        reconciled = reconcile(broker, name, now, config.stale_order_minutes, our_legs=ledger.leg_ids())
+        fence()  # before cancelling anything
+        reconciled = reconcile(broker, name, now, config.stale_order_minutes, our_legs=ledger.leg_ids(),
+                               dry_run=record.dry_run)  # a dry run cancels nothing
         account, broker_positions = broker.account(), broker.positions()
         view = ledger.against(broker_positions)
         positions = view.positions
@@ -151,7 +169,10 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         cash = max(0.0, min(account.cash, account.buying_power))
         closes = history.data.closes
         strategy.candidates = universe  # a holding outside the universe is evaluated, never ranked
-        decision = as_decision(strategy.decide(closes, held, cash), strategy, closes, held)
+        cash = config.rules.spendable(cash, _committed(held, reconciled.our_open_buys), last_prices(closes))  # CAPITAL
+        budget = budget_seconds(config.strategy_timeout_seconds, deadline)
+        decided = call_with_budget(lambda: strategy.decide(closes, held, cash), seconds=budget)
+        decision = as_decision(decided, strategy, closes, held)
         record.signals = {s: {"price": sig.price, "forecast": sig.forecast, "decision": sig.action,
                               "reason": sig.reason, "in_universe": sig.in_universe}
                           for s, sig in decision.signals.items() if hasattr(sig, "action")}
@@ -173,16 +194,22 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
             ledger.plan([request for request, _ in requests])
             ledger.save()
         record.orders, failure = submit_idempotently(broker, requests, dry_run=record.dry_run, exits=reconciled.exits,
-                                                     on_order=ledger.record, fence=lease.fence)
+                                                     on_order=ledger.record, fence=fence)
         record.plan = plan_records(record.orders, record.skipped)
         for order in record.orders:
             log(logger, "order", **{k: order.get(k) for k in ("symbol", "side", "qty", "client_order_id", "status", "new")})
         if failure is not None:
             raise failure
         if not record.dry_run:  # the day is decided: later cycles today only reconcile and report
-            lease.fence()
-            daybook.mark(key, {"cycle_id": record.cycle_id, "at": now.isoformat(),
-                                      "orders": [o["client_order_id"] for o in record.orders]})
+            try:
+                fence()
+                daybook.mark(key, {"cycle_id": record.cycle_id, "at": now.isoformat(),
+                                   "orders": [o["client_order_id"] for o in record.orders]})
+            except LeaseLost:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the orders are out: report them, as unrecorded
+                record.daybook_error = f"daybook write failed: {_line(exc)}"
+                log(logger, "daybook_error", logging.ERROR, message=record.daybook_error)
         status = trading_status(record.orders, dry_run=record.dry_run)
         if status == "refused":
             log(logger, "all_orders_refused", logging.ERROR, orders=len(record.orders))
@@ -198,6 +225,10 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         return _fail(record, journal, logger, secrets, "lease", exc)
     except LedgerError as exc:
         return _fail(record, journal, logger, secrets, "ledger", exc)
+    except DaybookError as exc:  # an unreadable mark: whether today was decided is unknown, so nothing is decided
+        return _fail(record, journal, logger, secrets, "daybook", exc)
+    except StrategyLoadError as exc:  # the strategy's file raised at import: journaled where the config says
+        return _fail(record, journal or _journal_of(env), logger, secrets, "strategy", exc)
     except ConfigError as exc:
         return _fail(record, journal, logger, secrets, "config", exc)
     except BrokerError as exc:
@@ -219,8 +250,66 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
                 log(logger, "lease_release_failed", logging.WARNING, message=str(exc))
 
 
+def _committed(held: dict[str, Position], open_buys: Mapping[str, int]) -> dict[str, Position]:
+    """The strategy's holdings plus the unfilled shares of its own open buys: what its capital already pays for."""
+    out = dict(held)
+    for symbol, qty in open_buys.items():
+        have = out.get(symbol)
+        out[symbol] = Position((have.qty if have else 0) + qty, have.avg_price if have else 0.0)
+    return out
+
+
+def _check_journal_home(journal: str) -> None:
+    """A local journal's folder must exist or be creatable: otherwise every cycle would end ``unrecorded``."""
+    if journal.startswith("s3://"):
+        return
+    path = Path(journal)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"JOURNAL: cannot create the folder {path.parent}: {exc.strerror or exc}") from None
+
+
+def _journal_of(env: Mapping[str, str]):
+    """The journal ``JOURNAL``/``STATE_DIR`` name, for a failure before the configuration was whole."""
+    try:
+        state_dir = env.get("STATE_DIR", "").strip() or str(default_state_dir(env))
+        return make_journal(env.get("JOURNAL", "").strip() or os.path.join(state_dir, "journal.jsonl"), [])
+    except Exception:  # noqa: BLE001 - the error itself is still returned, logged and measured
+        return None
+
+
+def _line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _missed(record: CycleRecord, status: str) -> bool:
+    """Whether this cycle was the last chance of a decision that is still unmade (the ``DecisionsMissed``
+    metric), judged on the exchange calendar and the daybook whatever ended the cycle; an unreadable mark counts
+    as missed. A dry run, or a cycle without a configuration, misses nothing."""
+    config = record.config
+    if config is None or record.dry_run or status == "dry_run" or not record.strategy:
+        return False
+    try:
+        now = new_york(record.now)
+        session = MarketCalendar().session(now.date())
+        if session is None:
+            return False
+        window_minutes = (config.trade_after_open_minutes, config.trade_before_close_minutes)
+        if not decision_missed(now, session, config.cadence, None, *window_minutes):
+            return False  # not the last chance: a retry is still to come, or nothing is due
+        key = decision_key(now, session, config.cadence, *window_minutes)
+        return make_daybook(config.journal, record.strategy).decided(key) is None
+    except Exception:  # noqa: BLE001 - cannot tell: say missed, so the alarm asks a human
+        return True
+
+
+def _no_fence() -> None:
+    """A dry run's fence: it holds no lease because it writes and sends nothing."""
+
+
 def _fail(record, journal, logger, secrets, kind: str, exc: BaseException) -> dict[str, Any]:
-    message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    message = _line(exc)
     if kind == "internal":
         message = f"{type(exc).__name__}: {message}"
     log(logger, "cycle_error", logging.ERROR, kind=kind, message=message)
@@ -228,5 +317,8 @@ def _fail(record, journal, logger, secrets, kind: str, exc: BaseException) -> di
 
 
 def _finish(record, journal, logger, secrets, status: str, **extra: Any) -> dict[str, Any]:
+    record.decision_missed = _missed(record, status)
+    if record.decision_missed:
+        log(logger, "decision_missed", logging.ERROR, status=status, now=new_york(record.now).isoformat())
     # ledger, notification, journal, metric line: a failed write makes the status `unrecorded` (live.outcome)
     return conclude(record, journal, logger, secrets, status, **extra)

@@ -25,6 +25,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
+class DaybookError(RuntimeError):
+    """A mark that exists but cannot be read: whether the day was decided is unknown, so nothing is decided."""
+
+
 class Daybook(Protocol):
     def decided(self, day: dt.date) -> dict[str, Any] | None: ...
 
@@ -43,8 +47,8 @@ class LocalDaybook:
             return json.loads(self._path(day).read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):  # a torn mark still says the day was decided
-            return {"cycle_id": None, "note": "unreadable mark"}
+        except (OSError, ValueError) as exc:  # unknown is not "decided": deciding on it could skip the day silently
+            raise DaybookError(f"the daybook mark {self._path(day)} cannot be read: {exc}") from None
 
     def mark(self, day: dt.date, record: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -75,8 +79,11 @@ class S3Daybook:
             # with 403 instead of 404: both mean no mark. Deciding again is still safe: ids are keyed by the date.
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "AccessDenied", "403"):
                 return None
-            raise
-        return json.loads(body)
+            raise DaybookError(f"the daybook mark s3://{self.bucket}/{self._key(day)} cannot be read: {exc}") from None
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise DaybookError(f"the daybook mark s3://{self.bucket}/{self._key(day)} cannot be read: {exc}") from None
 
     def mark(self, day: dt.date, record: dict[str, Any]) -> None:
         import boto3

@@ -1,17 +1,31 @@
 """The invocation event, read strictly: a cycle that misreads ``dry_run`` would trade real money.
 
-The event is a JSON object: ``now`` (a replayed moment) and ``dry_run`` (only true or false values: ``true``/
-``false``, ``"true"``/``"false"``, ``1``/``0``, ``"yes"``/``"no"``, ``"on"``/``"off"``, or absent/null for
-false). Anything else, or a misspelt ``dry_run`` key (``dryRun``, ``dry-run``), is an input error and nothing
-trades. Other keys are ignored (EventBridge's schedule sends ``{"source": "schedule"}``).
+The event is a JSON object with at most these keys (:data:`ACCEPTED_KEYS`):
+
+* ``now``: a replayed moment (ISO 8601; paper broker or dry run only);
+* ``dry_run``: only plainly true or false values: ``true``/``false``, ``"true"``/``"false"``, ``1``/``0``,
+  ``"yes"``/``"no"``, ``"on"``/``"off"``, or absent/null for false;
+* ``source``: who sent it, informational (the deployed EventBridge Scheduler schedules send
+  ``{"source": "schedule"}``; ``python -m deploy invoke`` sends ``{}`` unless ``--event`` says otherwise).
+
+Any other key is an input error and nothing trades: a spelling with spaces, punctuation or case (``dryRun``,
+``"dry run"``, ``"dry_run "``) or a nested ``{"options": {"dry_run": true}}`` must never be ignored, or a "dry
+run" would trade. The error lists the accepted keys. (The Lambda console's sample test event, ``{"key1": ...}``,
+is refused the same way: give ``{}`` or ``{"dry_run": true}``.)
 
 Example:
     >>> read_event({"dry_run": "True"})
     ({'dry_run': 'True'}, True)
+    >>> read_event({"source": "schedule"})
+    ({'source': 'schedule'}, False)
     >>> read_event({"dry_run": "nope"})
     Traceback (most recent call last):
     ...
     live.config.InputError: event dry_run must be true or false, got 'nope'
+    >>> read_event({"options": {"dry_run": True}})
+    Traceback (most recent call last):
+    ...
+    live.config.InputError: event key 'options' is not understood (nothing was traded); accepted keys: dry_run, now, source
     >>> read_event(["dry_run"])
     Traceback (most recent call last):
     ...
@@ -24,6 +38,7 @@ from typing import Any
 
 from live.config import InputError
 
+ACCEPTED_KEYS = ("dry_run", "now", "source")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -46,8 +61,15 @@ def read_event(event: Any) -> tuple[dict[str, Any], bool]:
     if not isinstance(event, dict):
         raise InputError(f"the event must be a JSON object, got {_kind(event)}")
     for key in event:
-        if isinstance(key, str) and key != "dry_run" and key.lower().replace("-", "").replace("_", "") == "dryrun":
-            raise InputError(f"event key {key!r} is not understood: the dry-run switch is spelt dry_run")
+        if key not in ACCEPTED_KEYS:
+            hint = ""
+            if isinstance(key, str) and "".join(c for c in key.lower() if c.isalnum()) == "dryrun":
+                hint = " (the dry-run switch is spelt dry_run)"
+            raise InputError(f"event key {key!r} is not understood{hint} (nothing was traded); "
+                             f"accepted keys: {', '.join(ACCEPTED_KEYS)}")
+    source = event.get("source")
+    if source is not None and not isinstance(source, str):
+        raise InputError(f"event source must be a string, got {_kind(source)}")
     return dict(event), dry_run_flag(event.get("dry_run"))
 
 

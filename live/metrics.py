@@ -11,6 +11,10 @@ CloudWatch Logs turns the line into metrics in namespace ``ProphetTrend`` with d
   is the lease doing its job (a doubled or overlapping invocation), so it is not an error; a run of them means a
   stuck cycle and can be alarmed on separately.
 * ``OrdersSent`` = the orders this cycle sent (``fate: sent``); ``OrdersRefused`` = those the broker refused.
+* ``DecisionsMissed`` = 1 when the cycle was the last scheduled chance of a decision (the daily retry, or an
+  intraday slot) and that decision is still unmade when it ends, whatever the cause: busy (a stale or running
+  lease), an error, an unrecorded mark (summary ``decision_missed``; ``live.schedule.decision_missed``). The
+  deploy's missed-decision alarm watches it: a day must never be skipped without a word.
 
 Example:
     >>> line = emf_line({"status": "traded", "orders": [{"fate": "sent"}, {"fate": "existing"}],
@@ -29,7 +33,7 @@ from typing import Any, TextIO
 NAMESPACE = "ProphetTrend"
 FAILED = frozenset({"error", "unrecorded"})  # the handler raises for these (Lambda's Errors, the failure queue)
 ALARMED = FAILED | {"refused"}  # CycleErrors: every order refused is not a crash, but the bot could not trade
-METRICS = ("Cycles", "CycleErrors", "CyclesBusy", "OrdersSent", "OrdersRefused")
+METRICS = ("Cycles", "CycleErrors", "CyclesBusy", "OrdersSent", "OrdersRefused", "DecisionsMissed")
 
 
 def emf_line(summary: dict[str, Any], *, function: str, timestamp_ms: int | None = None) -> dict[str, Any]:
@@ -45,6 +49,7 @@ def emf_line(summary: dict[str, Any], *, function: str, timestamp_ms: int | None
         "CyclesBusy": int(status == "busy"),
         "OrdersSent": sum(1 for o in summary.get("orders") or () if o.get("fate") == "sent"),
         "OrdersRefused": sum(1 for o in summary.get("orders") or () if o.get("fate") == "refused"),
+        "DecisionsMissed": int(bool(summary.get("decision_missed"))),
         "event": "cycle_metrics", "status": status, "strategy": summary.get("strategy"),
         "cycle_id": summary.get("cycle_id"),
     }

@@ -1,7 +1,7 @@
-"""How a cycle ends, in this order: the ledger is saved, the fill notification sent, the journal written, the
+"""How a cycle ends, in this order: the ledger is saved (never by a dry run), the fill notification sent, the journal written, the
 metric line printed, the ``cycle_end`` line logged. A failed ledger or journal write never hides what the cycle
 did: the status becomes ``unrecorded`` (``outcome`` keeps what it was, ``ledger_error``/``journal_error`` say
-what failed), which counts as a failed cycle for the metric, the Lambda handler and the command line's exit code.
+what failed; ``daybook_error`` when the day's mark failed after sending), which counts as a failed cycle for the metric, the Lambda handler and the command line's exit code.
 
 A cycle that decided to trade but whose every order the broker refused ends ``refused``: nothing was traded,
 yet it is not ``no_change`` (the book is not where the strategy wants it); the metric counts it in
@@ -54,8 +54,10 @@ def mark_unrecorded(summary: dict[str, Any], field: str, message: str) -> dict[s
 def conclude(record, journal, logger, secrets, status: str, **extra: Any) -> dict[str, Any]:
     """The summary of a cycle ending with ``status``, after saving and reporting it everywhere."""
     summary = redact(record.finish(status, **extra), secrets)
+    if record.daybook_error:  # orders went out but the day's mark did not: a later cycle may decide again
+        mark_unrecorded(summary, "daybook_error", redact(record.daybook_error, secrets))
     ledger = record.ledger
-    if ledger is not None and ledger.dirty:
+    if ledger is not None and ledger.dirty and not record.dry_run:  # a dry run writes no ledger
         try:
             ledger.save()
         except Exception as exc:  # noqa: BLE001 - reported in the status, never raised past the journal

@@ -39,6 +39,7 @@ class Reconciliation:
     open_symbols: set[str] = field(default_factory=set)
     exits: dict[str, list[BrokerOrder]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    our_open_buys: dict[str, int] = field(default_factory=dict)  # unfilled shares of our own open buys (capital)
 
     def describe(self) -> dict:
         return {"canceled": self.canceled, "open_order_symbols": sorted(self.open_symbols),
@@ -51,10 +52,11 @@ def _is_exit_leg(order: BrokerOrder) -> bool:
 
 
 def reconcile(broker: Broker, strategy: str, now: dt.datetime, stale_minutes: float, *,
-              our_legs: Collection[str] = ()) -> Reconciliation:
+              our_legs: Collection[str] = (), dry_run: bool = False) -> Reconciliation:
     """Cancel open orders of ``strategy`` older than ``stale_minutes``; report what stays open.
 
-    ``our_legs``: broker ids of the exit legs of this strategy's bracket parents (``Ledger.leg_ids``)."""
+    ``our_legs``: broker ids of the exit legs of this strategy's bracket parents (``Ledger.leg_ids``).
+    ``dry_run``: cancel nothing; the stale orders are listed with ``"dry_run": True`` (a dry run only reads)."""
     result = Reconciliation()
     our_legs = set(our_legs)
     for order in broker.open_orders():
@@ -63,12 +65,17 @@ def reconcile(broker: Broker, strategy: str, now: dt.datetime, stale_minutes: fl
             continue
         age = None if order.submitted_at is None else (now - order.submitted_at).total_seconds() / 60
         if is_ours(strategy, order.client_order_id, order.symbol, order.side) and age is not None and age > stale_minutes:
+            stale = {"symbol": order.symbol, "side": order.side, "qty": order.qty,
+                     "client_order_id": order.client_order_id, "age_minutes": round(age, 1)}
             try:
-                broker.cancel(order.id)
-                result.canceled.append({"symbol": order.symbol, "side": order.side, "qty": order.qty,
-                                        "client_order_id": order.client_order_id, "age_minutes": round(age, 1)})
+                if not dry_run:
+                    broker.cancel(order.id)
+                result.canceled.append(stale | ({"dry_run": True} if dry_run else {}))
             except BrokerError as exc:
                 result.errors.append(f"cancel {order.client_order_id}: {exc}")
+        if order.side == "buy" and is_ours(strategy, order.client_order_id, order.symbol, order.side):  # cancelled ones too: may still fill
+            left = int(order.qty) - int(order.filled_qty or 0)
+            result.our_open_buys[order.symbol] = result.our_open_buys.get(order.symbol, 0) + max(0, left)
         # A cancellation may still be pending at the broker, so a just-cancelled symbol waits for the next cycle.
         result.open_symbols.add(order.symbol)
     return result

@@ -64,6 +64,9 @@ class CycleRecord:
     function: str = "local"  # AWS_LAMBDA_FUNCTION_NAME: the metric's dimension
     notify_topic: str | None = None  # NOTIFY_TOPIC_ARN
     started: float = field(default_factory=time.perf_counter)
+    config: Any = None  # the LiveConfig, once read: how the end of the cycle judges a missed decision
+    decision_missed: bool = False  # the last chance of a decision passed without it (live.schedule.decision_missed)
+    daybook_error: str | None = None  # the day's mark failed after the orders were sent: the cycle is unrecorded
 
     def __post_init__(self) -> None:
         if not self.cycle_id:
@@ -92,6 +95,7 @@ class CycleRecord:
             "lease": self.lease,
             "provenance": self.provenance,
             "error": error,
+            "decision_missed": self.decision_missed,
             "cycle_id": self.cycle_id,
             "seconds": round(time.perf_counter() - self.started, 2),
         })

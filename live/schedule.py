@@ -1,5 +1,11 @@
 """When a cycle may trade: the trading date and 15-minute slot of a moment, and the allowed window of a session.
 
+The schedule and the broker's clock may disagree by a moment: a cycle up to :data:`CLOCK_TOLERANCE_SECONDS` before
+a decision time, slot or window opening counts as at it (a schedule firing at 15:45:00 while the broker reads
+15:44:59 still decides). A daily decision has a retry :data:`RETRY_AFTER_MINUTES` later (deploy schedules both),
+so a decision left half-done finishes the same day; a cycle at or after the last of them that finds the decision
+still unmade reports it missed (:func:`decision_missed`, the ``DecisionsMissed`` metric).
+
 An intraday cadence (``15min``) decides at each slot of the window (``strategies.cadence.Cadence.slots``); a
 cycle between two slots belongs to the earlier one, decides on the bars complete at that slot (not at its own
 moment, so a late retry sees the same bars) and marks that slot, not the day.
@@ -27,6 +33,10 @@ from brokers.calendar import NEW_YORK, as_aware
 from live.config import SLOT_MINUTES, InputError
 from strategies.cadence import Cadence
 
+CLOCK_TOLERANCE_SECONDS = 5.0  # schedule vs broker clock: 15:44:55 or later counts as 15:45
+RETRY_AFTER_MINUTES = 5  # a daily decision's retry (15:50 for 15:45), inside the trading window
+_TOLERANCE = dt.timedelta(seconds=CLOCK_TOLERANCE_SECONDS)
+
 
 def new_york(moment: dt.datetime) -> dt.datetime:
     return as_aware(moment).astimezone(NEW_YORK)
@@ -51,7 +61,7 @@ def closed_reason(now: dt.datetime, session: Session | None, after_open_minutes:
     if session is None:
         return f"no session on {local.date()} ({local:%A}: weekend or exchange holiday)"
     start, end = window(session, after_open_minutes, before_close_minutes)
-    if local < start:
+    if local + _TOLERANCE < start:
         return f"before the trading window, which opens at {start:%H:%M} New York time on {session.date}"
     if local >= end:
         early = " (early close)" if session.close.time() < dt.time(16, 0) else ""
@@ -86,7 +96,7 @@ def current_slot(now: dt.datetime, session: Session, cadence: Cadence, after_ope
     local = new_york(now)
     slots = cadence.slots(session.open.astimezone(NEW_YORK), session.close.astimezone(NEW_YORK),
                           after_open_minutes, before_close_minutes)
-    earlier = [s for s in slots if s <= local]
+    earlier = [s for s in slots if s <= local + _TOLERANCE]
     return earlier[-1] if earlier else None
 
 
@@ -120,11 +130,52 @@ def decision_due(now: dt.datetime, session: Session, cadence: Cadence, decided: 
                     f"cycle only reconciles")
         return None
     at = cadence.decision_moment(session.date, session.close.astimezone(NEW_YORK).time())
-    if local.time() < at:
+    if (local + _TOLERANCE).time() < at:
         return f"before today's decision time, {at:%H:%M} New York time ({cadence.kind} cadence)"
     if decided is not None:
         return f"today's decision was made already (cycle {decided.get('cycle_id')}); this cycle only reconciles"
     return None
+
+
+def retry_moments(cadence: Cadence, day: dt.date, close: dt.time, before_close_minutes: int) -> list[dt.time]:
+    """A daily decision's moment and its retry, those inside the trading window (New York times; intraday: none,
+    each slot is its own decision).
+
+    >>> retry_moments(Cadence(), dt.date(2022, 6, 1), dt.time(16, 0), 5)
+    [datetime.time(15, 45), datetime.time(15, 50)]
+    >>> retry_moments(Cadence(), dt.date(2022, 6, 1), dt.time(16, 0), 10)  # the window ends at 15:50
+    [datetime.time(15, 45)]
+    """
+    if cadence.intraday:
+        return []
+    at = dt.datetime.combine(day, cadence.decision_moment(day, close))
+    end = dt.datetime.combine(day, close) - dt.timedelta(minutes=before_close_minutes)
+    return [m.time() for m in (at, at + dt.timedelta(minutes=RETRY_AFTER_MINUTES)) if m < end or m == at]
+
+
+def decision_missed(now: dt.datetime, session: Session | None, cadence: Cadence, decided: dict | None,
+                    after_open_minutes: int = 15, before_close_minutes: int = 5) -> bool:
+    """Whether a cycle at ``now`` finds a decision it was the last scheduled chance for still unmade (``decided``:
+    the daybook's mark of its date or slot). Daily: at or after the retry (or the window's end); intraday: every
+    slot is its own last chance. A cycle before the decision time, or on a day without a session, misses nothing.
+
+    >>> from brokers.calendar import MarketCalendar
+    >>> session = MarketCalendar().session(dt.date(2022, 6, 1))
+    >>> [decision_missed(dt.datetime(2022, 6, 1, h, m, tzinfo=NEW_YORK), session, Cadence(), None)
+    ...  for h, m in ((15, 45), (15, 50), (16, 30))]
+    [False, True, True]
+    >>> decision_missed(dt.datetime(2022, 6, 1, 15, 50, tzinfo=NEW_YORK), session, Cadence(), {"cycle_id": "c1"})
+    False
+    """
+    if session is None or decided is not None:
+        return False
+    local = new_york(now)
+    if cadence.intraday:
+        return current_slot(now, session, cadence, after_open_minutes, before_close_minutes) is not None
+    close = session.close.astimezone(NEW_YORK).time()
+    last = retry_moments(cadence, session.date, close, before_close_minutes) or [cadence.decision_moment(session.date, close)]
+    _, end = window(session, after_open_minutes, before_close_minutes)
+    return (local + _TOLERANCE).time() >= last[-1] or local >= end
 
 
 def parse_moment(value: object) -> dt.datetime:

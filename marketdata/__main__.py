@@ -101,13 +101,19 @@ def _symbols(text: str | None, cache_dir) -> tuple[list[str], str]:
     return universe.symbols, f"the S&P 500 snapshot of {universe.snapshot_date} ({len(universe.symbols)} symbols)"
 
 
+FIRST_DATE, LAST_DATE = dt.date(1900, 1, 1), dt.date(2199, 12, 31)  # pandas' Timestamp spans 1677 to 2262
+
+
 def _date(text: str | None, what: str, default: dt.date) -> dt.date:
     if text is None:
         return default
     try:
-        return dt.date.fromisoformat(text.strip())
+        day = dt.date.fromisoformat(text.strip())
     except ValueError:
         raise UserError(f"--{what} {text!r} is not a date (YYYY-MM-DD)") from None
+    if not FIRST_DATE <= day <= LAST_DATE:  # year 1 or 9999 would overflow the date arithmetic further on
+        raise UserError(f"--{what} {day} is outside {FIRST_DATE} to {LAST_DATE}")
+    return day
 
 
 def _fetch(args) -> int:

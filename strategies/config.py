@@ -21,6 +21,7 @@ max_positions = 20
 max_order_notional = 25000.0
 stop_loss = "none"
 take_profit = "none"
+capital = "none"               # dollars this variant may have invested (its share of a shared account)
 
 [backtest]                      # read by the backtest only
 data = "sample"

@@ -6,7 +6,9 @@ One model of sizing, limits and stops, applied identically in the backtest and t
 2. **Sells first**, never more than the strategy holds; a symbol with an open order sits the cycle out.
 3. **Buys sized on the buying power the broker really gives now**: sale proceeds are not counted (a broker credits
    them only once the sells fill), so each buy is cut to what is left of ``cash`` after the buys before it.
-4. ``max_positions`` (names held after this cycle) and ``max_order_notional`` (one order's value) cap the buys.
+4. ``max_positions`` (names held after this cycle) and ``max_order_notional`` (one order's value) cap the buys;
+   ``capital`` caps what they spend at the capital less the strategy's own exposure. Every order is priced by the
+   rulebook at the last price it sizes with, whatever price a strategy declared (``at_rulebook_prices``).
 5. ``stop_loss`` / ``take_profit`` attach exit prices to every buy, as fractions of its reference price: broker
    brackets live, simulated inside the bar in the backtest (see ``backtests.backtrader_adapter``).
 
@@ -47,6 +49,9 @@ class Rules:
     # A held name is resized toward its target weight only when it is off by more than this (a fraction of
     # equity): prices and fills drift every bar, and chasing that drift would trade every holding every day.
     rebalance_band: float = 0.02
+    # The dollars this strategy may have invested at once (None: the broker's buying power is the only limit), so
+    # variants sharing one account each keep to their own share of it (see :meth:`spendable`).
+    capital: float | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.rebalance_band) and 0 <= self.rebalance_band < 1):
@@ -56,12 +61,27 @@ class Rules:
             raise ValueError(f"max_positions must be a whole number of at least 1 or none, got {self.max_positions!r}")
         if self.max_order_notional is not None and not (math.isfinite(self.max_order_notional) and self.max_order_notional > 0):
             raise ValueError(f"max_order_notional must be a positive number or none, got {self.max_order_notional!r}")
+        if self.capital is not None and not (math.isfinite(self.capital) and self.capital > 0):
+            raise ValueError(f"capital must be a positive number or none, got {self.capital!r}")
         for label, value in (("stop_loss", self.stop_loss), ("take_profit", self.take_profit)):
             if value is not None and not (math.isfinite(value) and 0 < value < (1 if label == "stop_loss" else 10)):
                 raise ValueError(f"{label} must be a positive fraction such as 0.02, or none, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def spendable(self, cash: float, positions: Mapping[str, Position], prices: Mapping[str, float]) -> float:
+        """What buys may spend now: the broker's ``cash`` (buying power), and with ``capital`` at most the capital
+        less this strategy's own exposure (its holdings at ``prices``, else at cost), never below zero.
+
+        >>> Rules(capital=10_000.0).spendable(50_000.0, {"AAA": Position(50, 90.0)}, {"AAA": 100.0})
+        5000.0
+        """
+        cash = max(0.0, float(cash))
+        if self.capital is None:
+            return cash
+        exposure = sum(p.qty * float(prices.get(s, p.avg_price)) for s, p in positions.items() if p.qty > 0)
+        return max(0.0, min(cash, self.capital - exposure))
 
     def exits_for(self, price: float) -> tuple[float | None, float | None]:
         """Stop and take-profit prices for a buy sized at ``price``, in cents as a broker takes them."""
@@ -145,7 +165,8 @@ def plan_orders(decision: Decision, positions: Mapping[str, Position], cash: flo
     >>> plan_orders(d, {}, 1000.0, {"AAA": 10.0}, Rules(), costs=Costs(commission=0.001))[0][0].qty
     99
     """
-    intents = list(decision.orders) if decision.orders else (
+    cash = rules.spendable(cash, positions, prices)  # capital: the same cap in both homes, whatever the caller passed
+    intents = at_rulebook_prices(decision.orders, prices) if decision.orders else (
         weights_to_orders(decision.target_weights, positions, cash, prices, rules.rebalance_band)
         if decision.target_weights is not None
         else [])
@@ -177,6 +198,9 @@ def plan_orders(decision: Decision, positions: Mapping[str, Position], cash: flo
         if rules.max_positions is not None and o.symbol not in held and len(held) >= rules.max_positions:
             notes.append(Skipped(o.symbol, o.side, "skipped", f"max_positions={rules.max_positions} reached"))
             continue
+        if not prices.get(o.symbol, 0) > 0:
+            notes.append(Skipped(o.symbol, o.side, "skipped", "no price now"))
+            continue
         qty = o.qty
         if rules.max_order_notional is not None and qty * o.price > rules.max_order_notional:
             qty = math.floor(rules.max_order_notional / o.price)
@@ -201,6 +225,19 @@ def plan_orders(decision: Decision, positions: Mapping[str, Position], cash: flo
         kept.append(PlannedOrder(replace(o, qty=qty), stop, take))
         held.add(o.symbol)
     return kept, notes
+
+
+# -- pricing: the rulebook's own price, whatever a strategy declares ----------------------------------------------
+
+def at_rulebook_prices(intents: Iterable[OrderIntent], prices: Mapping[str, float]) -> list[OrderIntent]:
+    """Explicit orders re-priced at ``prices`` (the last price both homes size with): every limit is checked at
+    the rulebook's price, never at the one a strategy declared. An order for an unpriced symbol keeps its declared
+    price only to be reported; it is dropped by the caller's checks (as_decision refuses unpriced symbols).
+
+    >>> at_rulebook_prices([OrderIntent("LLY", "buy", 200, 1.0, "mine")], {"LLY": 307.41})
+    [OrderIntent(symbol='LLY', side='buy', qty=200, price=307.41, reason='mine')]
+    """
+    return [replace(o, price=float(prices[o.symbol])) if o.symbol in prices else o for o in intents]
 
 
 def skipped_records(notes: list[Skipped]) -> list[dict]:

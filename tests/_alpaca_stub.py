@@ -163,6 +163,9 @@ class StubState:
     fill_market_orders: bool = False
     account_id: str = "a3c6a5e6-5d6b-4f4c-9d6f-1f0c3d1e2b7a"  # another account: another id (the ledger binds to it)
     account_number: str = "PA3STUB00001"
+    # 1: a cash account; 2 (or 4): a margin account whose buying power is that multiple of equity less what is held
+    # long (Reg T's overnight 2x, simplified): cash may then go below zero, as Alpaca lets it.
+    multiplier: float = 1.0
     received: list[Received] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     # answered requests after a cancel before pending_cancel becomes canceled (None: only on a clock move)
@@ -284,7 +287,9 @@ class StubState:
     def buying_power(self) -> float:
         """Cash minus what open buys reserve; unfilled sells add nothing until they fill (a cash account)."""
         with self.lock:
-            return max(0.0, self.cash - self.reserved_for_buys())
+            long_value = sum(p["qty"] * self.prices.get(s, p["avg_entry_price"]) for s, p in self.positions.items())
+            margin = (self.multiplier - 1.0) * (self.cash + long_value)
+            return max(0.0, self.cash + margin - self.reserved_for_buys())
 
     def fill(self, key: str, price: float | None = None) -> dict:
         """Fill an open order at ``price`` (default ``prices[symbol]``), moving cash and positions."""
@@ -357,10 +362,10 @@ class StubState:
             "id": self.account_id, "account_number": self.account_number, "status": "ACTIVE",
             "crypto_status": "ACTIVE", "currency": "USD", "buying_power": _num(bp),
             "regt_buying_power": _num(bp), "daytrading_buying_power": "0",
-            "non_marginable_buying_power": _num(bp), "cash": _num(self.cash), "accrued_fees": "0",
+            "non_marginable_buying_power": _num(min(bp, max(0.0, self.cash))), "cash": _num(self.cash), "accrued_fees": "0",
             "pending_transfer_in": "0", "portfolio_value": _num(equity), "pattern_day_trader": False,
             "trading_blocked": False, "transfers_blocked": False, "account_blocked": False,
-            "created_at": "2021-01-04T14:30:00.000000Z", "trade_suspended_by_user": False, "multiplier": "1",
+            "created_at": "2021-01-04T14:30:00.000000Z", "trade_suspended_by_user": False, "multiplier": f"{self.multiplier:g}",
             "shorting_enabled": False, "equity": _num(equity), "last_equity": _num(equity),
             "long_market_value": _num(long_value), "short_market_value": "0", "initial_margin": "0",
             "maintenance_margin": "0", "last_maintenance_margin": "0", "sma": "0", "daytrade_count": 0,

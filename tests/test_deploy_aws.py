@@ -103,7 +103,7 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert actions(first, "secret") == ["created"]
     assert actions(first, "schedule") == ["created"] * 2
     assert actions(first, "topic") == ["created"] and actions(first, "subscribe") == ["created"]
-    assert actions(first, "alarm") == ["created"] * 2
+    assert actions(first, "alarm") == ["created"] * 3
 
     second = up(cfg.with_(memory_mb=2048), artifacts)
     assert actions(second, "layer") == ["unchanged"]
@@ -111,7 +111,7 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert actions(second, "upload") == ["unchanged"]
     assert actions(second, "secret") == ["unchanged"]
     assert actions(second, "schedule") == ["unchanged"] * 2
-    assert actions(second, "async") == ["unchanged"] and actions(second, "alarm") == ["unchanged"] * 2
+    assert actions(second, "async") == ["unchanged"] and actions(second, "alarm") == ["unchanged"] * 3
     assert actions(second, "topic") == ["unchanged"] and actions(second, "subscribe") == ["unchanged"]
     assert actions(second, "concurrency") == ["unchanged"]
     function_step = next(s for s in second if s.resource == "function")
@@ -134,7 +134,11 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     subs = c["sns"].list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
     assert [(x["Protocol"], x["Endpoint"]) for x in subs] == [("email", "ops@example.com")]
     alarms = {a["AlarmName"]: a for a in c["cloudwatch"].describe_alarms(AlarmNamePrefix="pt-main")["MetricAlarms"]}
-    assert set(alarms) == {"pt-main-errors", "pt-main-cycle-errors"}
+    assert set(alarms) == {"pt-main-errors", "pt-main-cycle-errors", "pt-main-missed-decisions"}
+    missed = alarms["pt-main-missed-decisions"]  # no silent skipped days (issue 16, item 10)
+    assert (missed["Namespace"], missed["MetricName"], missed["Dimensions"]) == (
+        "ProphetTrend", "DecisionsMissed", [{"Name": "Function", "Value": "pt-main"}])
+    assert missed["Threshold"] == 1.0 and missed["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     cycle = alarms["pt-main-cycle-errors"]
     assert (cycle["Namespace"], cycle["MetricName"], cycle["Statistic"], cycle["Period"], cycle["Threshold"]) == (
         "ProphetTrend", "CycleErrors", "Sum", 900, 1.0)
@@ -168,12 +172,13 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert invoke_cfg["DestinationConfig"]["OnFailure"]["Destination"] == queue_arn
 
     schedules = c["scheduler"].list_schedules(GroupName="pt-main")["Schedules"]
-    assert len(schedules) == 2  # the default daily cadence: 15:45, and 12:45 for early-close days
+    assert len(schedules) == 2  # the default daily cadence: 15:45, and 12:45 for early-close days, each retried at :50
     details = [c["scheduler"].get_schedule(Name=s["Name"], GroupName="pt-main") for s in schedules]
     assert sorted(d["ScheduleExpression"] for d in details) == [
-        "cron(45 12 ? * MON-FRI *)", "cron(45 15 ? * MON-FRI *)"]
+        "cron(45,50 12 ? * MON-FRI *)", "cron(45,50 15 ? * MON-FRI *)"]
     assert {d["ScheduleExpressionTimezone"] for d in details} == {"America/New_York"}
     assert {d["Target"]["Arn"] for d in details} == {conf["FunctionArn"]}
+    assert {d["Target"]["Input"] for d in details} == {'{"source": "schedule"}'}  # what live.event accepts
 
     policy = c["iam"].get_role_policy(RoleName="pt-main-exec", PolicyName="pt-main-exec")["PolicyDocument"]
     policy = json.loads(policy) if isinstance(policy, str) else policy
@@ -220,7 +225,7 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert state["function"]["FunctionName"] == "pt-main" and state["async"]["MaximumRetryAttempts"] == 0
     assert len(state["layers"]) == 2 and state["secret"]["secretsmanager"] == "pt-main/alpaca"
     text = render(state)
-    assert "cron(45 15 ? * MON-FRI *) America/New_York" in text and SECRET not in text
+    assert "cron(45,50 15 ? * MON-FRI *) America/New_York" in text and SECRET not in text
     assert state["function"]["ReservedConcurrency"] == 1 and "concurrency reserved 1" in text
     assert state["topic"]["Arn"] == topic_arn and f"topic       {topic_arn}: email ops@example.com" in text
     states = {a["AlarmName"]: a["StateValue"] for a in c["cloudwatch"].describe_alarms(AlarmNamePrefix="pt-main")["MetricAlarms"]}
@@ -232,7 +237,7 @@ def test_up_twice_updates_without_duplicates_then_status_and_down(endpoint, arti
     assert c["lambda"].list_layer_versions(LayerName="pt-main-deps")["LayerVersions"] == []
     assert not [f for f in c["lambda"].list_functions()["Functions"] if f["FunctionName"] == "pt-main"]
     assert not [r for r in c["iam"].list_roles()["Roles"] if r["RoleName"].startswith("pt-main")]
-    assert actions(gone, "topic") == ["deleted"] and actions(gone, "alarm") == ["deleted"] * 2
+    assert actions(gone, "topic") == ["deleted"] and actions(gone, "alarm") == ["deleted"] * 3
     assert topic_arn not in [t["TopicArn"] for t in c["sns"].list_topics()["Topics"]]
     assert not [x for x in c["sns"].list_subscriptions()["Subscriptions"] if x["TopicArn"] == topic_arn]
     assert c["cloudwatch"].describe_alarms(AlarmNamePrefix="pt-main")["MetricAlarms"] == []
@@ -332,8 +337,8 @@ def test_dry_run_prints_the_plan_without_aws(tmp_path):
                        cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     # the schedule is the config's cadence, nothing typed twice: 11:30 New York time only (before any early close)
-    assert "512 MB" in r.stdout and "cron(30 11 ? * MON-FRI *); " not in r.stdout and "America/New_York" in r.stdout
-    assert "cron(30 11 ? * MON-FRI *)" in r.stdout and "cron(45 15" not in r.stdout and "STRATEGY_CONFIG" in r.stdout
+    assert "512 MB" in r.stdout and "cron(30,35 11 ? * MON-FRI *); " not in r.stdout and "America/New_York" in r.stdout
+    assert "cron(30,35 11 ? * MON-FRI *)" in r.stdout and "cron(45 15" not in r.stdout and "STRATEGY_CONFIG" in r.stdout
     clash = subprocess.run([sys.executable, "-m", "deploy", "up", "--dry-run", "--region", "eu-west-1",
                             "--env", "STRATEGY_TOP_N=3"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert clash.returncode == 2 and "disagree" in clash.stderr

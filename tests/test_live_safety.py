@@ -375,7 +375,7 @@ def test_a_non_dict_event_gets_an_error_summary_and_is_journaled(tmp_path, event
 def test_in_lambda_the_lease_lasts_as_long_as_the_invocation_may(tmp_path, monkeypatch):
     seen = {}
 
-    def fake_run(event, env=None):
+    def fake_run(event, env=None, **kwargs):
         seen.update(env)
         return {"status": "no_change"}
 

@@ -253,6 +253,17 @@ def test_the_live_report_works_for_any_strategy(tmp_path, strategy):
     report = build_report(read_journal(str(journal)))
     drift = report.drift
     assert drift.backtest is not None, drift.note
+    # each fill's fee travels from the paper broker into the journal, and the re-run charges the same ones: the
+    # cycle's execution model (Alpaca's regulatory fees on sells, slippage) is the backtest's
+    filled = [o for r in records for o in r["orders"] if o.get("filled_qty")]
+    assert filled and all(isinstance(o.get("fee"), float) for o in filled)
+    assert all(o["fee"] == 0 for o in filled if o["side"] == "buy")
+    from strategies.execution import Execution
+
+    assert drift.execution == Execution.from_mapping(records[0]["inputs"]["config"]["execution"])
+    assert drift.execution.costs.slippage_bps > 0 and drift.execution.costs.regulatory == "alpaca"
+    assert all(o["fee"] > 0 for o in filled if o["side"] == "sell")
+    assert drift.backtest.trades["commission"].sum() == pytest.approx(sum(o["fee"] for o in filled), abs=1e-9)
     assert [d for d in drift.differences if d.kind == "decision"] == []
     assert drift.findings == [] and abs(drift.attribution.dollars["unexplained remainder"]) < 0.01
     _exact(drift)

@@ -279,6 +279,8 @@ def execution_of(record: dict):
     config = get(record, "inputs", "config", default={})
     recorded = config.get("execution") if isinstance(config, dict) else None
     if isinstance(recorded, dict):
+        if recorded.get("error"):  # that cycle could not read its model, and so traded nothing
+            raise ValueError(str(recorded["error"]))
         return Execution.from_mapping(recorded)
     commission = float(_number(config.get("paper_commission")) or 0.0) if isinstance(config, dict) else 0.0
     if config.get("broker") == "paper":

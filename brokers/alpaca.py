@@ -46,6 +46,7 @@ from brokers.base import (
     Account, BrokerError, BrokerOrder, BrokerPosition, Clock, DuplicateOrderError, OrderRefused, OrderRequest,
     Session,
 )
+from strategies.execution import Costs
 
 ET = ZoneInfo("America/New_York")
 T = TypeVar("T")
@@ -418,10 +419,32 @@ def _whole(x: Any) -> int:
     return 0 if x is None else int(float(x))
 
 
+# Alpaca charges no commission on US equities; it passes the SEC fee and the FINRA TAF on for sells.
+ALPACA_COSTS = Costs(commission=0.0, slippage_bps=0.0, regulatory="alpaca")
+
+
+def estimated_fee(side: str, qty: int, price: float | None, when: dt.datetime | None) -> float | None:
+    """What Alpaca charges for a fill: its order objects carry no fee (the fees are booked later as account
+    activities), so this is the costs model's estimate, marked ``fee_estimated`` on the order (docs/execution.md).
+
+    >>> estimated_fee("sell", 100, 100.0, dt.datetime(2022, 6, 1, 19, 45, tzinfo=dt.timezone.utc))
+    0.25
+    >>> estimated_fee("buy", 100, 100.0, None), estimated_fee("sell", 0, None, None)
+    (0.0, None)
+    """
+    if not qty or price is None:
+        return None
+    day = when.astimezone(ET).date() if when is not None else dt.datetime.now(ET).date()
+    return ALPACA_COSTS.fees(side, qty, price, day)
+
+
 def _order(o: Any) -> BrokerOrder:
     """alpaca-py's ``Order`` as a :class:`BrokerOrder`, nested exit legs included."""
     kind = o.type or o.order_type
     filled = _whole(o.filled_qty)
+    price = float(o.filled_avg_price) if o.filled_avg_price not in (None, "") and filled else None
+    side = o.side.value if o.side is not None else ""
+    fee = estimated_fee(side, filled, price, getattr(o, "filled_at", None) or o.submitted_at)
     return BrokerOrder(
         id=str(o.id), client_order_id=o.client_order_id, symbol=o.symbol or "",
         side=o.side.value if o.side is not None else "", qty=_whole(o.qty), status=o.status.value,
@@ -430,4 +453,5 @@ def _order(o: Any) -> BrokerOrder:
         filled_avg_price=float(o.filled_avg_price) if o.filled_avg_price not in (None, "") and filled else None,
         order_type=kind.value if kind is not None else "market",
         legs=tuple(_order(leg) for leg in (o.legs or ())),
+        fee=fee, fee_estimated=fee is not None,
     )

@@ -106,6 +106,11 @@ class BrokerOrder:
     order_type: str = "market"
     # the exit legs of a bracket or OTO parent (their client ids are the broker's, not ours)
     legs: tuple["BrokerOrder", ...] = ()
+    # what the fill cost beyond its price (commission and regulatory fees), None where unknown; ``fee_estimated``:
+    # the broker does not report it per order (Alpaca books its fees as account activities), so it is the costs
+    # model's estimate (strategies.execution) of what the broker charges
+    fee: float | None = None
+    fee_estimated: bool = False
 
     @property
     def is_open(self) -> bool:

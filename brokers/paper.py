@@ -450,4 +450,6 @@ def _order(row: sqlite3.Row) -> BrokerOrder:
         filled_qty=int(row["filled_qty"]),
         filled_avg_price=row["filled_avg_price"],
         order_type=row["order_type"] if "order_type" in row.keys() else "market",
+        # the fee the fill charged the cash (strategies.execution); none before a fill
+        fee=float(row["fee"]) if "fee" in row.keys() and row["fee"] is not None and row["filled_qty"] else None,
     )

@@ -185,6 +185,12 @@ class LiveConfig:
         out["universe"] = list(self.universe) if self.universe else None
         for key in ("state_dir", "paper_db", "cache_dir"):
             out[key] = None if out[key] is None else str(out[key])
+        # the execution model the cycle ran with (fill moment and costs, PAPER_COMMISSION applied): the live
+        # report's backtest re-run uses exactly it (live.drift)
+        try:
+            out["execution"] = self.execution.describe(intraday_bars=self.bar != "1d")
+        except ConfigError as exc:  # the cycle fails on it where it sizes; its record still says what it read
+            out["execution"] = {"error": str(exc)}
         return out
 
 

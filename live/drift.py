@@ -8,7 +8,8 @@ so what is listed here is what happened live and not in the model: a refused ord
 day without a decision, a partial fill, a different fill price or quantity, and what followed from them.
 
 Inputs read from each record: ``inputs.config.strategy`` (the StrategyConfig mapping), ``inputs.config``'s
-``paper_commission``/``broker``/``market_data``, ``inputs.account`` and ``inputs.positions``, ``provenance.universe``
+``execution`` (the fill moment and costs the cycle ran with; ``live.journal_read.execution_of`` reads a record
+from before it was recorded), ``broker``/``market_data``, ``inputs.account`` and ``inputs.positions``, ``provenance.universe``
 and ``provenance.data.source``, ``orders``, ``ledger.new_fills``, ``skipped``, ``inputs.intents``.
 
 Example:
@@ -27,7 +28,9 @@ import pandas as pd
 
 from live.attribution import Attribution, AttributionWindow, Trade, attribute, price_at
 from live.journal_checks import Finding, _ours, journal_findings, strategy_name
-from live.journal_read import LiveFill, decision_key, error_text, filled_qty, get, live_fills, orders, trading_date
+from live.journal_read import (
+    LiveFill, decision_key, error_text, execution_of, filled_qty, get, live_fills, orders, trading_date,
+)
 
 FAILED = ("error", "refused", "rejected")
 PRICE_TOLERANCE = 0.005  # half a cent: prices that round to the same cent are the same price
@@ -56,6 +59,7 @@ class Drift:
     findings: list[Finding] = field(default_factory=list)  # what the journal shows on its own
     attribution: Attribution | None = None
     backtest_equity: pd.Series | None = None  # the backtest's equity over the live readings' span, same end point
+    execution: Any = None                 # the execution model the backtest re-ran with: the live cycles' own
 
 
 def decision_records(records: list[dict]) -> list[dict]:
@@ -146,17 +150,22 @@ def backtest_drift(records: list[dict]) -> Drift:
     end = after[0].date if after and pd.Timestamp(after[0].date) in data.closes.index else last
     account = get(first, "inputs", "account", default={})
     cash = float(account.get("equity") or get(first, "inputs", "config", "paper_cash", default=100_000.0))
-    paper = get(first, "inputs", "config", "broker") == "paper"
-    commission = float(get(first, "inputs", "config", "paper_commission", default=0.0)) if paper else 0.0
+    try:  # the execution model the live cycles ran with (fill moment, commission, slippage, regulatory fees)
+        model = execution_of(first)
+    except (TypeError, ValueError) as exc:
+        drift.note += f"the journal's execution model cannot be read: {_first_line(exc)}"
+        return drift
+    drift.execution = model
     held = {s: float(p.get("qty")) for s, p in (get(first, "inputs", "positions", default={}) or {}).items()
             if isinstance(p, dict) and p.get("qty")}
     if held:
         drift.note += ("live began holding " + ", ".join(f"{s} {q:g}" for s, q in held.items())
                        + "; the backtest begins in cash at the same equity. ")
     try:
-        result = run_backtest(data, strategy, BacktestConfig(start=str(start), end=str(end), cash=cash,
-                                                             commission=commission, benchmark="equal-weight",
-                                                             rules=config.rules))
+        result = run_backtest(data, strategy, BacktestConfig(
+            start=str(start), end=str(end), cash=cash, benchmark="equal-weight", rules=config.rules,
+            fill=model.fill, commission=model.costs.commission, slippage_bps=model.costs.slippage_bps,
+            costs=model.costs.regulatory))
     except Exception as exc:
         drift.note += f"the backtest did not run: {_first_line(exc)}"
         return drift

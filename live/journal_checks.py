@@ -66,9 +66,20 @@ def strategy_name(records: list[dict]) -> str:
 
 
 def _ours(name: str) -> Callable[[str], bool]:
-    from live.orders import is_ours  # the id grammar has one home; never parse ids here
+    """Whether an id in the journal is this strategy's: of today's grammar (``live.orders.is_ours``), or of the
+    grammar the bot wrote before its ids carried a check part (``<name>-<YYYYMMDD>[sNN]-<SYMBOL>-<buy|sell>``),
+    so that a journal recorded then (the bundled sample's) still reads as the strategy's own orders.
 
-    return lambda cid: is_ours(name, cid)
+    >>> ours = _ours("prophet-trend")
+    >>> ours("prophet-trend-20220601-MRK-buy"), ours("other-bot-20220601-MRK-buy")
+    (True, False)
+    """
+    import re
+
+    from live.orders import _name_part, is_ours  # the id grammar has one home
+
+    before_checks = re.compile(re.escape(_name_part(name)) + r"-\d{8}(-?s\d{2,3})?-[^-]+-(buy|sell)")
+    return lambda cid: is_ours(name, cid) or before_checks.fullmatch(cid or "") is not None
 
 
 def journal_findings(records: list[dict], closes: pd.DataFrame | None = None,

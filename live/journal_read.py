@@ -247,7 +247,7 @@ class LiveFill:
     side: str
     qty: float
     price: float           # the average fill price
-    fee: float             # as recorded by the broker or the paper broker's commission; 0 when not recorded
+    fee: float             # as the broker recorded it on the order, else the cycle's costs model's estimate
     client_order_id: str
     fill_date: dt.date | None  # the trading date of the cycle that saw the (last) fill
     cycle_id: str = ""     # the cycle that sent the order (for an exit leg: the cycle that saw it fill)
@@ -262,14 +262,45 @@ def _number(value: Any) -> float | None:
     return out if out == out else None
 
 
-def _fee(order: dict, record: dict, qty: float, price: float) -> float:
+def execution_of(record: dict):
+    """The execution model (``strategies.execution.Execution``) the cycle of ``record`` ran with: the one its config
+    recorded (``inputs.config.execution``). A record written before the cycles recorded it is read as what ran
+    then: the paper broker filled at the decision bar's close with ``paper_commission`` only (no slippage, no
+    regulatory fees); at Alpaca, the config's ``[backtest]`` table (Alpaca's costs by default).
+
+    >>> execution_of({"inputs": {"config": {"broker": "paper", "paper_commission": 0.001}}}).costs
+    Costs(commission=0.001, slippage_bps=0.0, regulatory='none')
+    >>> execution_of({"inputs": {"config": {"execution": {"fill": "decision", "commission": 0.0,
+    ...                                                   "slippage_bps": 2.0, "costs": "alpaca"}}}}).costs
+    Costs(commission=0.0, slippage_bps=2.0, regulatory='alpaca')
+    """
+    from strategies.execution import Costs, Execution
+
+    config = get(record, "inputs", "config", default={})
+    recorded = config.get("execution") if isinstance(config, dict) else None
+    if isinstance(recorded, dict):
+        if recorded.get("error"):  # that cycle could not read its model, and so traded nothing
+            raise ValueError(str(recorded["error"]))
+        return Execution.from_mapping(recorded)
+    commission = float(_number(config.get("paper_commission")) or 0.0) if isinstance(config, dict) else 0.0
+    if config.get("broker") == "paper":
+        return Execution(costs=Costs(commission=commission, slippage_bps=0.0, regulatory="none"))
+    return Execution.from_mapping(get(record, "inputs", "config", "strategy", "backtest", default={}) or {})
+
+
+def _fee(order: dict, record: dict, qty: float, price: float, side: str) -> float:
+    """The fee the broker recorded on the order (or the ledger's fill); else the record's costs model's estimate
+    (an exit leg or a fill a later cycle saw: the ledger does not carry the fee)."""
     for name in ("fee", "fees", "commission"):
         value = _number(order.get(name))
         if value is not None:
             return value
-    if get(record, "inputs", "config", "broker") == "paper":
-        return qty * price * float(_number(get(record, "inputs", "config", "paper_commission")) or 0.0)
-    return 0.0
+    try:
+        model = execution_of(record)
+    except (TypeError, ValueError):  # a record of another version: no estimate rather than a guess
+        return 0.0
+    day = trading_date(record) or dt.date.today()
+    return model.costs.fees(side, qty, price, day)
 
 
 def live_fills(records: list[dict], ours=None) -> list[LiveFill]:
@@ -301,7 +332,7 @@ def live_fills(records: list[dict], ours=None) -> list[LiveFill]:
             qty, price = filled_qty(o), _number(o.get("filled_avg_price"))
             if qty > 0 and price is not None and qty >= best.get(cid, {}).get("qty", 0):
                 best[cid] = {"symbol": o["symbol"], "side": o["side"], "qty": qty, "price": price, "day": sent[cid],
-                             "fee": _fee(o, r, qty, price)}
+                             "fee": _fee(o, r, qty, price, str(o["side"]))}
         for f in get(r, "ledger", "new_fills", default=[]) or []:
             if not isinstance(f, dict) or not f.get("client_order_id") or not f.get("symbol"):
                 continue
@@ -315,7 +346,7 @@ def live_fills(records: list[dict], ours=None) -> list[LiveFill]:
             got = increments.setdefault(cid, {"symbol": f["symbol"], "side": f.get("side"), "qty": 0.0})
             # a market order fills at its decision moment, however late a cycle saw it; a leg when it was seen
             got.update(qty=got["qty"] + qty, price=price, day=day if origin[cid][2] else sent.get(cid, day))
-            got["fee"] = _fee(f, r, got["qty"], price)
+            got["fee"] = _fee(f, r, got["qty"], price, str(got["side"]))
     out = []
     for cid in origin:
         a, b = best.get(cid), increments.get(cid)

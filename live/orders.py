@@ -141,6 +141,10 @@ def order_record(request: OrderRequest, intent: OrderIntent | None, order: Broke
         record.update(stop_loss_price=request.stop_loss_price, take_profit_price=request.take_profit_price)
     if order is not None:
         record.update(broker_order_id=order.id, filled_qty=order.filled_qty, filled_avg_price=order.filled_avg_price)
+        if order.fee is not None:  # what the fill cost beyond its price: the drift explains the return with it
+            record["fee"] = round(order.fee, 6)  # cents (and a commission's fractions), without float noise
+            if order.fee_estimated:
+                record["fee_estimated"] = True
         if order.qty != request.qty:  # an earlier invocation of this slot sized it differently
             record["qty"] = order.qty
     if error:

@@ -505,3 +505,22 @@ def test_orders_since_pages_through_everything_with_bracket_legs_nested(stub, mo
     pages = [r for r in stub.state.received if r.method == "GET" and r.path == "/v2/orders"]
     assert len(pages) == 3 and all(r.query["status"] == "all" and r.query["nested"].lower() == "true" for r in pages)
     assert broker.orders_since(broker.clock().now + dt.timedelta(seconds=1)) == []
+
+
+def test_a_filled_order_carries_alpacas_fee_as_an_estimate(stub):
+    # Alpaca's order objects carry no fee (its regulatory fees are booked later as account activities): the broker
+    # gives the costs model's estimate of them, marked as such; nothing before a fill, nothing on a buy
+    from strategies.execution import Costs
+
+    stub.state.fill_market_orders = True
+    broker = _broker(stub)
+    stub.state.set_position("MSFT", 4000, 200.0)
+    buy = broker.submit(OrderRequest("AAPL", "buy", 10, "fee-buy"))
+    sell = broker.submit(OrderRequest("MSFT", "sell", 4000, "fee-sell"))
+    assert (buy.fee, buy.fee_estimated) == (0.0, True)
+    day = broker.order_by_client_id("fee-sell").submitted_at.date()
+    expected = Costs(slippage_bps=0.0, regulatory="alpaca").fees("sell", 4000, sell.filled_avg_price, day)
+    assert sell.fee_estimated and sell.fee == pytest.approx(expected) and sell.fee >= 0.01  # the TAF at least
+    stub.state.fill_market_orders = False
+    pending = broker.submit(OrderRequest("AAPL", "buy", 1, "fee-open"))
+    assert (pending.fee, pending.fee_estimated) == (None, False)

@@ -111,6 +111,17 @@ def test_twenty_replayed_days_trade_exactly_like_the_backtest_in_money(tmp_path)
     # and the journal's account before each cycle is the previous day's book, re-marked at the day's close
     before = [e["inputs"]["account"]["equity"] for e in _journal(tmp_path / "live")]
     assert before[0] == 100_000.0 and len(before) == len(days)
+    # the live report's drift re-runs this backtest with the execution model the cycles recorded: nothing differs,
+    # and the fees (Alpaca's on sells, in the journal) explain the money to the cent
+    from live.drift import backtest_drift
+    from live.journal_read import read_journal
+
+    drift = backtest_drift(read_journal(str(tmp_path / "live" / "journal.jsonl")).records)
+    assert drift.backtest is not None, drift.note
+    assert drift.differences == [] and drift.findings == [] and drift.matched == len(backtest)
+    dollars = drift.attribution.dollars
+    assert abs(dollars["timing"]) < 0.01 and abs(dollars["unexplained remainder"]) < 0.01, dollars
+    assert sum(o.get("fee", 0) for e in _journal(tmp_path / "live") for o in e["orders"]) > 0
 
 
 def test_two_sessions_of_fifteen_minute_slots_trade_exactly_like_the_backtest_in_money(tmp_path):

@@ -37,7 +37,7 @@ RUN_OPTIONAL = ("symbols", "date_format")  # written into config.toml only when 
 # Measured by `python -m benchmarks.bench_engines` (20 stocks, 2022, refit every bar; docs/engines.md) and by the
 # default run under each engine; the README and docs/engines.md quote the same figures (tests/test_readme.py).
 ENGINE_AGREEMENT = "98.55%"
-DEFAULT_RUN_RETURNS = {"exact": "+8.51%", "stan": "+13.13%"}
+DEFAULT_RUN_RETURNS = {"exact": "+6.70%", "stan": "+8.43%"}
 
 
 def engine_note(strategy) -> str | None:

@@ -258,14 +258,22 @@ def test_the_deploy_schedule_sentences_are_the_codes():
 
     daily = schedules_for(Cadence())
     assert all("MON-FRI" in e for e in daily)
-    daily_times = " and ".join(t for t in sorted(_cron_times(daily), reverse=True))  # "15:45 and 12:45"
+    # each daily expression is "cron(45,50 15 ...)": the decision's minute, then its same-day retry's
+    firsts = sorted({f"{int(e[5:].split()[1]):02d}:{int(e[5:].split()[0].split(',')[0]):02d}" for e in daily},
+                    reverse=True)
+    daily_times = " and ".join(firsts)  # "15:45 and 12:45"
+    retries = {m for e in daily for m in e[5:].split()[0].split(",")[1:]}
+    assert len(retries) <= 1
+    retry = f"each retried at :{retries.pop()}" if retries else None
     intraday = _cron_times(schedules_for(Cadence.parse("15min")))
     deploy_text = " ".join(section("## Deploy: `python -m deploy`").split())
     assert f"{daily_times} on weekdays for the default daily cadence" in deploy_text
+    assert retry is None or retry in deploy_text, retry
     assert f"every slot from {intraday[0]} to {intraday[-1]} for `15min`" in deploy_text
     assert "every 15 minutes from 09:30 to 16:00" not in README
     cadence_text = " ".join(section("## One strategy, two homes").split())
     assert f"The deploy schedules {daily_times} on weekdays" in cadence_text
+    assert retry is None or retry in cadence_text, retry
     assert f"decide at every slot from {intraday[0]} to {intraday[-1]}" in cadence_text
 
 
@@ -277,7 +285,7 @@ def test_the_order_id_format_is_the_codes():
 
     def pattern(template: str) -> re.Pattern:
         parts = {"<strategy>": r"[a-z0-9-]+", "<YYYYMMDD>": r"\d{8}", "<slot>": r"\d{2,3}", "<SYMBOL>": r"[A-Z.]+",
-                 "<side>": r"(?:buy|sell)"}
+                 "<side>": r"[bs]", "<check>": r"[0-9a-f]{6}"}
         pieces = re.split(r"(<[A-Za-z]+>)", template)
         return re.compile("".join(parts.get(p, re.escape(p)) for p in pieces))
 
@@ -303,8 +311,10 @@ def test_report_png_is_described_as_drawn():
     from backtests.report import focus_symbol
 
     bullet = next(line for line in README.split("\n- ") if line.startswith("`report.png`"))
-    assert "most traded" not in bullet
+    # with forecasts the panel is the forecast symbol with the largest absolute P&L, without them the most traded
+    # symbol (backtests.report.focus_symbol): the README names both, as the code does
     assert "largest absolute P&L" in bullet and "largest absolute P&L" in focus_symbol.__doc__
+    assert ("most traded" in bullet) == ("most traded" in focus_symbol.__doc__)
 
 
 def test_the_sweeps_default_engine_in_the_docs_is_the_codes():

@@ -17,6 +17,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from live.metrics import METRICS as CYCLE_METRICS
+
 PRICES_AS_OF = "2026-12-07"  # list prices, us-east-1 (see docs/cost.md for the pages)
 PRICES = {  # USD
     "lambda_gb_s_x86_64": 0.0000166667,
@@ -38,8 +40,9 @@ ALWAYS_FREE = {  # the monthly allowances that do not expire (new or old account
     "logs_gb": 5.0, "sns_email": 1000,
 }
 TRADING_DAYS_PER_MONTH = 22  # weekdays the schedules fire (holidays fire too, and only report the market closed)
-METRICS = 3  # Cycles, CycleErrors, OrdersSent (Embedded Metric Format, one Function dimension)
-ALARMS = 2  # Lambda Errors and CycleErrors
+# The cycle's metric line names them (Embedded Metric Format, one Function dimension): counted, never typed twice
+METRICS = len(CYCLE_METRICS)
+ALARMS = 3  # Lambda Errors, CycleErrors and DecisionsMissed: the alarms `up` creates (deploy.up)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ def test_costs_follow_the_cadence_memory_and_secret_store():
 
     assert CADENCES["15min"].invocations_per_day == 25 == len(Cadence.parse("15min").slots(
         dt.datetime(2024, 6, 3, 9, 30), dt.datetime(2024, 6, 3, 16, 0), 15, 5))
-    assert CADENCES["daily"].invocations_per_day == len(schedules_for(Cadence()))
+    # each daily schedule fires at its decision minute and at the same-day retry (cron "45,50 15 ...")
+    assert CADENCES["daily"].invocations_per_day == sum(len(e[len("cron("):].split()[0].split(","))
+                                                        for e in schedules_for(Cadence())) == 4
     ssm = cost_rows(replace(CADENCES["daily"], secret_backend="ssm"))
     assert sum(r[3] for r in daily) - sum(r[3] for r in ssm) >= PRICES["secret_month"]

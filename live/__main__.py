@@ -58,10 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="HTML report and text summary of the journal", description=REPORT_DESCRIPTION,
                        formatter_class=DefaultsHelpFormatter)
     add_report_flags(r)
-    led = sub.add_parser("ledger", help="the strategy's ledger", formatter_class=DefaultsHelpFormatter)
+    led = sub.add_parser("ledger", help="the strategy's ledger", formatter_class=DefaultsHelpFormatter,
+                         description="The strategy's ledger: the orders and fills it owns, bound to one broker "
+                                     "account (docs/live.md).")
     led_sub = led.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
     new = led_sub.add_parser("new", help="start a new ledger (the old one is kept aside)",
-                             formatter_class=DefaultsHelpFormatter)
+                             formatter_class=DefaultsHelpFormatter,
+                             description="Start a new, empty ledger for a strategy, for example before its first "
+                                         "cycle on another account (paper, then live). The old ledger is kept as "
+                                         "ledger/<strategy>.<UTC time>.json; the next cycle binds the new one to "
+                                         "the account it trades, and shares already there stay the user's.")
     new.add_argument("--journal", required=True, metavar="PATH|s3://bucket/prefix", help="the cycles' JOURNAL")
     new.add_argument("--strategy", required=True, help="the strategy's name (its STRATEGY_NAME)")
     return parser

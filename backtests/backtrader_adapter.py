@@ -63,6 +63,7 @@ class StrategyAdapter(bt.Strategy):
         ("intrabar", False),
         ("decide_at", None),  # intraday: the bar starts whose completion is a slot (None: decide at every bar)
         ("bar_length", None),  # intraday: pd.Timedelta of one bar
+        ("candidates", None),  # bool array, bars x feeds: the columns each decision sees besides holdings (None: all)
     )
 
     def __init__(self) -> None:
@@ -81,6 +82,7 @@ class StrategyAdapter(bt.Strategy):
         self.bar_length: pd.Timedelta | None = self.p.bar_length
         # Each feed's close buffer: len(feed) is its first line's length, the close's (all lines move together)
         self._close_lines = [d.lines.close for d in self.datas]
+        self.candidates: np.ndarray | None = self.p.candidates
 
     def prenext(self) -> None:  # feeds are aligned, but keep the calendar complete if one starts late
         self.next()
@@ -106,15 +108,23 @@ class StrategyAdapter(bt.Strategy):
 
     def _decide(self, today: pd.Timestamp) -> None:
         n = min(len(self.dates), self.window)
+        # The broker's book as it stands, read without getposition's defaultdict adding an empty position per
+        # feed: Backtrader values every position it holds, and an empty one on a missing close is NaN equity.
+        book = self.broker.positions
+        held = [book.get(d) or _FLAT for d in self.datas]
+        if self.candidates is None:
+            seen = range(len(self.datas))
+        else:  # this bar's candidates and every holding, in feed order (strategies.Strategy.candidate_mask)
+            row = self.candidates[len(self.dates) - 1]
+            seen = [i for i, pos in enumerate(held) if row[i] or pos.size > 0]
         # One 2-D block instead of a dict of columns: pandas then builds no block per feed (same frame, same values).
         columns = [_floats(line.get(size=n)) if line.lencount >= n else np.full(n, np.nan)
-                   for line in self._close_lines]
+                   for line in (self._close_lines[i] for i in seen)]
         closes = pd.DataFrame(np.column_stack(columns) if columns else np.empty((n, 0)),
-                              index=pd.DatetimeIndex(self.dates[-n:]), columns=[d._name for d in self.datas])
+                              index=pd.DatetimeIndex(self.dates[-n:]), columns=[self.datas[i]._name for i in seen])
         exiting = self._check_exits(today, closes.iloc[-1])
         positions = {}
-        for d in self.datas:
-            pos = self.getposition(d)
+        for d, pos in zip(self.datas, held):
             if pos.size > 0 and d._name not in exiting:
                 positions[d._name] = Position(int(pos.size), float(pos.price))
         cash = float(self.broker.getcash())
@@ -122,9 +132,11 @@ class StrategyAdapter(bt.Strategy):
         self.recorder.decisions.append(decision)
         prices = last_prices(closes)
         invested = sum(p.qty * prices.get(s, p.avg_price) for s, p in positions.items())
-        self.recorder.equity.append(
-            {"date": today, "equity": float(self.broker.getvalue()), "cash": cash, "invested": invested}
-        )
+        value = float(self.broker.getvalue())
+        if not np.isfinite(value):  # a close missing today for a name the broker has traded: mark it at its last
+            value = cash + sum(pos.size * _last_finite(closes, d._name, pos.price)
+                               for d, pos in zip(self.datas, held) if pos.size)
+        self.recorder.equity.append({"date": today, "equity": value, "cash": cash, "invested": invested})
         planned, notes = plan_orders(decision, positions, cash, prices, self.rules)
         self.recorder.skipped += [{"decision_date": today, "symbol": n.symbol, "side": n.side, "action": n.action,
                                    "reason": n.reason} for n in notes]
@@ -202,6 +214,16 @@ class StrategyAdapter(bt.Strategy):
                 "decision_date": order.info.get("decision_date"), "symbol": name, "side": side,
                 "qty": abs(int(order.created.size)), "status": order.getstatusname(),
             })
+
+
+_FLAT = bt.Position()  # what a feed the broker never traded holds
+
+
+def _last_finite(closes: pd.DataFrame, symbol: str, fallback: float) -> float:
+    """The last finite close of ``symbol`` in ``closes`` (``fallback`` when there is none)."""
+    column = closes[symbol].to_numpy(dtype="float64") if symbol in closes.columns else np.empty(0)
+    finite = column[np.isfinite(column)]
+    return float(finite[-1]) if len(finite) else fallback
 
 
 def _floats(values) -> np.ndarray:

@@ -1,6 +1,6 @@
 """SYNTHETIC prices for the benchmarks (never market data): seeded random walks on business days, as a CSV.
 
-Each symbol gets its own drift and volatility, and a few missing closes, so that the ranking, the forecasts and
+Each symbol gets its own drift and volatility (and optionally missing closes), so that the ranking, the forecasts and
 the trades all have work to do. The files are plain wide CSVs (``date`` then one close column per symbol) that
 ``python -m backtests.run --data FILE`` reads like any user's file.
 
@@ -18,15 +18,18 @@ import numpy as np
 import pandas as pd
 
 
-def daily_frame(n_symbols: int, start: str, end: str, seed: int = 5) -> pd.DataFrame:
-    """Closes on business days from ``start`` to ``end`` for ``n_symbols`` symbols ``SYN000``..."""
+def daily_frame(n_symbols: int, start: str, end: str, seed: int = 5, missing: float = 0.0) -> pd.DataFrame:
+    """Closes on business days from ``start`` to ``end`` for ``n_symbols`` symbols ``SYN000``...; a share
+    ``missing`` of them NaN (the base release fills orders at a missing price, so the benchmarks keep them all)."""
     index = pd.bdate_range(start, end, name="date")
-    rng = np.random.default_rng(seed)
-    drift = rng.normal(0.0002, 0.0006, n_symbols)
-    vol = rng.uniform(0.008, 0.03, n_symbols)
-    steps = rng.standard_normal((len(index), n_symbols)) * vol + drift
-    closes = np.round(rng.uniform(20, 300, n_symbols) * np.exp(np.cumsum(steps, axis=0)), 2)
-    closes[rng.random(closes.shape) < 0.002] = np.nan
+    columns = []
+    for i in range(n_symbols):  # one generator per symbol: the first k symbols of any file are the same k series
+        rng = np.random.default_rng([seed, i])
+        steps = rng.standard_normal(len(index)) * rng.uniform(0.008, 0.03) + rng.normal(0.0002, 0.0006)
+        close = np.round(rng.uniform(20, 300) * np.exp(np.cumsum(steps)), 2)
+        close[rng.random(len(index)) < missing] = np.nan
+        columns.append(close)
+    closes = np.column_stack(columns) if columns else np.empty((len(index), 0))
     return pd.DataFrame(closes, index=index, columns=[f"SYN{i:03d}" for i in range(n_symbols)])
 
 

@@ -61,7 +61,7 @@ def test_bundled_data_trades_the_same_pruned_and_full_with_stops_and_limits():
 
 
 def test_503_synthetic_names_trade_the_same_and_each_decision_sees_only_its_candidates():
-    frame = daily_frame(503, "2021-06-01", "2022-03-31")
+    frame = daily_frame(503, "2021-06-01", "2022-03-31", missing=0.002)
     data = PriceData.from_closes(frame, source="synthetic (benchmarks/_synthetic.py)")
     params = dict(top_n=5, lookback=20, history=40, refit_every=10)
     config = BacktestConfig(start="2022-01-03", end="2022-03-31", benchmark="equal-weight",
@@ -80,7 +80,7 @@ def test_503_synthetic_names_trade_the_same_and_each_decision_sees_only_its_cand
 
 
 def test_mask_rows_are_the_per_bar_ranking():
-    frame = daily_frame(40, "2022-01-03", "2022-06-30", seed=9)
+    frame = daily_frame(40, "2022-01-03", "2022-06-30", seed=9, missing=0.02)
     strategy = ProphetTrend(top_n=4, lookback=10, history=30, refit_every=1)
     mask = strategy.candidate_mask(frame)
     window = strategy.warmup_bars + strategy.params.horizon

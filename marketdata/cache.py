@@ -38,6 +38,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,16 +124,22 @@ class PriceCache:
     def read(self, symbol: str) -> CachedBars | None:
         """The cached bars of ``symbol``, ``None`` if there are none; :class:`CacheCorruptError` if unreadable."""
         path = self.path(symbol)
-        if not path.exists():
-            return None
         try:
-            meta, bars = _read_csv(path) if self.file_format == "csv" else _read_parquet(path)
-        except Exception as exc:  # pyarrow and pandas raise several types for a damaged file
-            raise CacheCorruptError(
-                f"cache file {path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
-                f"it was left in place: move it away or run `python -m marketdata clear --symbols {symbol.upper()}`"
-            ) from None
-        bars.index = self._index(bars.index)
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        # A warm Lambda container (or one cycle asking twice) reads an unchanged file once: the memo is keyed by
+        # the file's identity, and every write is a rename to a new inode, so a changed file is always re-read.
+        stamp = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+        seen = _READS.get(stamp[0])
+        if seen is not None and seen[0] == stamp:
+            _READS.move_to_end(stamp[0])
+            meta, bars = seen[1], seen[2].copy()
+        else:
+            meta, bars = self._read_file(path, symbol)
+            _READS[stamp[0]] = (stamp, meta, bars.copy())
+            while len(_READS) > _READS_KEPT:
+                _READS.popitem(last=False)
         covered = meta.get("covered")
         return CachedBars(
             symbol=symbol.upper(),
@@ -141,6 +148,17 @@ class PriceCache:
             fetched_at=meta.get("fetched_at"),
             path=path,
         )
+
+    def _read_file(self, path: Path, symbol: str) -> tuple[dict[str, Any], pd.DataFrame]:
+        try:
+            meta, bars = _read_csv(path) if self.file_format == "csv" else _read_parquet(path)
+        except Exception as exc:  # pyarrow and pandas raise several types for a damaged file
+            raise CacheCorruptError(
+                f"cache file {path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+                f"it was left in place: move it away or run `python -m marketdata clear --symbols {symbol.upper()}`"
+            ) from None
+        bars.index = self._index(bars.index)
+        return meta, bars
 
     def write(self, symbol: str, bars: pd.DataFrame, *, covered: tuple[dt.date, dt.date] | None,
               fetched_at: str, extra: dict[str, Any] | None = None) -> Path:
@@ -227,6 +245,8 @@ class PriceCache:
 
 
 _SUFFIX = {"parquet": ".parquet", "csv": ".csv"}
+_READS: "OrderedDict[str, tuple[tuple, dict[str, Any], pd.DataFrame]]" = OrderedDict()  # path -> (identity, meta, bars)
+_READS_KEPT = 2048  # files remembered per process (an S&P 500 universe is about 500 per kind)
 _CSV_MARK = "#prophettrend "
 
 

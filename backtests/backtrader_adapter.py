@@ -132,10 +132,7 @@ class StrategyAdapter(bt.Strategy):
         self.recorder.decisions.append(decision)
         prices = last_prices(closes)
         invested = sum(p.qty * prices.get(s, p.avg_price) for s, p in positions.items())
-        value = float(self.broker.getvalue())
-        if not np.isfinite(value):  # a close missing today for a name the broker has traded: mark it at its last
-            value = cash + sum(pos.size * _last_finite(closes, d._name, pos.price)
-                               for d, pos in zip(self.datas, held) if pos.size)
+        value = self._book_value(closes, held)
         self.recorder.equity.append({"date": today, "equity": value, "cash": cash, "invested": invested})
         planned, notes = plan_orders(decision, positions, cash, prices, self.rules)
         self.recorder.skipped += [{"decision_date": today, "symbol": n.symbol, "side": n.side, "action": n.action,
@@ -162,6 +159,32 @@ class StrategyAdapter(bt.Strategy):
                 for leg in legs:
                     leg.addinfo(decision_date=None, reason=EXIT_REASONS[leg.exectype])
                 self.legs.setdefault(order.symbol, []).extend(legs)
+
+    def _book_value(self, closes: pd.DataFrame, held: list) -> float:
+        """The broker's value (``BackBroker._get_value``'s sum, term for term, in feed order) over the positions
+        held, each at today's close, or its last finite close when today's is missing.
+
+        Backtrader sums every position it ever opened, so a missing close of any traded name (or, through
+        getposition, of any name at all) made the whole equity NaN; a flat position adds exactly 0.0 to the sum,
+        so leaving them out changes no bit, and the full and the pruned path (fewer feeds) agree to the last bit.
+        """
+        broker = self.broker
+        unlevered = 0.0
+        for data, pos in zip(self.datas, held):
+            if not pos.size:
+                continue
+            price = data.close[0]
+            if not np.isfinite(price):
+                price = _last_finite(closes, data._name, pos.price)
+            info = broker.getcommissioninfo(data)
+            dvalue = info.getvaluesize(pos.size, price) if broker.p.shortcash else abs(info.getvalue(pos, price))
+            unrealized = info.profitandloss(pos.size, pos.price, price)
+            if dvalue > 0:
+                unlevered += (dvalue - unrealized) / info.get_leverage()
+                unlevered += unrealized
+            else:
+                unlevered += dvalue
+        return float(broker.getcash() + unlevered)
 
     def _check_exits(self, today: pd.Timestamp, last: pd.Series) -> set[str]:
         """Closes-only exits: sell what crossed its stop or take-profit on this close; returns those symbols."""

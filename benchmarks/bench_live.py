@@ -3,6 +3,7 @@ the same process, as a reused Lambda container runs them), today's release besid
 
     python -m benchmarks.bench_live                 # 503 names (UNIVERSE=sp500), paper broker, cached data
     python -m benchmarks.bench_live --cycles 6
+    python -m benchmarks.bench_live --data sample   # UNIVERSE=sp500 on the bundled sample (20 of the 503 have prices)
 
 Both sides run ``lambda_function``'s ``live.cycle.run`` on the SQLite paper broker with ``UNIVERSE=sp500`` and
 ``MARKET_DATA=yfinance`` served entirely from a price cache written beforehand (SYNTHETIC closes for the 503
@@ -55,10 +56,10 @@ def write_cache(root: Path) -> Path:
     return root
 
 
-def cycles(tree: Path, cache: Path, state: Path, days: list[str]) -> dict:
+def cycles(tree: Path, cache: Path, state: Path, days: list[str], data: str = "cache") -> dict:
     shutil.rmtree(state, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(tree), "PROPHETTREND_CACHE": str(cache), "STATE_DIR": str(state),
-           "MARKET_DATA": "yfinance", "UNIVERSE": "sp500", "LOG_LEVEL": "ERROR"}
+           "MARKET_DATA": "yfinance" if data == "cache" else "sample", "UNIVERSE": "sp500", "LOG_LEVEL": "ERROR"}
     done = subprocess.run([sys.executable, str(HERE / "benchmarks" / "_live_cycles.py"), *days], cwd=tree, env=env,
                           capture_output=True, text=True)
     if done.returncode:
@@ -79,6 +80,8 @@ def describe(label: str, result: dict) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     p = OneLineErrorParser(prog="bench_live", description=__doc__.splitlines()[0])
     p.add_argument("--cycles", type=int, default=5, help="cycles per process (the first is the cold one)")
+    p.add_argument("--data", choices=["cache", "sample"], default="cache",
+                   help="cache: SYNTHETIC bars for all 503 names in a Yahoo cache; sample: the bundled 20 stocks")
     args = p.parse_args(argv)
     if not 2 <= args.cycles <= len(DAYS):
         p.error(f"--cycles must be 2..{len(DAYS)}")
@@ -86,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {load_line()} (shared with other sessions)")
     cache = write_cache(scratch / "cache")
     days = DAYS[: args.cycles]
-    print(f"503 names (UNIVERSE=sp500), paper broker, cached SYNTHETIC bars, {args.cycles} cycles per process:")
-    old = describe(f"base {BASE_COMMIT}", cycles(base_tree(), cache, scratch / "state-base", days))
-    new = describe("this tree    ", cycles(HERE, cache, scratch / "state-new", days))
+    what = "cached SYNTHETIC bars for all" if args.data == "cache" else "the bundled sample (20 priced) of"
+    print(f"UNIVERSE=sp500, paper broker, {what} 503 names, {args.cycles} cycles per process:")
+    old = describe(f"base {BASE_COMMIT}", cycles(base_tree(), cache, scratch / "state-base", days, args.data))
+    new = describe("this tree    ", cycles(HERE, cache, scratch / "state-new", days, args.data))
     print(f"  ratio base / this tree: cold {old[0] / new[0]:.1f}x, warm {old[1] / new[1]:.1f}x; targets cold <= 1 s: "
           f"{'met' if new[0] <= 1 else 'NOT met'}, warm <= 0.3 s: {'met' if new[1] <= 0.3 else 'NOT met'}")
     return 0

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,25 +46,30 @@ class Timed:
 
     label: str
     seconds: float
+    cpu_seconds: float  # user + system time of the command and its children: less sensitive to a busy machine
     load_before: str
     load_after: str
     stdout: str
 
     def line(self) -> str:
-        return f"{self.label}: {self.seconds:.1f}s ({self.load_before} before, {self.load_after} after)"
+        return (f"{self.label}: {self.seconds:.1f}s wall, {self.cpu_seconds:.1f}s CPU ({self.load_before} before, "
+                f"{self.load_after} after)")
 
 
 def run_module(tree: Path, label: str, module: str, *args: str, env: dict[str, str] | None = None) -> Timed:
     """``python -m module args`` with ``tree``'s sources first, from ``tree``; raises with its stderr on failure."""
     environ = {**os.environ, "PYTHONPATH": str(tree), **(env or {})}
     before = load_line()
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", module, *args], cwd=tree, env=environ, capture_output=True,
                           text=True)
     seconds = time.perf_counter() - t0
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (now.ru_utime - used.ru_utime) + (now.ru_stime - used.ru_stime)
     if done.returncode:
         raise RuntimeError(f"{label}: python -m {module} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return Timed(label, seconds, before, load_line(), done.stdout)
+    return Timed(label, seconds, cpu, before, load_line(), done.stdout)
 
 
 def same_file(a: Path, b: Path) -> bool:

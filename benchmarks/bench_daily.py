@@ -36,12 +36,14 @@ def backtest(tree: Path, label: str, csv: Path, out: Path, *extra: str):
 
 
 def side_by_side(base: Path, csv: Path, scratch: Path, tag: str, *extra: str) -> tuple[float, float, bool]:
-    """Base then new on one file; returns (base seconds, new seconds, trades identical)."""
+    """Base then new on one file; returns (base seconds, new seconds, trades identical); ratios are printed for
+    both wall and CPU time (on a loaded machine the CPU time is the steadier)."""
     old = backtest(base, f"  base {BASE_COMMIT}", csv, scratch / f"{tag}-base", *extra)
     new = backtest(HERE, "  this tree     ", csv, scratch / f"{tag}-new", *extra)
     same = same_file(scratch / f"{tag}-base" / "trades.csv", scratch / f"{tag}-new" / "trades.csv")
     print(old.line())
     print(new.line())
+    print(f"  ratio base / this tree: wall {old.seconds / new.seconds:.1f}x, CPU {old.cpu_seconds / new.cpu_seconds:.1f}x")
     return old.seconds, new.seconds, same
 
 

@@ -200,12 +200,31 @@ def feed_arrays(window: PriceData, symbol: str, numbers: np.ndarray) -> dict[str
     return {"datetime": numbers, "open": opens, "high": high, "low": low, "close": close}
 
 
+def _mask_covers_decide(cls: type) -> bool:
+    """Whether ``cls``'s ``candidate_mask`` was written with (or after) its ``decide``: a subclass that changes how
+    it decides but inherits the mask may buy names the mask leaves out, so it gets the full path.
+
+    >>> class Mine(ProphetTrend):
+    ...     def decide(self, closes, positions, cash):
+    ...         return {}
+    >>> _mask_covers_decide(ProphetTrend), _mask_covers_decide(Mine)
+    (True, False)
+    """
+    def owner(name: str) -> type:
+        return next(k for k in cls.__mro__ if name in k.__dict__)
+
+    return issubclass(owner("candidate_mask"), owner("decide"))
+
+
 def feed_plan(window: PriceData, strategy: Strategy, decides: np.ndarray) -> tuple[list[str], np.ndarray | None]:
     """The symbols that get a Backtrader feed, and per bar which of them ``decide`` sees (None: all of them).
 
-    A strategy without :meth:`~strategies.Strategy.candidate_mask` gets the full path. With it, only the names
+    A strategy without :meth:`~strategies.Strategy.candidate_mask` (or whose ``decide`` is newer than its mask)
+    gets the full path. With it, only the names
     some decision bar (``decides``) marks get a feed (at least one, Backtrader's clock), and each bar's mask row
     over those feeds goes to the adapter, which adds the holdings."""
+    if not _mask_covers_decide(type(strategy)):
+        return list(window.symbols), None
     mask = strategy.candidate_mask(window.closes)
     if mask is None:
         return list(window.symbols), None

@@ -100,7 +100,9 @@ class Strategy:
         columns True in that row plus the held symbols (any superset of them gives the same decision too). The
         backtest then gives Backtrader feeds only to the names some row marks and hands ``decide`` only those
         columns, so the work per bar follows the names that can trade, not the universe. The default (``None``)
-        keeps the full path: every symbol gets a feed and every decision sees every column.
+        keeps the full path: every symbol gets a feed and every decision sees every column. So does a subclass that
+        overrides ``decide`` but inherits the mask: to keep the promise it must define ``candidate_mask`` too (a
+        call to ``super()`` will do when its decision ranks the same way).
 
         >>> Strategy().candidate_mask(pd.DataFrame({"A": [1.0]})) is None
         True

@@ -40,6 +40,21 @@ class Watched(ProphetTrend):
         self.widths.append(closes.shape[1])
         return super().decide(closes, positions, cash)
 
+    def candidate_mask(self, closes):  # the same decision, so the same promise (an override of decide alone
+        return super().candidate_mask(closes)  # would get the full path)
+
+
+def test_a_subclass_that_decides_differently_but_inherits_the_mask_gets_the_full_path():
+    class OwnDecide(ProphetTrend):
+        def decide(self, closes, positions, cash):
+            return super().decide(closes, positions, cash)
+
+    data = load_sample().select(["AAPL", "MSFT", "KO", "XOM"])
+    config = BacktestConfig(start="2022-11-01", end="2022-12-28")
+    window = window_for(data, OwnDecide(top_n=1, history=60), config)
+    feeds, rows = feed_plan(window, OwnDecide(top_n=1, history=60), window.closes.index >= config.start_ts)
+    assert feeds == data.symbols and rows is None
+
 
 def _same(pruned, full):
     assert len(full.trades) > 10  # a run that trades

@@ -14,7 +14,9 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -26,7 +28,7 @@ from backtests import metrics, round_trips as rt
 from backtests.backtrader_adapter import ArrayData, BacktestRecorder, StrategyAdapter, backtrader_numbers, model_broker
 from marketdata.errors import DataError
 from marketdata.prices import PriceData
-from strategies.base import Strategy
+from strategies.base import Strategy, StrategyError
 from strategies.cadence import Cadence
 from strategies.execution import DEFAULT_SLIPPAGE_BPS, Costs, Execution
 from strategies.forecaster import Forecaster
@@ -158,24 +160,92 @@ def run_backtest(
     if closes.iloc[strategy.warmup_bars:].isna().all().all():
         raise DataError("no prices inside the window")
     cerebro = bt.Cerebro(stdstats=False, cheat_on_open=False)
-    for symbol in window.symbols:
-        close = closes[symbol]
-        opens = close if window.opens is None else window.opens[symbol].fillna(close)
-        frame = pd.DataFrame({"open": opens, "high": close, "low": close, "close": close, "volume": 0.0,
-                              "openinterest": 0.0}, index=closes.index)
-        if window.has_ranges:  # real highs and lows: stops trigger inside the bar
-            frame["high"] = window.highs[symbol].fillna(frame[["open", "close"]].max(axis=1))
-            frame["low"] = window.lows[symbol].fillna(frame[["open", "close"]].min(axis=1))
-        elif window.opens is not None:
-            frame["high"] = frame[["open", "close"]].max(axis=1)
-            frame["low"] = frame[["open", "close"]].min(axis=1)
-        cerebro.adddata(bt.feeds.PandasData(dataname=frame), name=symbol)
+    feeds, candidates = feed_plan(window, strategy, window.closes.index >= config.start_ts)
+    numbers = backtrader_numbers(closes.index)
+    for symbol in feeds:
+        cerebro.adddata(ArrayData(arrays=feed_arrays(window, symbol, numbers)), name=symbol)
     cerebro.broker = model_broker(config.execution, config.cash, intraday=False)
     recorder = BacktestRecorder()
     cerebro.addstrategy(StrategyAdapter, user_strategy=strategy, rules=config.rules, start=config.start_ts.date(),
-                        recorder=recorder, on_bar=on_bar, intrabar=window.has_ranges, costs=config.execution.costs)
-    cerebro.run(runonce=False)
+                        recorder=recorder, on_bar=on_bar, intrabar=window.has_ranges, candidates=candidates,
+                        costs=config.execution.costs)
+    with frozen_heap():
+        cerebro.run(runonce=False)
     return _collect(window, strategy, config, recorder, index)
+
+
+@contextmanager
+def frozen_heap():
+    """Keep the garbage collector from re-scanning, at every full collection of the loop, the objects that live for
+    the whole run (data, feeds, engine): ``gc.freeze`` them for the run, ``gc.unfreeze`` after (no number changes).
+
+    >>> with frozen_heap():
+    ...     gc.get_freeze_count() > 0
+    True
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def feed_arrays(window: PriceData, symbol: str, numbers: np.ndarray) -> dict[str, np.ndarray]:
+    """One symbol's bars for :class:`ArrayData`: opens filled with the close; highs and lows from the data when it
+    has them (gaps filled with the larger or smaller of open and close), else the larger or smaller of the two."""
+    close = window.closes[symbol].to_numpy(dtype="float64")
+    opens = close if window.opens is None else window.opens[symbol].to_numpy(dtype="float64")
+    opens = np.where(np.isnan(opens), close, opens)
+    # Daily bars always took pandas' NaN-skipping max and min of open and close, intraday bars numpy's: kept as is.
+    larger, smaller = (np.maximum, np.minimum) if window.intraday else (np.fmax, np.fmin)
+    top, bottom = larger(opens, close), smaller(opens, close)
+    if window.has_ranges:
+        high = window.highs[symbol].to_numpy(dtype="float64")
+        low = window.lows[symbol].to_numpy(dtype="float64")
+        high, low = np.where(np.isnan(high), top, high), np.where(np.isnan(low), bottom, low)
+    else:
+        high, low = top, bottom
+    return {"datetime": numbers, "open": opens, "high": high, "low": low, "close": close}
+
+
+def _mask_covers_decide(cls: type) -> bool:
+    """Whether ``cls``'s ``candidate_mask`` was written with (or after) its ``decide``: a subclass that changes how
+    it decides but inherits the mask may buy names the mask leaves out, so it gets the full path.
+
+    >>> class Mine(ProphetTrend):
+    ...     def decide(self, closes, positions, cash):
+    ...         return {}
+    >>> _mask_covers_decide(ProphetTrend), _mask_covers_decide(Mine)
+    (True, False)
+    """
+    def owner(name: str) -> type:
+        return next(k for k in cls.__mro__ if name in k.__dict__)
+
+    return issubclass(owner("candidate_mask"), owner("decide"))
+
+
+def feed_plan(window: PriceData, strategy: Strategy, decides: np.ndarray) -> tuple[list[str], np.ndarray | None]:
+    """The symbols that get a Backtrader feed, and per bar which of them ``decide`` sees (None: all of them).
+
+    A strategy without :meth:`~strategies.Strategy.candidate_mask` (or whose ``decide`` is newer than its mask)
+    gets the full path. With it, only the names
+    some decision bar (``decides``) marks get a feed (at least one, Backtrader's clock), and each bar's mask row
+    over those feeds goes to the adapter, which adds the holdings."""
+    if not _mask_covers_decide(type(strategy)):
+        return list(window.symbols), None
+    mask = strategy.candidate_mask(window.closes)
+    if mask is None:
+        return list(window.symbols), None
+    closes = window.closes
+    if not isinstance(mask, pd.DataFrame) or mask.shape != closes.shape or list(mask.columns) != list(closes.columns):
+        raise StrategyError(f"strategy {strategy.name!r}: candidate_mask must return a boolean frame shaped like "
+                            f"its closes ({closes.shape[0]} rows x {closes.shape[1]} symbols)")
+    marks = mask.to_numpy(dtype=bool)
+    used = marks[np.asarray(decides, dtype=bool)].any(axis=0)
+    if not used.any():
+        used[0] = True
+    return [s for s, keep in zip(closes.columns, used) if keep], marks[:, used]
 
 
 def decision_bars(stamps: pd.DatetimeIndex, interval: str, cadence: Cadence) -> frozenset:
@@ -210,26 +280,19 @@ def _run_intraday(data, strategy, config, cadence, index, on_bar) -> BacktestRes
     decide_at = decision_bars(closes.index, window.interval, cadence)
     cerebro = bt.Cerebro(stdstats=False, cheat_on_open=False)
     numbers = backtrader_numbers(closes.index)
-    for symbol in window.symbols:
-        close = closes[symbol].to_numpy(dtype="float64")
-        opens = close if window.opens is None else window.opens[symbol].to_numpy(dtype="float64")
-        opens = pd.Series(opens).fillna(pd.Series(close)).to_numpy()
-        if window.has_ranges:
-            high = window.highs[symbol].to_numpy(dtype="float64")
-            low = window.lows[symbol].to_numpy(dtype="float64")
-            high = pd.Series(high).fillna(pd.Series(np.maximum(opens, close))).to_numpy()
-            low = pd.Series(low).fillna(pd.Series(np.minimum(opens, close))).to_numpy()
-        else:
-            high, low = np.maximum(opens, close), np.minimum(opens, close)
-        arrays = {"datetime": numbers, "open": opens, "high": high, "low": low, "close": close}
-        cerebro.adddata(ArrayData(arrays=arrays, timeframe=bt.TimeFrame.Minutes, compression=interval.minutes),
-                        name=symbol)
+    decides = closes.index.isin(list(decide_at)) & (closes.index >= config.start_ts)
+    feeds, candidates = feed_plan(window, strategy, decides)
+    for symbol in feeds:
+        cerebro.adddata(ArrayData(arrays=feed_arrays(window, symbol, numbers), timeframe=bt.TimeFrame.Minutes,
+                                  compression=interval.minutes), name=symbol)
     cerebro.broker = model_broker(config.execution, config.cash, intraday=True)
     recorder = BacktestRecorder()
     cerebro.addstrategy(StrategyAdapter, user_strategy=strategy, rules=config.rules, start=config.start_ts.date(),
                         recorder=recorder, on_bar=on_bar, intrabar=window.has_ranges, decide_at=decide_at,
-                        bar_length=interval.length, costs=config.execution.costs)
-    cerebro.run(runonce=False)
+                        bar_length=interval.length, candidates=candidates,
+                        costs=config.execution.costs)
+    with frozen_heap():
+        cerebro.run(runonce=False)
     result = _collect(window, strategy, config, recorder, index, shift=interval.length)
     result.summary["cadence"] = cadence.to_dict()
     result.summary["interval"] = window.interval

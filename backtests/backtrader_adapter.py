@@ -124,6 +124,7 @@ class StrategyAdapter(bt.Strategy):
         ("decide_at", None),  # intraday: the bar starts whose completion is a slot (None: decide at every bar)
         ("bar_length", None),  # intraday: pd.Timedelta of one bar
         ("costs", None),  # strategies.execution.Costs: buys are sized so that slippage and fees fit the cash
+        ("candidates", None),  # bool array, bars x feeds: the columns each decision sees besides holdings (None: all)
     )
 
     def __init__(self) -> None:
@@ -142,6 +143,7 @@ class StrategyAdapter(bt.Strategy):
         self.bar_length: pd.Timedelta | None = self.p.bar_length
         # Each feed's close buffer: len(feed) is its first line's length, the close's (all lines move together)
         self._close_lines = [d.lines.close for d in self.datas]
+        self.candidates: np.ndarray | None = self.p.candidates
 
     def prenext(self) -> None:  # feeds are aligned, but keep the calendar complete if one starts late
         self.next()
@@ -167,15 +169,23 @@ class StrategyAdapter(bt.Strategy):
 
     def _decide(self, today: pd.Timestamp) -> None:
         n = min(len(self.dates), self.window)
+        # The broker's book as it stands, read without getposition's defaultdict adding an empty position per
+        # feed: Backtrader values every position it holds, and an empty one on a missing close is NaN equity.
+        book = self.broker.positions
+        held = [book.get(d) or _FLAT for d in self.datas]
+        if self.candidates is None:
+            seen = range(len(self.datas))
+        else:  # this bar's candidates and every holding, in feed order (strategies.Strategy.candidate_mask)
+            row = self.candidates[len(self.dates) - 1]
+            seen = [i for i, pos in enumerate(held) if row[i] or pos.size > 0]
         # One 2-D block instead of a dict of columns: pandas then builds no block per feed (same frame, same values).
         columns = [_floats(line.get(size=n)) if line.lencount >= n else np.full(n, np.nan)
-                   for line in self._close_lines]
+                   for line in (self._close_lines[i] for i in seen)]
         closes = pd.DataFrame(np.column_stack(columns) if columns else np.empty((n, 0)),
-                              index=pd.DatetimeIndex(self.dates[-n:]), columns=[d._name for d in self.datas])
+                              index=pd.DatetimeIndex(self.dates[-n:]), columns=[self.datas[i]._name for i in seen])
         exiting = self._check_exits(today, closes.iloc[-1])
         positions = {}
-        for d in self.datas:
-            pos = self.getposition(d)
+        for d, pos in zip(self.datas, held):
             if pos.size > 0 and d._name not in exiting:
                 positions[d._name] = Position(int(pos.size), float(pos.price))
         cash = float(self.broker.getcash())
@@ -184,9 +194,8 @@ class StrategyAdapter(bt.Strategy):
         self.recorder.decisions.append(decision)
         prices = last_prices(closes)
         invested = sum(p.qty * prices.get(s, p.avg_price) for s, p in positions.items())
-        self.recorder.equity.append(
-            {"date": today, "equity": float(self.broker.getvalue()), "cash": cash, "invested": invested}
-        )
+        value = self._book_value(closes, held)
+        self.recorder.equity.append({"date": today, "equity": value, "cash": cash, "invested": invested})
         planned, notes = plan_orders(decision, positions, cash, prices, self.rules, costs=self.p.costs)
         self.recorder.skipped += [{"decision_date": today, "symbol": n.symbol, "side": n.side, "action": n.action,
                                    "reason": n.reason} for n in notes]
@@ -212,6 +221,32 @@ class StrategyAdapter(bt.Strategy):
                 for leg in legs:
                     leg.addinfo(decision_date=None, reason=EXIT_REASONS[leg.exectype])
                 self.legs.setdefault(order.symbol, []).extend(legs)
+
+    def _book_value(self, closes: pd.DataFrame, held: list) -> float:
+        """The broker's value (``BackBroker._get_value``'s sum, term for term, in feed order) over the positions
+        held, each at today's close, or its last finite close when today's is missing.
+
+        Backtrader sums every position it ever opened, so a missing close of any traded name (or, through
+        getposition, of any name at all) made the whole equity NaN; a flat position adds exactly 0.0 to the sum,
+        so leaving them out changes no bit, and the full and the pruned path (fewer feeds) agree to the last bit.
+        """
+        broker = self.broker
+        unlevered = 0.0
+        for data, pos in zip(self.datas, held):
+            if not pos.size:
+                continue
+            price = data.close[0]
+            if not np.isfinite(price):
+                price = _last_finite(closes, data._name, pos.price)
+            info = broker.getcommissioninfo(data)
+            dvalue = info.getvaluesize(pos.size, price) if broker.p.shortcash else abs(info.getvalue(pos, price))
+            unrealized = info.profitandloss(pos.size, pos.price, price)
+            if dvalue > 0:
+                unlevered += (dvalue - unrealized) / info.get_leverage()
+                unlevered += unrealized
+            else:
+                unlevered += dvalue
+        return float(broker.getcash() + unlevered)
 
     def _check_exits(self, today: pd.Timestamp, last: pd.Series) -> set[str]:
         """Closes-only exits: sell what crossed its stop or take-profit on this close; returns those symbols."""
@@ -267,6 +302,16 @@ class StrategyAdapter(bt.Strategy):
                 "decision_date": order.info.get("decision_date"), "symbol": name, "side": side,
                 "qty": abs(int(order.created.size)), "status": order.getstatusname(),
             })
+
+
+_FLAT = bt.Position()  # what a feed the broker never traded holds
+
+
+def _last_finite(closes: pd.DataFrame, symbol: str, fallback: float) -> float:
+    """The last finite close of ``symbol`` in ``closes`` (``fallback`` when there is none)."""
+    column = closes[symbol].to_numpy(dtype="float64") if symbol in closes.columns else np.empty(0)
+    finite = column[np.isfinite(column)]
+    return float(finite[-1]) if len(finite) else fallback
 
 
 def _floats(values) -> np.ndarray:

@@ -32,9 +32,12 @@ from typing import Any
 
 import pandas as pd
 
-from backtests.backtest import BacktestConfig, run_backtest, window_for
+from backtests.backtest import BacktestConfig, as_strategy, run_backtest, window_for
 from marketdata.prices import PriceData, content_hash
+from strategies.engines.pool import ExactPool
+from strategies.forecaster import Forecaster, settings_for
 from strategies.params import StrategyParams
+from strategies.prophet_trend import ProphetTrend
 
 # summary.json entries that describe the run rather than measure it; kept out of results.csv.
 _NOT_METRICS = {"start", "end", "bars", "symbols", "params", "config", "data", "benchmark", "wall_seconds",
@@ -84,6 +87,8 @@ class Cell:
     config: BacktestConfig
     data: PriceData
     index: pd.Series | None
+    fit_workers: int = 1  # ProphetTrend's exact fits on this many processes (strategies.engines.pool): not in the key,
+    # the pool's forecasts are the single process's, bit for bit
 
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -127,8 +132,16 @@ def make_cell(data: PriceData, index: pd.Series | None, params: StrategyParams |
 
 def evaluate_cell(cell: Cell) -> dict[str, Any]:
     """Run the cell's backtest; returns the summary and the daily equity curve as plain JSON-ready values."""
-    strategy = cell.params.build() if isinstance(cell.params, StrategySpec) else cell.params
-    result = run_backtest(cell.data, strategy, cell.config, index=cell.index)
+    strategy = as_strategy(cell.params.build() if isinstance(cell.params, StrategySpec) else cell.params)
+    pool = None
+    if cell.fit_workers > 1 and isinstance(strategy, ProphetTrend) and strategy.params.engine == "exact":
+        pool = ExactPool(settings_for(strategy.params), workers=cell.fit_workers)
+        strategy.forecaster = Forecaster(strategy.params, engine=pool)
+    try:
+        result = run_backtest(cell.data, strategy, cell.config, index=cell.index)
+    finally:
+        if pool is not None:
+            pool.close()
     summary = dict(result.summary)
     summary.pop("data", None)  # provenance of the sliced rows; the key already pins them
     equity = result.equity

@@ -142,14 +142,14 @@ def unused_tail(dates: pd.DatetimeIndex, spec: SweepSpec, last: Window) -> str |
 
 
 def run_sweep(spec: SweepSpec, data: PriceData, index: pd.Series | None, executor: Executor, out: Path,
-              progress: Callable[[int, int], Any] | None = None, echo: Callable[[str], None] = lambda _: None
-              ) -> SweepOutcome:
+              progress: Callable[[int, int], Any] | None = None, echo: Callable[[str], None] = lambda _: None,
+              fit_workers: int = 1) -> SweepOutcome:
     """Plan, compute the missing cells (saving each as it finishes), then write the sweep's files into ``out``."""
     windows, planned = plan(spec, data, index)
     store = cells.CellStore(out / "cells")
     unique = {c.key: c for c in planned.values()}
     results = {key: store.get(key) for key in unique}
-    todo = [unique[k] for k, r in results.items() if r is None]
+    todo = [dataclasses.replace(unique[k], fit_workers=fit_workers) for k, r in results.items() if r is None]
     echo(f"{len(windows)} windows x {len(spec.param_sets)} parameter sets x 2 periods: {len(unique)} cells, "
          f"{len(unique) - len(todo)} already in {out}, {len(todo)} to compute on {executor.description}")
     dropped = unused_tail(data.closes.index, spec, windows[-1])
@@ -331,6 +331,8 @@ def build_parser() -> OneLineErrorParser:
     e.add_argument("--executor", choices=["local", "dask"], default="local",
                    help="local: processes on this machine; dask: a Dask cluster (--scheduler) or a new LocalCluster")
     e.add_argument("--workers", type=int, default=None, help="local processes or LocalCluster workers (default: all cores)")
+    e.add_argument("--fit-workers", type=int, default=1,
+                   help="processes fitting each cell's exact Prophet models (the engine pool; same results)")
     e.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786")
     e.add_argument("--heatmap", default=None, metavar="X,Y", help="two swept parameters for heatmap.png")
     e.add_argument("--out", type=Path, default=None, help="output folder; rerun into it to resume (default: runs/sweep-TIME)")
@@ -387,7 +389,9 @@ def main(argv: list[str] | None = None) -> int:
 
     echo = (lambda _: None) if args.quiet else (lambda text: print(text, flush=True))
     t0 = time.perf_counter()
-    outcome = run_sweep(spec, data, index, executor, out, progress=bar, echo=echo)
+    if args.fit_workers < 1:
+        raise UserError(f"--fit-workers must be at least 1, got {args.fit_workers}")
+    outcome = run_sweep(spec, data, index, executor, out, progress=bar, echo=echo, fit_workers=args.fit_workers)
     if not args.quiet:
         print(format_oos(outcome.oos))
         print(f"wrote {out}/ (results.csv, oos_summary.json, oos_equity.csv, oos_equity.png, heatmap.png; {outcome.computed} cells "

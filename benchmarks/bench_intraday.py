@@ -1,30 +1,25 @@
-"""Intraday speed at the scale users want: ~500 symbols, 15-minute bars, one year, top 20, refit at every slot.
+"""Intraday at S&P 500 scale through the product path: ``python -m backtests.run`` on 15-minute bars, today's
+release beside this tree, in one run.
 
-    python -m benchmarks.bench_intraday                       # 500 symbols x 252 sessions (the target run)
-    python -m benchmarks.bench_intraday --symbols 50 --sessions 20      # a quick look
-    python -m benchmarks.bench_intraday --compare-models      # session-time axis vs daily seasonality only
+    python -m benchmarks.bench_intraday                                  # 500 symbols x 252 sessions (long: run by hand)
+    python -m benchmarks.bench_intraday --symbols 500 --sessions 10      # a quicker look, both sides
+    python -m benchmarks.bench_intraday --base-sessions 10               # the year on this tree, 10 sessions on the base
+    python -m benchmarks.bench_intraday --compare-models                 # session-time axis vs daily seasonality only
 
-The data are SYNTHETIC (a seeded random walk per symbol on the real XNYS 2023 sessions, with overnight gaps);
-no market data is used or implied. Both engines run in one invocation: the exact engine drives the whole
-backtest; stan (stock Prophet) fits a sample of the very same jobs and its total is extrapolated from its mean
-time per fit (running it for every fit would take hours), and the ratio is printed.
-
-Design choices the numbers rest on:
-- Backtrader is fed numpy arrays (``backtests.backtrader_adapter.ArrayData``), not PandasData's per-value reads.
-- The universe is ranked once per session outside the per-bar loop: momentum over ``--rank-sessions`` sessions
-  ending at the previous session's last bar, which is complete before the first slot (09:45), so the ranking
-  provably sees only past rows. The strategy then decides among that day's top 20 at every slot.
-- Only names that make some day's top 20 get a Backtrader feed: the others can never be traded.
+The data are SYNTHETIC (a seeded random walk per symbol on the real XNYS 2023 sessions, with overnight gaps),
+written as a CSV (timestamp, symbol, open, close) that both sides read with ``--data``; no market data is used or
+implied. Both sides run the shipped ProphetTrend with the same flags: top 20 by momentum over 26 bars, Prophet
+(exact engine) on the last 100 bars refitted at every slot (09:45 to 15:45), 2 bars ahead, ``--workers 2``. The
+base is a git worktree of ``BASE_COMMIT`` (``benchmarks/_sidebyside.py``). The machine is shared: the load is
+sampled during the run and printed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import os
-import resource
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -33,17 +28,17 @@ if __package__ in (None, ""):
 import numpy as np
 import pandas as pd
 
-from backtests.backtest import BacktestConfig, run_backtest
+from benchmarks._sidebyside import BASE_COMMIT, HERE, base_tree, load_line, run_module, same_file
 from clitools import OneLineErrorParser
 from marketdata.bars import session_hours
 from marketdata.prices import PriceData
-from strategies.cadence import Cadence
-from strategies.engines import ForecastJob
-from strategies.engines.pool import ExactPool
-from strategies.engines.stan import StanEngine
-from strategies.forecaster import Forecaster, settings_for
+from strategies.forecaster import Forecaster
 from strategies.params import StrategyParams
-from strategies.prophet_trend import ProphetTrend
+
+FLAGS = ["--bar", "15m", "--cadence", "15min", "--top-n", "20", "--lookback", "26", "--history", "100", "--horizon",
+         "2", "--refit-every", "1", "--band", "0.002", "--commission", "0", "--benchmark", "equal-weight",
+         "--workers", "2", "--no-plot", "--quiet", "--overwrite"]
+WARM_SESSIONS = 8
 
 
 def synthetic(n_symbols: int, first: dt.date, last: dt.date, minutes: int = 15, seed: int = 12) -> PriceData:
@@ -65,50 +60,6 @@ def synthetic(n_symbols: int, first: dt.date, last: dt.date, minutes: int = 15, 
     return PriceData.from_closes(pd.DataFrame(closes, index=stamps, columns=names),
                                  opens=pd.DataFrame(opens, index=stamps, columns=names),
                                  source="synthetic (benchmarks/bench_intraday.py)", interval=f"{minutes}m")
-
-
-def daily_ranking(closes: pd.DataFrame, top: int, sessions: int) -> dict[dt.date, list[str]]:
-    """Top ``top`` by return over the last ``sessions`` sessions, as of each session's open (previous closes)."""
-    last_bar = closes.groupby(closes.index.normalize()).last()  # each session's last bar
-    momentum = last_bar / last_bar.shift(sessions) - 1.0
-    known = momentum.shift(1)  # at a session's first slot only the previous session's last bar is complete
-    out = {}
-    for day, row in known.iterrows():
-        row = row.dropna()
-        if len(row):
-            ranked = sorted(row.items(), key=lambda kv: (-kv[1], kv[0]))
-            out[day.date()] = [s for s, _ in ranked[:top]]
-    return out
-
-
-class DailyRanked(ProphetTrend):
-    """ProphetTrend deciding among the session's precomputed top names (ranking done outside the bar loop)."""
-
-    name = "bench-intraday"
-
-    def __init__(self, params, ranking, forecaster=None):
-        super().__init__(params, forecaster=forecaster)
-        self.ranking = ranking
-
-    def decide(self, closes, positions, cash):
-        self.candidates = self.ranking.get(closes.index[-1].date(), [])
-        return super().decide(closes, positions, cash)
-
-
-class Nothing(DailyRanked):
-    """Decides nothing (no fits): the same data, feeds and Backtrader run, to measure what they cost alone."""
-
-    def decide(self, closes, positions, cash):
-        return {}
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def worker_peak_mb() -> float:
-    """Largest peak RSS of any finished child process (the engine's worker, once closed)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
 
 
 class LoadWatch:
@@ -162,113 +113,67 @@ def compare_models(data: PriceData, n_series: int = 40, history: int = 130, hori
               f"(horizon {horizon} bars), stan fallbacks {fallbacks}")
 
 
+def write_csv(data: PriceData, path: Path) -> Path:
+    """The bars as a long CSV (timestamp, symbol, open, close), as a user's file would hold them."""
+    if not path.exists():
+        long = pd.DataFrame({
+            "timestamp": np.repeat(data.closes.index.strftime("%Y-%m-%d %H:%M").to_numpy(), data.closes.shape[1]),
+            "symbol": np.tile(np.asarray(data.closes.columns), len(data.closes)),
+            "open": data.opens.to_numpy().ravel().round(4), "close": data.closes.to_numpy().ravel().round(4)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        long.to_csv(path, index=False)
+    return path
+
+
+def backtest(tree: Path, label: str, csv: Path, start: dt.date, end: dt.date, out: Path):
+    return run_module(tree, label, "backtests.run", "--data", str(csv), "--start", str(start), "--end", str(end),
+                      "--out", str(out), *FLAGS)
+
+
 def main(argv=None) -> int:
     p = OneLineErrorParser(prog="bench_intraday", description=__doc__.splitlines()[0])
     p.add_argument("--symbols", type=int, default=500)
-    p.add_argument("--sessions", type=int, default=252)
-    p.add_argument("--top", type=int, default=20)
-    p.add_argument("--history", type=int, default=100, help="bars Prophet is fitted on")
-    p.add_argument("--stan-sample", type=int, default=30, help="jobs stan fits for the extrapolation")
+    p.add_argument("--sessions", type=int, default=252, help="traded sessions on this tree")
+    p.add_argument("--base-sessions", type=int, default=None,
+                   help="traded sessions on the base (default: --sessions; 0: skip the base)")
     p.add_argument("--compare-models", action="store_true")
-    p.add_argument("--intraday-model", choices=["session", "clock"], default=None,
-                   help="ProphetTrend's intraday model (default: its params' default)")
-    p.add_argument("--workers", type=int, default=2, help="processes fitting the exact engine (1: in-process)")
-    p.add_argument("--nothing", action="store_true",
-                   help="memory probe: same data, feeds and Backtrader run, a strategy that decides nothing")
-    p.add_argument("--no-gc-freeze", action="store_true",
-                   help="leave the set-up's objects to the cyclic garbage collector (default: gc.freeze() them)")
-    p.add_argument("--trades-out", help="write the fills as CSV (to compare runs: same decisions, same trades)")
     args = p.parse_args(argv)
-    print(f"machine: {os.cpu_count()} cores; uptime load averages {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"machine: {load_line()} (shared with other sessions)")
     watch = LoadWatch()
-    first, last = dt.date(2022, 12, 1), dt.date(2023, 12, 29)
-    t0 = time.perf_counter()
-    hours = session_hours(first, last)
-    days = [d.date() for d in hours.index]
-    warm_days = 8
-    days = days[: args.sessions + warm_days]
+    hours = session_hours(dt.date(2022, 12, 1), dt.date(2023, 12, 29))
+    days = [d.date() for d in hours.index][: args.sessions + WARM_SESSIONS]
     data = synthetic(args.symbols, days[0], days[-1])
-    t_data = time.perf_counter() - t0
-    print(f"data: {args.symbols} symbols x {len(days)} sessions of SYNTHETIC 15m bars = {data.closes.size:,} rows "
-          f"({len(data):,} bars per symbol) in {t_data:.1f}s")
     if args.compare_models:
         compare_models(data)
         return 0
-    t1 = time.perf_counter()
-    ranking = daily_ranking(data.closes, args.top, sessions=5)
-    tradeable = sorted({s for names in ranking.values() for s in names})
-    t_rank = time.perf_counter() - t1
-    print(f"daily ranking outside the bar loop: {t_rank:.2f}s; {len(tradeable)} of {args.symbols} names ever in a "
-          f"top {args.top} get a Backtrader feed")
-    params = StrategyParams(bar="15m", top_n=args.top, lookback=26, history=args.history, horizon=2, refit_every=1,
-                            band=0.002, engine="exact",
-                            **({"intraday_model": args.intraday_model} if args.intraday_model else {}))
-    pool = ExactPool(settings_for(params), workers=args.workers)
-    strategy = (Nothing if args.nothing else DailyRanked)(params, ranking, forecaster=Forecaster(params, engine=pool))
-    start = days[warm_days]
-    config = BacktestConfig(start=str(start), end=str(days[-1]), commission=0.0, benchmark="equal-weight")
-    if not args.no_gc_freeze:
-        # The data, feeds and engine live for the whole run: keep the garbage collector from re-scanning them at
-        # every full collection (a process setting; no number changes). See docs/engines.md.
-        gc.collect()
-        gc.freeze()
-    t2 = time.perf_counter()
-    result = run_backtest(data.select(tradeable), strategy, config, cadence=Cadence.parse("15min"))
-    t_bt = time.perf_counter() - t2
-    pool.close()
-    fits = strategy.forecaster.fits
-    if args.trades_out:
-        result.trades.to_csv(args.trades_out, index=False, float_format="%.17g")
-        result.forecasts.to_csv(args.trades_out + ".forecasts.csv", index=False, float_format="%.17g")
-    print(f"exact engine backtest: {t_bt:.1f}s for {result.summary['slots']:,} slots, {fits:,} fits "
-          f"({strategy.forecaster.fallbacks} handed to stan), {len(result.trades):,} fills, {args.workers} "
-          f"process(es) fitting")
-    if args.nothing:
-        print(watch.stop())
-        print(f"peak memory (max RSS) with no fits: {peak_mb():.0f} MB for {len(tradeable)} feeds x {len(data):,} bars "
-              f"and {data.closes.size:,} rows of data")
-        return 0
-    total_exact = time.perf_counter() - t0
-    # stan on a sample of the same jobs: the same windows the exact engine fitted
-    closes = data.closes
-    rng = np.random.default_rng(5)
-    jobs = []
-    for _ in range(args.stan_sample):
-        symbol = tradeable[int(rng.integers(len(tradeable)))]
-        end = int(rng.integers(args.history + 30, len(closes) - 5))
-        stamps = closes.index[end - args.history + 1: end + 1]
-        from strategies.schedule import session_axis, session_bar_numbers
-
-        nums = session_bar_numbers(stamps, 15)
-        jobs.append(ForecastJob(symbol, session_axis(nums), closes[symbol].iloc[end - args.history + 1: end + 1].to_numpy(),
-                                session_axis(np.array([nums[-1] + 2]))))
-    from strategies.engines.exact import ExactEngine
-
-    settings = settings_for(params)
-    exact = ExactEngine(settings)
-    t3 = time.perf_counter()
-    exact.fit_predict_many(jobs)
-    per_exact_cold = (time.perf_counter() - t3) / len(jobs)
-    stan = StanEngine(settings)
-    stan.fit_predict_many(jobs[:1])  # import and compile cost out of the timing
-    t4 = time.perf_counter()
-    stan.fit_predict_many(jobs)
-    per_stan = (time.perf_counter() - t4) / len(jobs)
-    per_exact_run = t_bt / max(fits, 1)
-    print(f"stan: {per_stan * 1000:.1f} ms per fit over {len(jobs)} sampled jobs -> {fits:,} fits would take "
-          f"{per_stan * fits / 3600:.2f} h (extrapolated)")
-    print(f"exact: {per_exact_cold * 1000:.2f} ms per cold fit on the same jobs; whole backtest {per_exact_run * 1000:.2f} "
-          f"ms per fit including Backtrader")
-    print(f"ratio stan/exact per fit (same jobs, cold): {per_stan / per_exact_cold:.0f}x; stan extrapolated / exact "
-          f"whole run: {per_stan * fits / t_bt:.0f}x")
-    print(f"total exact run (data, ranking, backtest): {total_exact:.1f}s = {total_exact / 60:.2f} min "
-          f"(target <= 5 min on 2 cores): {'met' if total_exact <= 300 else 'NOT met'}")
-    print(f"peak memory (max RSS): {peak_mb():.0f} MB in the main process"
-          + (f", {worker_peak_mb():.0f} MB in the fitting worker" if args.workers > 1 else ""))
+    scratch = Path(tempfile.gettempdir()) / "prophettrend-bench-intraday"
+    csv = write_csv(data, scratch / f"bars-{args.symbols}x{len(days)}.csv")
+    print(f"data: {args.symbols} symbols x {len(days)} sessions ({WARM_SESSIONS} warm-up) of SYNTHETIC 15m bars = "
+          f"{data.closes.size:,} rows in {csv} ({csv.stat().st_size / 1e6:.0f} MB)")
+    print(f"python -m backtests.run --data {csv.name} --start .. --end .. {' '.join(FLAGS)}")
+    start = days[WARM_SESSIONS]
+    new = backtest(HERE, f"  this tree, {args.sessions} sessions", csv, start, days[-1], scratch / "new")
+    print(new.line())
+    base_sessions = args.sessions if args.base_sessions is None else args.base_sessions
+    ok = True
+    if base_sessions:
+        base_end = days[WARM_SESSIONS + base_sessions - 1]
+        old = backtest(base_tree(), f"  base {BASE_COMMIT}, {base_sessions} sessions", csv, start, base_end,
+                       scratch / "base")
+        print(old.line())
+        if base_sessions == args.sessions:
+            same = same_file(scratch / "base" / "trades.csv", scratch / "new" / "trades.csv")
+            ok = same
+            print(f"  speedup {old.seconds / new.seconds:.1f}x; trades.csv identical: {'yes' if same else 'NO'}")
+        else:
+            print(f"  base per session {old.seconds / base_sessions:.2f}s, this tree {new.seconds / args.sessions:.2f}s")
+    trades = sum(1 for _ in open(scratch / "new" / "trades.csv")) - 1
+    full = args.symbols >= 500 and args.sessions >= 252
+    verdict = ("met" if new.seconds <= 300 else "NOT met") if full else "not judged (a shorter run)"
+    print(f"  this tree: {trades:,} fills; {new.seconds / 60:.2f} min for {args.symbols} x {args.sessions} sessions; "
+          f"target <= 5 min for 500 x 252 sessions: {verdict}")
     print(watch.stop())
-    print(f"summary: total_return {result.summary['total_return']:.4f} sharpe {result.summary['sharpe']:.2f} "
-          f"max_drawdown {result.summary['max_drawdown']:.4f} (SYNTHETIC data: says nothing about markets)")
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ Run by hand (needs the package index; takes a few minutes):
     python benchmarks/bench_layer.py --arch x86_64 --runs 3 --out build/bench
 
 The x86_64 python3.12 layer is also executed (when a python3.12 interpreter is found, e.g. pyenv) exactly as
-Lambda would load it; the same is done for this machine's Python with a layer copied from site-packages.
+Lambda would load it; the same is done for this machine's Python with a layer copied from site-packages. The
+base release (``benchmarks/_sidebyside.py``) builds its python3.12 layer in the same run, by subprocess, and the
+two layers' sizes are printed side by side (``--no-base`` skips it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from deploy.build import BuildOptions, build  # noqa: E402
 from deploy.layer import BudgetError, find_python, human_mb  # noqa: E402
 from deploy.sandbox import cleanup, run_handler  # noqa: E402
+from benchmarks._sidebyside import BASE_COMMIT, base_tree, load_line  # noqa: E402
 
 EVENT = {"now": "2022-06-01T15:45:00-04:00"}
 
@@ -47,14 +50,32 @@ def sandbox_runs(function_zip: Path, layer_zip: Path, python: str, runs: int) ->
             "runs": runs}
 
 
+def base_layer(arch: str, out: Path) -> dict:
+    """The base release's python3.12 layer, built by its own code in its own checkout: zipped and unzipped bytes."""
+    code = ("import json, sys\nfrom pathlib import Path\nfrom deploy.build import BuildOptions, build\n"
+            f"r = build(BuildOptions(out_dir=Path({str(out)!r}), python_version='3.12', arch={arch!r}, source='index'))\n"
+            "row = [x for x in r.table.rows if x.name.startswith('layer')][0]\n"
+            "print(json.dumps({'zipped': row.zipped, 'unzipped': row.unzipped}))\n")
+    import subprocess
+
+    tree = base_tree()
+    result = subprocess.run([sys.executable, "-c", code], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"base layer build failed: {result.stderr.strip()[-1500:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", action="append", choices=["x86_64", "arm64"], help="default: both")
     parser.add_argument("--runs", type=int, default=3, help="sandbox runs per artifact (median reported)")
     parser.add_argument("--out", type=Path, default=Path("build/bench"))
     parser.add_argument("--compile", action="store_true", help="precompile bytecode with python3.12")
+    parser.add_argument("--no-base", action="store_true", help="skip the base release's layer")
     args = parser.parse_args()
-    report: dict = {"sizes": {}, "cold_start": {}}
+    print(f"machine: {load_line()} (shared with other sessions)")
+    report: dict = {"sizes": {}, "cold_start": {}, "base": {}}
     for arch in args.arch or ["x86_64", "arm64"]:
         opts = BuildOptions(out_dir=args.out / f"py3.12-{arch}", python_version="3.12", arch=arch, source="index",
                             compile_bytecode=args.compile)
@@ -67,6 +88,13 @@ def main() -> int:
         print(result.table.render())
         print("slimming removed: " + ", ".join(f"{k} {human_mb(v)}" for k, v in result.layer.slim.removed.items()))
         report["sizes"][arch] = {r.name: {"zipped": r.zipped, "unzipped": r.unzipped} for r in result.table.rows}
+        if not args.no_base:
+            base = base_layer(arch, args.out / f"base-py3.12-{arch}")
+            report["base"][arch] = base
+            new = next(v for k, v in report["sizes"][arch].items() if k.startswith("layer"))
+            print(f"layer {arch}: base {BASE_COMMIT} {human_mb(base['unzipped'])} unzipped / {human_mb(base['zipped'])} "
+                  f"zipped; this tree {human_mb(new['unzipped'])} / {human_mb(new['zipped'])} (target <= 125 MB "
+                  f"unzipped: {'met' if new['unzipped'] <= 125 * 1024 * 1024 else 'NOT met'})")
         py312 = find_python("3.12")
         if arch == os.uname().machine and py312:
             report["cold_start"][f"python3.12-{arch}"] = sandbox_runs(result.function_zip, result.layer_zip, py312, args.runs)

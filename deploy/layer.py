@@ -41,7 +41,10 @@ KEEP_HOLIDAY_LOCALES = frozenset({"en_US"})
 MUST_BE_EXECUTABLE = ("prophet/stan_model/prophet_model.bin",)
 FORBIDDEN_TOPS = frozenset({"backtrader", "matplotlib", "dask", "distributed", "jupyter", "jupyter_core",
                             "notebook", "pytest", "_pytest", "moto", "IPython", "ipykernel"})
-# pyarrow serves the on-disk Parquet price cache in /tmp: Flight RPC, S3/GCS/Azure/HDFS filesystems and ORC are
+# Left out although the function's code names them: pyarrow (79 MB of a 200 MB layer) serves only the Parquet
+# format of marketdata.cache, which falls back to CSV where pyarrow is absent; pandas imports it optionally.
+NOT_IN_LAYER = frozenset({"pyarrow"})
+# When a layer does carry pyarrow (NOT_IN_LAYER emptied), it serves the on-disk Parquet price cache in /tmp: Flight RPC, S3/GCS/Azure/HDFS filesystems and ORC are
 # optional imports there (checked with readelf: no kept library NEEDs them); the copies of libarrow_python
 # that are not its SONAME are the wheel's flattened symlinks.
 PYARROW_UNUSED = ("libarrow_flight.so*", "_flight*.so", "libarrow_s3.so*", "_s3fs*.so", "_gcsfs*.so", "_azurefs*.so",
@@ -108,7 +111,7 @@ def layer_roots(import_names: Iterable[str], dists: DistributionSet | None = Non
     """Distribution names the layer starts from (those providing the function's third-party imports)."""
     dists = dists or DistributionSet()
     roots = dists.roots_for_imports(import_names)
-    skip = set(RESEARCH_ONLY) | (set() if include_runtime_provided else set(RUNTIME_PROVIDED))
+    skip = set(RESEARCH_ONLY) | NOT_IN_LAYER | (set() if include_runtime_provided else set(RUNTIME_PROVIDED))
     return [r for r in roots if r not in skip]
 
 
@@ -134,7 +137,7 @@ def stage_from_installed(roots: list[str], python_dir: Path, dists: Distribution
     """Copy the dependency closure of ``roots`` from this interpreter's site-packages; returns the names."""
     dists = dists or DistributionSet()
     env = marker_env(f"{sys.version_info.major}.{sys.version_info.minor}", os.uname().machine)
-    exclude = set(RESEARCH_ONLY) | (set() if include_runtime_provided else set(RUNTIME_PROVIDED))
+    exclude = set(RESEARCH_ONLY) | NOT_IN_LAYER | (set() if include_runtime_provided else set(RUNTIME_PROVIDED))
     names = sorted(closure(roots, dists.requires, env, exclude))
     python_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -159,7 +162,7 @@ def drop_unneeded_distributions(python_dir: Path, roots: list[str], target: Laye
                                 report: SlimReport, include_runtime_provided: bool = False) -> list[str]:
     """Remove every staged distribution outside the closure of ``roots`` (Matplotlib's stack, boto3...)."""
     staged = DistributionSet([str(python_dir)])
-    exclude = set(RESEARCH_ONLY) | (set() if include_runtime_provided else set(RUNTIME_PROVIDED))
+    exclude = set(RESEARCH_ONLY) | NOT_IN_LAYER | (set() if include_runtime_provided else set(RUNTIME_PROVIDED))
     keep = closure(roots, staged.requires, marker_env(target.python_version, target.arch), exclude)
     dropped = []
     for name, dist in sorted(staged.by_name.items()):

@@ -15,6 +15,11 @@ raises :class:`CacheCorruptError` and is left where it is: the cache never delet
 
 The folder is ``$PROPHETTREND_CACHE`` if set, else the user cache folder (``~/.cache/prophettrend`` on Linux).
 
+Two file formats, the same content: Parquet (``SYMBOL.parquet``, the metadata in the schema) where pyarrow is
+installed, and CSV (``SYMBOL.csv``: a first line ``#prophettrend {json}`` with the metadata, then the bars with
+every float written to round-trip exactly) where it is not, as in the Lambda layer, which leaves pyarrow's 79 MB
+out: a cache in a function's ``/tmp`` lives minutes and needs no columnar format.
+
 Example:
     >>> import tempfile, datetime as dt, pandas as pd
     >>> cache = PriceCache(tempfile.mkdtemp())
@@ -33,6 +38,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +105,10 @@ class PriceCache:
     ``interval`` picks Yahoo's intraday folders, ``kind`` any other, see :func:`cache_kind`)."""
 
     def __init__(self, root: str | Path | None = None, *, adjusted: bool = True, interval: str = "1d",
-                 kind: str | None = None) -> None:
+                 kind: str | None = None, file_format: str | None = None) -> None:
+        self.file_format = file_format or default_format()
+        if self.file_format not in _SUFFIX:
+            raise ValueError(f"cache format must be one of {', '.join(_SUFFIX)}, got {self.file_format!r}")
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self.adjusted = adjusted
         self.interval = parse_interval(interval).name
@@ -110,25 +119,27 @@ class PriceCache:
         symbol = symbol.strip().upper()
         if not _SAFE.match(symbol):
             raise DataError(f"invalid symbol {symbol!r} (letters, digits, '.', '-', '^', '=' only)")
-        return self.folder / f"{symbol}.parquet"
+        return self.folder / f"{symbol}{_SUFFIX[self.file_format]}"
 
     def read(self, symbol: str) -> CachedBars | None:
         """The cached bars of ``symbol``, ``None`` if there are none; :class:`CacheCorruptError` if unreadable."""
         path = self.path(symbol)
-        if not path.exists():
-            return None
-        import pyarrow.parquet as pq
-
         try:
-            table = pq.read_table(path)
-            meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
-            bars = table.to_pandas()
-        except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise CacheCorruptError(
-                f"cache file {path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
-                f"it was left in place: move it away or run `python -m marketdata clear --symbols {symbol.upper()}`"
-            ) from None
-        bars.index = self._index(bars.index)
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        # A warm Lambda container (or one cycle asking twice) reads an unchanged file once: the memo is keyed by
+        # the file's identity, and every write is a rename to a new inode, so a changed file is always re-read.
+        stamp = (str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+        seen = _READS.get(stamp[0])
+        if seen is not None and seen[0] == stamp:
+            _READS.move_to_end(stamp[0])
+            meta, bars = seen[1], seen[2].copy()
+        else:
+            meta, bars = self._read_file(path, symbol)
+            _READS[stamp[0]] = (stamp, meta, bars.copy())
+            while len(_READS) > _READS_KEPT:
+                _READS.popitem(last=False)
         covered = meta.get("covered")
         return CachedBars(
             symbol=symbol.upper(),
@@ -138,12 +149,20 @@ class PriceCache:
             path=path,
         )
 
+    def _read_file(self, path: Path, symbol: str) -> tuple[dict[str, Any], pd.DataFrame]:
+        try:
+            meta, bars = _read_csv(path) if self.file_format == "csv" else _read_parquet(path)
+        except Exception as exc:  # pyarrow and pandas raise several types for a damaged file
+            raise CacheCorruptError(
+                f"cache file {path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+                f"it was left in place: move it away or run `python -m marketdata clear --symbols {symbol.upper()}`"
+            ) from None
+        bars.index = self._index(bars.index)
+        return meta, bars
+
     def write(self, symbol: str, bars: pd.DataFrame, *, covered: tuple[dt.date, dt.date] | None,
               fetched_at: str, extra: dict[str, Any] | None = None) -> Path:
         """Replace the file of ``symbol`` atomically (write a temporary file, fsync, rename)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         path = self.path(symbol)
         path.parent.mkdir(parents=True, exist_ok=True)
         frame = bars.sort_index()
@@ -151,12 +170,10 @@ class PriceCache:
         meta = {"format": _FORMAT, "symbol": symbol.upper(), "adjusted": self.adjusted, "fetched_at": fetched_at,
                 "covered": [covered[0].isoformat(), covered[1].isoformat()] if covered else None,
                 **({"interval": self.interval} if self.interval != "1d" else {}), **(extra or {})}
-        table = pa.Table.from_pandas(frame, preserve_index=True)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()})
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                pq.write_table(table, handle)
+                (_write_csv if self.file_format == "csv" else _write_parquet)(handle, frame, meta)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, path)
@@ -183,18 +200,24 @@ class PriceCache:
         """Symbols with a cache file (temporary files left by a crash are not counted)."""
         if not self.folder.is_dir():
             return []
-        return sorted(p.stem for p in self.folder.glob("*.parquet") if not p.name.startswith("."))
+        suffix = _SUFFIX[self.file_format]
+        return sorted(p.stem for p in self.folder.glob(f"*{suffix}") if not p.name.startswith("."))
 
     def describe(self, symbol: str) -> dict[str, Any]:
-        """One symbol's file, size, covered range, bar dates and fetch time (reads only the Parquet footer)."""
-        import pyarrow.parquet as pq
-
+        """One symbol's file, size, covered range, bar dates and fetch time (a Parquet file: only its footer)."""
         path = self.path(symbol)
         row: dict[str, Any] = {"symbol": symbol, "path": str(path), "bytes": path.stat().st_size}
         try:
-            parquet = pq.ParquetFile(path)
-            meta = json.loads((parquet.schema_arrow.metadata or {}).get(_META_KEY, b"{}"))
-            row.update(rows=parquet.metadata.num_rows, covered=meta.get("covered"), fetched_at=meta.get("fetched_at"))
+            if self.file_format == "csv":
+                meta, bars = _read_csv(path)
+                rows = len(bars)
+            else:
+                import pyarrow.parquet as pq
+
+                parquet = pq.ParquetFile(path)
+                meta = json.loads((parquet.schema_arrow.metadata or {}).get(_META_KEY, b"{}"))
+                rows = parquet.metadata.num_rows
+            row.update(rows=rows, covered=meta.get("covered"), fetched_at=meta.get("fetched_at"))
         except Exception as exc:
             row.update(error=f"unreadable ({type(exc).__name__})")
         return row
@@ -219,6 +242,64 @@ class PriceCache:
                 path.unlink()
                 count += 1
         return count
+
+
+_SUFFIX = {"parquet": ".parquet", "csv": ".csv"}
+_READS: "OrderedDict[str, tuple[tuple, dict[str, Any], pd.DataFrame]]" = OrderedDict()  # path -> (identity, meta, bars)
+_READS_KEPT = 2048  # files remembered per process (an S&P 500 universe is about 500 per kind)
+_CSV_MARK = "#prophettrend "
+
+
+def default_format() -> str:
+    """``parquet`` where pyarrow can be imported, else ``csv`` (the Lambda layer has no pyarrow).
+
+    >>> default_format() in ("parquet", "csv")
+    True
+    """
+    import importlib.util
+
+    try:
+        return "parquet" if importlib.util.find_spec("pyarrow") is not None else "csv"
+    except (ImportError, ValueError):  # a module set to None in sys.modules: as good as absent
+        return "csv"
+
+
+def _write_parquet(handle, frame: pd.DataFrame, meta: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=True)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: json.dumps(meta).encode()})
+    pq.write_table(table, handle)
+
+
+def _read_parquet(path: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    return json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}")), table.to_pandas()
+
+
+def _write_csv(handle, frame: pd.DataFrame, meta: dict[str, Any]) -> None:
+    # pandas writes floats with repr (the shortest text that reads back as the same double): no digit is lost.
+    handle.write((_CSV_MARK + json.dumps(meta) + "\n").encode())
+    dtypes = {str(c): str(t) for c, t in frame.dtypes.items()}
+    handle.write((_CSV_MARK + json.dumps({"dtypes": dtypes}) + "\n").encode())
+    handle.write(frame.to_csv(index_label=frame.index.name or "index", date_format="%Y-%m-%d %H:%M:%S").encode())
+
+
+def _read_csv(path: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    with open(path, encoding="utf-8") as handle:
+        first, second = handle.readline(), handle.readline()
+        if not (first.startswith(_CSV_MARK) and second.startswith(_CSV_MARK)):
+            raise ValueError("no prophettrend header")
+        meta = json.loads(first[len(_CSV_MARK):])
+        dtypes = json.loads(second[len(_CSV_MARK):])["dtypes"]
+        bars = pd.read_csv(handle, index_col=0, dtype=dtypes, float_precision="round_trip")
+    if list(bars.columns) != list(dtypes):
+        raise ValueError("columns differ from the header")
+    bars.index = pd.DatetimeIndex(pd.to_datetime(bars.index, format="%Y-%m-%d %H:%M:%S"), name=bars.index.name)
+    return meta, bars
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -160,26 +160,25 @@ def _intraday_interval(frame: pd.DataFrame, date_col, symbol_col, path: Path, ex
         when = "04:00-20:00 on a session day" if extended else "the New York regular session (XNYS)"
         raise DataError(f"timestamp {stamps[row]} on line {row + 2} of {path} is outside {when}; "
                         f"keep only regular-hours bars (or load with extended hours)")
-    groups = [frame.index] if symbol_col is None else list(frame.groupby(symbol_col, sort=False).groups.values())
-    steps_of: list[tuple[int, int, tuple]] = []  # (row, minutes since that symbol's previous bar that day, key)
-    for number, rows in enumerate(groups):
-        order = pd.Series(stamps[np.asarray(rows)], index=np.asarray(rows)).sort_values()
-        minutes = order.to_numpy().astype("datetime64[m]").astype(np.int64)
-        days = order.dt.normalize().to_numpy()
-        steps_of += [(int(r), int(m), (number, day)) for r, m, day, keep
-                     in zip(order.index[1:], np.diff(minutes), days[1:], days[1:] == days[:-1]) if keep]
-    if not steps_of:
+    # Each symbol's bars in time order (stable: equal stamps keep file order), in arrays: files hold millions of rows.
+    codes = (np.zeros(len(frame), dtype=np.int64) if symbol_col is None
+             else pd.factorize(frame[symbol_col], use_na_sentinel=False)[0].astype(np.int64))
+    minutes_all = stamps.to_numpy().astype("datetime64[m]").astype(np.int64)
+    days_all = stamps.normalize().to_numpy().astype("datetime64[D]").astype(np.int64)
+    order = np.lexsort((minutes_all, codes))
+    code, minute, day = codes[order], minutes_all[order], days_all[order]
+    same_day = (code[1:] == code[:-1]) & (day[1:] == day[:-1])  # a step from the bar before, that symbol that day
+    step_rows = order[1:][same_day]  # (row, minutes since that symbol's previous bar that day, its symbol and day)
+    steps = np.diff(minute)[same_day]
+    if not len(steps):
         raise DataError(f"cannot tell the bar size in {path}: no day has two bars")
-    steps = np.array([m for _, m, _ in steps_of])
     values, counts = np.unique(steps[steps > 0], return_counts=True)
     size = int(values[np.argmax(counts)]) if len(values) else 0
     # The first row (in file order) whose step from the bar before it is not a whole number of bars, or whose
     # symbol's day runs on a finer or coarser grid than the file's bar size.
-    finest: dict[tuple, int] = {}
-    for _, minutes, key in steps_of:
-        finest[key] = min(finest.get(key, minutes), minutes)
-    bad = sorted((row, minutes) for row, minutes, key in steps_of
-                 if size == 0 or minutes % size or (finest[key] != size and minutes == finest[key]))
+    finest = pd.Series(steps).groupby([code[1:][same_day], day[1:][same_day]]).transform("min").to_numpy()
+    wrong = (steps % size != 0 if size else np.ones(len(steps), dtype=bool)) | ((finest != size) & (steps == finest))
+    bad = sorted(zip(step_rows[wrong].tolist(), steps[wrong].tolist()))[:1]
     if bad:
         row, step = bad[0]
         raise DataError(f"mixed intervals in {path}: line {row + 2} ({stamps[row]}) comes {step} minutes after the "

@@ -94,6 +94,24 @@ class Strategy:
     def decide(self, closes: pd.DataFrame, positions: Mapping[str, Position], cash: float) -> Mapping[str, float] | Decision:
         raise NotImplementedError(f"{type(self).__name__}.decide is not written")
 
+    def candidate_mask(self, closes: pd.DataFrame) -> pd.DataFrame | None:
+        """Optional: which symbols each decision could buy, for the whole history at once (``None``: no promise).
+
+        ``closes`` is the whole history a backtest will walk. Return a boolean frame of the same shape where row t
+        holds every symbol that ``decide`` on the rows handed at t (the last ``decision_window`` rows up to t)
+        could rank or buy. The promise: ``decide`` returns the same decision when its ``closes`` hold only the
+        columns True in that row plus the held symbols (any superset of them gives the same decision too). The
+        backtest then gives Backtrader feeds only to the names some row marks and hands ``decide`` only those
+        columns, so the work per bar follows the names that can trade, not the universe. The default (``None``)
+        keeps the full path: every symbol gets a feed and every decision sees every column. So does a subclass that
+        overrides ``decide`` but inherits the mask: to keep the promise it must define ``candidate_mask`` too (a
+        call to ``super()`` will do when its decision ranks the same way).
+
+        >>> Strategy().candidate_mask(pd.DataFrame({"A": [1.0]})) is None
+        True
+        """
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Name and parameters as plain values (for summaries, journals and config files)."""
         values = dataclasses.asdict(self.params) if dataclasses.is_dataclass(self.params) else {}

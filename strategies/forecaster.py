@@ -74,28 +74,41 @@ class Forecaster:
             self._cache = {k: v for k, v in self._cache.items() if k[1] == anchor}
             self._anchor = anchor
         jobs = []
-        for symbol in symbols:
-            if (symbol, anchor) in self._cache:
-                continue
-            series = closes[symbol].iloc[: anchor_pos + 1].dropna()
-            if len(series) < p.history or series.index[-1] != anchor:
-                continue
-            series = series.iloc[-p.history :]
+        todo = [symbol for symbol in symbols if (symbol, anchor) not in self._cache]
+        if todo:
+            # Positions into one numpy copy of the window, as the intraday path does, not a pandas slice and dropna
+            # per symbol: the same rows and values (the last non-missing close must be the anchor's).
+            columns = closes.columns.get_indexer(todo)
+            values = closes.to_numpy(dtype=np.float64, copy=False)[: anchor_pos + 1]
+            stamps = pd.DatetimeIndex(closes.index)
             future = forecast_dates(anchor, p.horizon, p.refit_every)
-            jobs.append(ForecastJob(symbol, pd.DatetimeIndex(series.index), series.to_numpy(), future))
+            for symbol, column in zip(todo, columns):
+                if column < 0:
+                    raise KeyError(symbol)
+                column_values = values[:, column]
+                rows = np.flatnonzero(~np.isnan(column_values))
+                if len(rows) < p.history or rows[-1] != anchor_pos:
+                    continue
+                rows = rows[-p.history:]
+                jobs.append(ForecastJob(symbol, stamps[rows], column_values[rows], future))
         if jobs:
             for job, result in zip(jobs, self.engine.fit_predict_many(jobs)):
                 self._cache[(job.key, anchor)] = result
             self.fits += len(jobs)
         points = {}
+        where: dict[int, int] = {}  # the target's position per future axis (a block's fits share one axis)
         for symbol in symbols:
             forecast = self._cache.get((symbol, anchor))
             if forecast is None:
                 continue
-            value = forecast.at(target)
-            if value is None:  # cannot happen with forecast_dates' range; fail loudly rather than guess
+            key = id(forecast.future)
+            if key not in where:
+                where[key] = int(forecast.future.get_indexer([target])[0])
+            position = where[key]
+            if position < 0:  # cannot happen with forecast_dates' range; fail loudly rather than guess
                 raise RuntimeError(f"no forecast for {symbol} at {target.date()} from the fit at {anchor.date()}")
-            points[symbol] = ForecastPoint(symbol, anchor, target, value[0], value[1])
+            points[symbol] = ForecastPoint(symbol, anchor, target, float(forecast.yhat[position]),
+                                           float(forecast.trend[position]))
         return points
 
     def _intraday(self, closes: pd.DataFrame, symbols: list[str]) -> dict[str, ForecastPoint]:

@@ -22,12 +22,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from strategies.base import Decision, Position, Strategy, last_prices
+from strategies.base import Decision, Position, Strategy, decision_window, last_prices
 from strategies.forecaster import Forecaster
 from strategies.params import StrategyParams
 from strategies.signals import Signal, decide_action
 from strategies.sizing import size_signals, target_weights
-from strategies.universe import top_n_by_momentum
+from strategies.universe import top_n_by_momentum, top_n_mask
 
 
 def decide(
@@ -99,6 +99,21 @@ class ProphetTrend(Strategy):
     def extra_window_bars(self) -> int:
         # The forecast is read ``horizon`` bars after the refit bar; these rows keep the window's first refit full.
         return self.params.horizon
+
+    def candidate_mask(self, closes: pd.DataFrame) -> pd.DataFrame:
+        """Every bar's momentum top ``top_n`` at once (:func:`~strategies.universe.top_n_mask`): only these can be
+        bought; holdings are evaluated whatever the mask says, and the ranking among the marked columns is the
+        ranking among all of them, so a decision on just these columns (plus holdings) is the same decision.
+
+        >>> idx = pd.bdate_range("2022-01-03", periods=4)
+        >>> closes = pd.DataFrame({"UP": [1, 2, 3, 4.0], "DOWN": [4, 3, 2, 1.0]}, index=idx)
+        >>> ProphetTrend(top_n=1, lookback=2, history=10).candidate_mask(closes)["UP"].tolist()
+        [False, False, False, False]
+        """
+        ranked = closes if self.candidates is None else closes[[c for c in self.candidates if c in closes.columns]]
+        mask = top_n_mask(ranked, self.params.top_n, self.params.lookback, min_history=self.params.history,
+                          window=decision_window(self))
+        return mask.reindex(columns=closes.columns, fill_value=False)
 
     def decide(self, closes: pd.DataFrame, positions: Mapping[str, Position], cash: float) -> Decision:
         return decide(closes, positions, cash, self.params, self.forecaster, candidates=self.candidates)

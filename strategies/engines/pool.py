@@ -75,7 +75,8 @@ class ExactPool:
         self.local = ExactEngine(settings)
         self._conns: list[Connection] = []
         self._procs: list[mp.process.BaseProcess] = []
-        if workers > 1:
+        # A daemonic process (a Dask worker, say) may not start processes: it fits in-process, the same numbers.
+        if workers > 1 and not mp.current_process().daemon:
             # fork: the worker inherits the loaded modules (no second import of pandas); spawn where there is none
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
             self._counter = ctx.Value("l", 0)

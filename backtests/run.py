@@ -214,7 +214,7 @@ def _costs_cell(costs: dict | None) -> str:
     if not costs:
         return ""
     share = costs.get("share_of_profit")
-    return f"{costs['total']:,.0f}" + ("" if share is None else f" ({share:.0%})")
+    return f"{costs['total']:,.0f}" + ("" if share is None else f" ({share:.1%})")
 
 
 def format_summary(s: dict) -> str:
@@ -269,7 +269,7 @@ def format_summary(s: dict) -> str:
     if s.get("skipped_orders"):
         lines.append(f"note: {s['skipped_orders']} order(s) skipped or reduced by the rules (max_positions, "
                      f"max_order_notional, buying power; see skipped.csv)")
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)  # no trailing blanks where a row has no benchmark
 
 
 def write_outputs(result: BacktestResult, out: Path, *, plot: bool, overwrite: bool,

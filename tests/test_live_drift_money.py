@@ -20,6 +20,7 @@ from _replay_journal import SAMPLE, sessions
 from live.drift import backtest_drift
 from live.journal_read import JournalRead, read_journal
 from live.report import build_report, fig_equity, fig_statuses, render, summary_text
+from _readme_snippets import readme_strategy
 
 D = dt.date
 
@@ -218,16 +219,7 @@ def test_the_backtest_line_ends_with_the_live_data_and_ticks_do_not_overlap():
 
 # ---------------------------------------------------------------- any strategy
 
-TOP_TWO = '''
-from strategies import Strategy
-
-class TopTwo(Strategy):
-    name = "top-two"
-    warmup_bars = 6
-    def decide(self, closes, positions, cash):
-        ret = (closes.iloc[-1] / closes.iloc[-6] - 1).dropna().sort_values(ascending=False)
-        return {s: 0.45 for s in ret.index[:2]}
-'''
+TOP_TWO = readme_strategy("TopTwo")  # the README's own snippet, as a user copies it
 
 
 def _run_days(state: Path, days, **env: str) -> Path:

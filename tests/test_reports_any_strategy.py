@@ -13,19 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _readme_snippets import readme_strategy
+
 SYMBOLS = "AAPL,MSFT,KO"
 WINDOW = ["--symbols", SYMBOLS, "--start", "2022-10-03", "--end", "2022-12-28", "--quiet"]
 
-WEIGHTS_FILE = '''
-from strategies import Strategy
-
-class TopTwo(Strategy):
-    name = "top-two"
-    warmup_bars = 6
-    def decide(self, closes, positions, cash):
-        ret = (closes.iloc[-1] / closes.iloc[-6] - 1).dropna().sort_values(ascending=False)
-        return {s: 0.45 for s in ret.index[:2]}
-'''
+WEIGHTS_FILE = readme_strategy("TopTwo")  # the README's own snippet, as a user copies it
 
 ORDERS_FILE = '''
 from strategies.base import Decision, OrderIntent, Strategy

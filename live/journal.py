@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol
 
 from live.logs import redact_text
+from live.store import JournalHome  # noqa: F401 - where the journal lives; its ledger and lease live there too
 
 
 def safe_name(name: str) -> str:
@@ -48,31 +49,6 @@ def safe_name(name: str) -> str:
     ('prophet-trend', 'a_b')
     """
     return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "_"
-
-
-@dataclass(frozen=True)
-class JournalHome:
-    """Where the journal lives: a local ``folder`` or an S3 ``bucket`` and ``prefix``.
-
-    >>> JournalHome.of("s3://b/cycles").key("ledger", "pt.json"), str(JournalHome.of("/x/journal.jsonl").folder)
-    ('cycles/ledger/pt.json', '/x')
-    """
-
-    folder: Path | None = None
-    bucket: str | None = None
-    prefix: str = ""
-
-    @classmethod
-    def of(cls, spec: str) -> "JournalHome":
-        if spec.startswith("s3://"):
-            bucket, _, prefix = spec[len("s3://"):].partition("/")
-            if not bucket:
-                raise ValueError(f"JOURNAL {spec!r} names no bucket (use s3://bucket/prefix)")
-            return cls(bucket=bucket, prefix=prefix.strip("/"))
-        return cls(folder=Path(spec).parent)
-
-    def key(self, *parts: str) -> str:
-        return "/".join(p for p in (self.prefix, *parts) if p)
 
 
 class Journal(Protocol):

@@ -57,7 +57,8 @@ from pathlib import Path
 from typing import Mapping, Protocol
 
 from live.config import ConfigError
-from live.journal import JournalHome, safe_name
+from live.journal import safe_name
+from live.store import JournalHome
 from live.store import Conflict, LocalStore, S3Store, Store, StoreError, Stored
 
 POLL_SECONDS = 0.2

@@ -320,14 +320,37 @@ def denied_read(client, bucket: str, key: str) -> str:
     return f"access denied reading s3://{bucket}/{key}: the function's role needs s3:GetObject on {arn}"
 
 
+@dataclass(frozen=True)
+class JournalHome:
+    """Where the journal lives: a local ``folder`` or an S3 ``bucket`` and ``prefix``.
+
+    >>> JournalHome.of("s3://b/cycles").key("ledger", "pt.json"), str(JournalHome.of("/x/journal.jsonl").folder)
+    ('cycles/ledger/pt.json', '/x')
+    """
+
+    folder: Path | None = None
+    bucket: str | None = None
+    prefix: str = ""
+
+    @classmethod
+    def of(cls, spec: str) -> "JournalHome":
+        if spec.startswith("s3://"):
+            bucket, _, prefix = spec[len("s3://"):].partition("/")
+            if not bucket:
+                raise ValueError(f"JOURNAL {spec!r} names no bucket (use s3://bucket/prefix)")
+            return cls(bucket=bucket, prefix=prefix.strip("/"))
+        return cls(folder=Path(spec).parent)
+
+    def key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.prefix, *parts) if p)
+
+
 def open_store(journal: str) -> tuple[Store, str]:
     """The store next to the journal ``journal`` and the key prefix of its records.
 
     >>> store, prefix = open_store("s3://bucket/cycles"); store.where(prefix + "ledger/pt.json")
     's3://bucket/cycles/ledger/pt.json'
     """
-    from live.journal import JournalHome
-
     home = JournalHome.of(journal)
     if home.bucket is not None:
         return S3Store(home.bucket), (home.prefix + "/" if home.prefix else "")

@@ -186,7 +186,10 @@ def _validated(frame: pd.DataFrame, what: str, origin: str, interval: str = "1d"
     if all(dtype.kind in "fiu" and isinstance(dtype, np.dtype) for dtype in frame.dtypes):
         # Plain numpy numbers (every provider's case): pd.to_numeric would return each column unchanged, so one
         # conversion of the whole block replaces 500 per-column calls with the same values and the same checks.
-        numeric = frame.astype("float64")
+        # One block laid out as apply's result is (symbol by symbol, each column's days contiguous): a CSV is
+        # read as one block per column, and sums across symbols must add in the same order as before.
+        block = np.ascontiguousarray(frame.to_numpy(dtype="float64").T).T
+        numeric = pd.DataFrame(block, index=frame.index, columns=frame.columns)
     else:
         numeric = frame.apply(pd.to_numeric, errors="coerce")
         bad = numeric.isna() & frame.notna()

@@ -390,9 +390,10 @@ class YahooProvider:
         wanted = _unique_symbols(symbols)
         report = FetchReport(start=start, end=end, interval=spec.name, extended=job.extended)
         gaps: dict[str, list[tuple[dt.date, dt.date]]] = {}
+        first_reads = {}
         for symbol in wanted:
             try:
-                cached = job.cache.read(symbol)
+                cached = first_reads[symbol] = job.cache.read(symbol)
             except CacheCorruptError as exc:
                 report.failed[symbol] = "corrupt"
                 report.details[symbol] = str(exc)
@@ -417,7 +418,9 @@ class YahooProvider:
         for symbol in wanted:
             if symbol in report.failed:
                 continue
-            self._read_window(job, symbol, report, unfetched.get(symbol))
+            # A symbol nothing was asked for is served from the read above: this fetch did not change its file.
+            self._read_window(job, symbol, report, unfetched.get(symbol),
+                              None if symbol in planned else first_reads.get(symbol, _UNREAD))
         return report
 
     # ----------------------------------------------------------------------------------------------------------
@@ -570,12 +573,14 @@ class YahooProvider:
             report.downloaded.append(symbol)
         return None
 
-    def _read_window(self, job: _Job, symbol: str, report: FetchReport, unfetched: str | None) -> None:
+    def _read_window(self, job: _Job, symbol: str, report: FetchReport, unfetched: str | None,
+                     cached=None) -> None:
         if symbol in report.unsaved:
             bars, fetched_at = report.unsaved[symbol]
         else:
             try:
-                cached = job.cache.read(symbol)
+                if cached is None or cached is _UNREAD:
+                    cached = job.cache.read(symbol)
             except CacheCorruptError as exc:
                 report.failed[symbol], report.details[symbol] = "corrupt", str(exc)
                 return
@@ -722,6 +727,9 @@ def _bars_of(frame: pd.DataFrame | None, ysym: str, spec: Interval | None = None
         bars.index.name = "date"
     return bars.astype("float64")
 
+
+
+_UNREAD = object()  # _read_window: the file must be read (a fetched symbol, or none read before)
 
 
 def _window(bars: pd.DataFrame, start: pd.Timestamp, stop: pd.Timestamp) -> pd.DataFrame:

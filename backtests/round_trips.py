@@ -113,7 +113,11 @@ def replay(trades: pd.DataFrame, closes: pd.DataFrame, equity: pd.DataFrame, cas
     flows = t.groupby("date")["cash_flow"].sum() if len(t) else pd.Series(dtype="float64")
     cash_s = cash + flows.reindex(dates).fillna(0.0).cumsum()
     prices = closes.reindex(dates).ffill()[symbols]
-    values = (qty * prices).where(qty != 0, 0.0)
+    held = qty.to_numpy()
+    # np.where on the whole block, not DataFrame.where's walk over 500 columns; copy=False keeps the block laid
+    # out as DataFrame.where leaves it, so sums across symbols add in the same order (identical equity replay)
+    values = pd.DataFrame(np.where(held != 0, held * prices.to_numpy(), 0.0), index=qty.index, columns=qty.columns,
+                          copy=False)
     replayed = cash_s + values.sum(axis=1)
     error = float((replayed - equity["equity"].astype("float64")).abs().max()) if len(dates) else 0.0
     return Book(qty=qty, cash=cash_s, values=values, equity=replayed, max_error=error)

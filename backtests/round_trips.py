@@ -113,7 +113,11 @@ def replay(trades: pd.DataFrame, closes: pd.DataFrame, equity: pd.DataFrame, cas
     flows = t.groupby("date")["cash_flow"].sum() if len(t) else pd.Series(dtype="float64")
     cash_s = cash + flows.reindex(dates).fillna(0.0).cumsum()
     prices = closes.reindex(dates).ffill()[symbols]
-    values = (qty * prices).where(qty != 0, 0.0)
+    held = qty.to_numpy()
+    # np.where on the whole block, not DataFrame.where's walk over 500 columns; copy=False keeps the block laid
+    # out as DataFrame.where leaves it, so sums across symbols add in the same order (identical equity replay)
+    values = pd.DataFrame(np.where(held != 0, held * prices.to_numpy(), 0.0), index=qty.index, columns=qty.columns,
+                          copy=False)
     replayed = cash_s + values.sum(axis=1)
     error = float((replayed - equity["equity"].astype("float64")).abs().max()) if len(dates) else 0.0
     return Book(qty=qty, cash=cash_s, values=values, equity=replayed, max_error=error)
@@ -198,8 +202,16 @@ def by_symbol(trips: pd.DataFrame, book: Book) -> pd.DataFrame:
     trims, win rate over round trips, mean holding days of closed trips and bars held; sorted by absolute total
     P&L, largest first."""
     symbols = list(book.qty.columns)
+    held = book.qty > 0
+    bars_held = held.sum()
+    # Only the names that traded have rows to add up: the rest of a 500-name universe gets its zero row directly.
+    active = set(trips["symbol"]) | {s for s, ever in held.any().items() if ever}
     rows = []
     for s in symbols:
+        if s not in active:
+            rows.append({"symbol": s, "pnl": 0.0, "closed_pnl": 0.0, "open_pnl": 0.0, "round_trips": 0, "trims": 0,
+                         "win_rate": float("nan"), "mean_holding_days": float("nan"), "bars_held": 0})
+            continue
         mine = trips[trips["symbol"] == s]
         closed = mine[mine["status"] == "closed"]
         realised = mine[mine["status"] != "open"]
@@ -212,7 +224,7 @@ def by_symbol(trips: pd.DataFrame, book: Book) -> pd.DataFrame:
             "trims": int((mine["status"] == "trim").sum()),
             "win_rate": float((closed["trip_pnl"] > 0).mean()) if len(closed) else float("nan"),
             "mean_holding_days": float(closed["holding_days"].mean()) if len(closed) else float("nan"),
-            "bars_held": int((book.qty[s] > 0).sum()),
+            "bars_held": int(bars_held[s]),
         })
     frame = pd.DataFrame(rows)
     order = frame["pnl"].abs().sort_values(ascending=False, kind="stable").index

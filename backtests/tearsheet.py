@@ -17,16 +17,17 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure  # a bare Figure: no pyplot, so no backend is switched
-from matplotlib.ticker import PercentFormatter
 
 from backtests import metrics, round_trips as rt
 from backtests.backtest import BacktestResult
 from backtests.bar_axis import BarAxis
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn: a --no-plot run never loads it (0.5 s)
+    from matplotlib.figure import Figure
 
 ROLLING_BARS = 63  # a quarter of trading days
 BETA_BARS = 126  # half a year, as quantstats' rolling beta
@@ -132,6 +133,7 @@ def _png(fig: Figure) -> str:
 
 
 def _fig(height: float = 3.4, width: float = 11.0, rows: int = 1, **kw):
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot, so no backend is switched
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(rows, 1, **kw)
     return fig, axes
@@ -160,6 +162,7 @@ def fig_equity(eq: pd.DataFrame, periods: pd.DataFrame, log: bool, bench: str = 
 
 
 def fig_drawdown(eq: pd.DataFrame, periods: pd.DataFrame) -> str:
+    from matplotlib.ticker import PercentFormatter
     axis = BarAxis(eq.index)
     fig, ax = _fig(2.6)
     ax.fill_between(axis.x(eq.index), -metrics.drawdown(eq["equity"]), 0, color="tab:red", alpha=0.45, label="strategy")
@@ -176,6 +179,8 @@ def fig_drawdown(eq: pd.DataFrame, periods: pd.DataFrame) -> str:
 
 
 def fig_monthly(table: pd.DataFrame, years: pd.Series, bench_years: pd.Series) -> str:
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot, so no backend is switched
+    from matplotlib.ticker import PercentFormatter
     fig = Figure(figsize=(11, 0.9 + 0.45 * max(len(table), 2)), layout="constrained")
     ax, ay = fig.subplots(1, 2, width_ratios=[3, 1])
     grid = table[list(range(1, 13))].to_numpy(dtype="float64")
@@ -200,6 +205,7 @@ def fig_monthly(table: pd.DataFrame, years: pd.Series, bench_years: pd.Series) -
 
 def fig_rolling(eq: pd.DataFrame) -> str:
     """Rolling Sharpe, volatility and beta, over a window the run can fill (:func:`rolling_window`)."""
+    from matplotlib.ticker import PercentFormatter
     axis = BarAxis(eq.index)
     sessions = len(metrics.session_equity(eq["equity"])) - 1
     window, beta_window = rolling_window(sessions), rolling_window(sessions, BETA_BARS)
@@ -228,6 +234,7 @@ def fig_rolling(eq: pd.DataFrame) -> str:
 
 
 def fig_distribution(eq: pd.DataFrame) -> str:
+    from matplotlib.ticker import PercentFormatter
     fig, ax = _fig(3.0)
     r = metrics.daily_returns(metrics.session_equity(eq["equity"]))
     b = metrics.daily_returns(metrics.session_equity(eq["benchmark"]))
@@ -245,6 +252,7 @@ def fig_distribution(eq: pd.DataFrame) -> str:
 def fig_symbols(per_symbol: pd.DataFrame) -> str:
     """Closed (trims included) and open P&L side by side per symbol, each from zero, and the total as a dot: a
     negative open P&L is a bar to the left, never a segment stacked on a gain."""
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot, so no backend is switched
     fig = Figure(figsize=(11, max(3.2, 0.8 + 0.34 * len(per_symbol))), layout="constrained")
     ax, ah = fig.subplots(1, 2)
     ps = per_symbol.sort_values("pnl")
@@ -264,6 +272,7 @@ def fig_symbols(per_symbol: pd.DataFrame) -> str:
 
 
 def fig_trips(trips: pd.DataFrame) -> str:
+    from matplotlib.ticker import PercentFormatter
     fig, ax = _fig(3.0)
     for status, marker in (("closed", "o"), ("open", "x")):
         t = trips[trips["status"] == status]
@@ -279,6 +288,7 @@ def fig_trips(trips: pd.DataFrame) -> str:
 
 
 def fig_concentration(conc: pd.DataFrame, threshold: float) -> str:
+    from matplotlib.ticker import PercentFormatter
     axis = BarAxis(conc.index)
     fig, (a, b) = _fig(4.0, rows=2, sharex=True)
     x = axis.x(conc.index)

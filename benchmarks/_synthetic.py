@@ -34,9 +34,14 @@ def daily_frame(n_symbols: int, start: str, end: str, seed: int = 5, missing: fl
 
 
 def write_daily_csv(path: Path, n_symbols: int, start: str, end: str, seed: int = 5) -> Path:
-    """Write :func:`daily_frame` as a wide CSV at ``path`` (reused when it exists with the same name)."""
+    """Write :func:`daily_frame` as a wide CSV at ``path`` (reused when it exists with the same name), on NYSE
+    sessions only: a CSV's daily rows must be sessions (``marketdata.csvfile`` refuses a holiday)."""
+    from marketdata.bars import session_hours
+
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        daily_frame(n_symbols, start, end, seed).to_csv(path, date_format="%Y-%m-%d")
+        frame = daily_frame(n_symbols, start, end, seed)
+        sessions = session_hours(frame.index[0].date(), frame.index[-1].date()).index
+        frame[frame.index.isin(sessions)].to_csv(path, date_format="%Y-%m-%d")
     return path

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.gettempdir()) / "prophettrend-bench-daily"
     base = base_tree()
     print(f"machine: {load_line()} (shared with other sessions)")
-    csv = write_daily_csv(scratch / f"daily-{args.symbols}.csv", args.symbols, FIRST, LAST)
+    csv = write_daily_csv(scratch / f"daily-{args.symbols}-xnys.csv", args.symbols, FIRST, LAST)
     print(f"{args.symbols} SYNTHETIC symbols, {START}..{END}, refit every bar, top 10 (the default), exact engine:")
     old, new, same = side_by_side(base, csv, scratch, f"d{args.symbols}")
     ratio = old / new
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print("fixed top 20, 100 then 500 SYNTHETIC symbols (the 100 are the 500's first 100):")
         times = {}
         for n in (100, 500):
-            csv_n = write_daily_csv(scratch / f"daily-{n}.csv", n, FIRST, LAST)
+            csv_n = write_daily_csv(scratch / f"daily-{n}-xnys.csv", n, FIRST, LAST)
             print(f" {n} symbols:")
             times[n] = side_by_side(base, csv_n, scratch, f"g{n}", "--top-n", "20")
             ok = ok and times[n][2]

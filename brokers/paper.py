@@ -100,6 +100,8 @@ class PaperBroker:
         except (DataError, ValueError) as exc:
             raise ValueError(f"paper broker bar: {exc}") from None
         self.market = calendar or MarketCalendar()
+        self._marks_day: dt.date | None = None
+        self._marks: dict[str, float] = {}  # daily marks of holdings read at _marks_day (see _daily_marks)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._read() as db:
@@ -183,6 +185,28 @@ class PaperBroker:
                     return float(value)
         raise BrokerError(f"no {self.bar.name} price for {symbol} at {wall}")
 
+    def _daily_marks(self, symbols: list[str]) -> dict[str, float]:
+        """The daily marks of ``symbols`` at ``now`` from one read of the data (not one per position), remembered
+        for ``now``'s date, so a cycle's two account reads price its holdings once; a symbol the batch cannot price
+        (no close on the batch's last date) is left out and priced by :meth:`mark`, which says why.
+
+        Each value is the one :meth:`price` gives: the batch's last row is its newest date, so a symbol with a close
+        there has no later one."""
+        day = self.now().astimezone(NEW_YORK).date()
+        if self._marks_day != day:
+            self._marks_day, self._marks = day, {}
+        wanted = sorted({s for s in symbols if s not in self._marks})
+        if wanted:
+            try:
+                last = self.prices.history(wanted, end=day, bars=1, strict=False).closes.iloc[-1]
+            except (DataError, IndexError):
+                last = pd.Series(dtype="float64")
+            for symbol in wanted:
+                value = last.get(symbol)
+                if value is not None and value == value:
+                    self._marks[symbol] = float(value)
+        return {s: self._marks[s] for s in symbols if s in self._marks}
+
     def mark(self, symbol: str) -> float:
         """The price positions are valued at: the last close complete at ``now`` (what the strategy and the
         backtest's equity see at a slot; with daily bars the same as :meth:`price`)."""
@@ -212,10 +236,12 @@ class PaperBroker:
             cash = float(db.execute("SELECT cash FROM account").fetchone()["cash"])
             held = db.execute("SELECT symbol, qty, avg_price FROM positions").fetchall()
             db.execute("COMMIT")
+        marks = self._daily_marks([row["symbol"] for row in held]) if not self.bar.intraday else {}
         value = 0.0
         for row in held:
             try:
-                value += row["qty"] * self.mark(row["symbol"])
+                mark = marks[row["symbol"]] if row["symbol"] in marks else self.mark(row["symbol"])
+                value += row["qty"] * mark
             except BrokerError:
                 value += row["qty"] * row["avg_price"]
         with self._read() as db:

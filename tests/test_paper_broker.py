@@ -257,3 +257,34 @@ def test_on_alpaca_15_minute_data_the_moment_without_a_bar_in_progress_uses_the_
         last = provider.history(["AAPL"], end=slot, bars=1, interval="15m")
     assert last.closes.index[-1] == pd.Timestamp("2024-07-02 09:45")
     assert order.status == "filled" and order.filled_avg_price == pytest.approx(float(last.closes["AAPL"].iloc[-1]))
+
+
+class _CountingProvider:
+    """The bundled sample, counting the reads the broker makes of it."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.reads = inner, []
+        self.name = inner.name
+
+    def history(self, symbols, **kwargs):
+        self.reads.append(list(symbols))
+        return self.inner.history(symbols, **kwargs)
+
+
+def test_account_marks_every_holding_from_one_read_of_the_data(tmp_path, prices):
+    path = tmp_path / "paper.sqlite"
+    buyer = PaperBroker(path, prices, now=OPEN_MOMENT, cash=50_000.0)
+    for symbol, qty in (("KO", 10), ("PG", 5), ("AAPL", 3)):
+        buyer.submit(OrderRequest(symbol, "buy", qty, client_order_id=f"t-{symbol}"))
+    later = dt.datetime(2022, 6, 8, 11, 0, tzinfo=NEW_YORK)
+    counted = _CountingProvider(prices)
+    broker = PaperBroker(path, counted, now=later)
+    first, second = broker.account(), broker.account()
+    assert counted.reads == [["AAPL", "KO", "PG"]]  # one read for three holdings and two account reads
+    held = 10 * close_on(prices, "KO", "2022-06-08") + 5 * close_on(prices, "PG", "2022-06-08") \
+        + 3 * close_on(prices, "AAPL", "2022-06-08")
+    assert first == second
+    assert first.equity == pytest.approx(first.cash + held, abs=1e-9)
+    # the marks are each holding's own price, as one read per symbol gave them
+    assert first.equity - first.cash == pytest.approx(sum(
+        q * broker.price(s) for s, q in (("KO", 10), ("PG", 5), ("AAPL", 3))), abs=1e-9)

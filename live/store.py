@@ -251,16 +251,23 @@ class S3Store:
                                          **condition)
         except ClientError as exc:
             self._note_date(exc.response)
-            if _code(exc) in CONFLICT_CODES or ("IfMatch" in condition and _code(exc) in MISSING_CODES):
-                raise Conflict(f"{self.where(key)} changed since it was read ({_code(exc)})") from None
-            if _code(exc) in DENIED_CODES:
-                raise StoreError(f"access denied writing {self.where(key)}: the function's role needs "
-                                 f"s3:PutObject on arn:aws:s3:::{self.bucket}/{key}") from None
-            raise StoreError(f"cannot write {self.where(key)}: {_message(exc)}") from None
+            # a write on a version that is gone (412, or 404 for If-Match) lost the race like any other
+            moved = _code(exc) in CONFLICT_CODES or ("IfMatch" in condition and _code(exc) in MISSING_CODES)
+            raise self._failed(exc, key, "write", "s3:PutObject", moved) from None
         except BotoCoreError as exc:
             raise StoreError(f"cannot write {self.where(key)}: {exc}") from None
         self._note_date(put)
         return put["ETag"]
+
+    def _failed(self, exc, key: str, verb: str, permission: str, moved: bool) -> StoreError:
+        """The one-line error of a conditional write or delete S3 refused: :class:`Conflict` when the object's
+        version ``moved`` since it was read, else the missing ``permission`` when denied, else S3's own words."""
+        if moved:
+            return Conflict(f"{self.where(key)} changed since it was read ({_code(exc)})")
+        if _code(exc) in DENIED_CODES:
+            return StoreError(f"access denied {verb[:-1]}ing {self.where(key)}: the function's role needs "
+                              f"{permission} on arn:aws:s3:::{self.bucket}/{key}")
+        return StoreError(f"cannot {verb} {self.where(key)}: {_message(exc)}")
 
     def write_if_absent(self, key: str, data: bytes) -> str:
         return self._put(key, data, IfNoneMatch="*")
@@ -274,12 +281,8 @@ class S3Store:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=version)
         except ClientError as exc:
-            if _code(exc) in CONFLICT_CODES or _code(exc) in MISSING_CODES:
-                raise Conflict(f"{self.where(key)} changed since it was read ({_code(exc)})") from None
-            if _code(exc) in DENIED_CODES:
-                raise StoreError(f"access denied deleting {self.where(key)}: the function's role needs "
-                                 f"s3:DeleteObject on arn:aws:s3:::{self.bucket}/{key}") from None
-            raise StoreError(f"cannot delete {self.where(key)}: {_message(exc)}") from None
+            moved = _code(exc) in CONFLICT_CODES or _code(exc) in MISSING_CODES
+            raise self._failed(exc, key, "delete", "s3:DeleteObject", moved) from None
         except BotoCoreError as exc:
             raise StoreError(f"cannot delete {self.where(key)}: {exc}") from None
 

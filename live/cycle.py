@@ -169,14 +169,14 @@ def run(event: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = 
         cash = max(0.0, min(account.cash, account.buying_power))
         closes = history.data.closes
         strategy.candidates = universe  # a holding outside the universe is evaluated, never ranked
-        cash = config.rules.spendable(cash, _committed(held, reconciled.our_open_buys), last_prices(closes))  # CAPITAL
+        prices = last_prices(closes)  # what the rulebook sizes and prices with, and what CAPITAL counts exposure at
+        cash = config.rules.spendable(cash, _committed(held, reconciled.our_open_buys), prices)  # CAPITAL
         budget = budget_seconds(config.strategy_timeout_seconds, deadline)
         decided = call_with_budget(lambda: strategy.decide(closes, held, cash), seconds=budget)
         decision = as_decision(decided, strategy, closes, held)
         record.signals = {s: {"price": sig.price, "forecast": sig.forecast, "decision": sig.action,
                               "reason": sig.reason, "in_universe": sig.in_universe}
                           for s, sig in decision.signals.items() if hasattr(sig, "action")}
-        prices = last_prices(closes)
 
         # 7. The shared rulebook: sells first, buys sized on today's buying power, limits, stops as brackets.
         planned, notes = plan_orders(decision, held, cash, prices, config.rules, universe=universe,

@@ -191,6 +191,12 @@ class DeployConfig:
         return f"{self.function_name}-missed-decisions"
 
     @property
+    def alarm_names(self) -> tuple[str, str, str]:
+        """Every alarm ``up`` creates (Lambda Errors, CycleErrors, DecisionsMissed): ``down``, ``status`` and the
+        cost model count these, so a new alarm is named once."""
+        return self.alarm_name, self.cycle_alarm_name, self.missed_alarm_name
+
+    @property
     def topic_name(self) -> str:
         return f"{self.function_name}-alerts"
 

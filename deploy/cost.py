@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from deploy.config import DeployConfig
 from live.metrics import METRICS as CYCLE_METRICS
 
 PRICES_AS_OF = "2026-12-07"  # list prices, us-east-1 (see docs/cost.md for the pages)
@@ -42,7 +43,7 @@ ALWAYS_FREE = {  # the monthly allowances that do not expire (new or old account
 TRADING_DAYS_PER_MONTH = 22  # weekdays the schedules fire (holidays fire too, and only report the market closed)
 # The cycle's metric line names them (Embedded Metric Format, one Function dimension): counted, never typed twice
 METRICS = len(CYCLE_METRICS)
-ALARMS = 3  # Lambda Errors, CycleErrors and DecisionsMissed: the alarms `up` creates (deploy.up)
+ALARMS = len(DeployConfig(function_name="cost").alarm_names)  # the alarms `up` creates
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def down(cfg: DeployConfig, aws: Aws | None = None, delete_bucket: bool = False,
         steps.append(Step("layer", "deleted", f"{cfg.layer_name}:{version['Version']}"))
 
     cw = aws.client("cloudwatch")
-    for name in (cfg.alarm_name, cfg.cycle_alarm_name, cfg.missed_alarm_name):
+    for name in cfg.alarm_names:
         if cw.describe_alarms(AlarmNames=[name])["MetricAlarms"]:
             cw.delete_alarms(AlarmNames=[name])
             steps.append(Step("alarm", "deleted", name))

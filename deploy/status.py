@@ -64,8 +64,7 @@ def status(cfg: DeployConfig, aws: Aws | None = None) -> dict[str, Any]:
         if d:
             out["secret"] = {"secretsmanager": cfg.secret_name, "LastChanged": str(d.get("LastChangedDate", "")),
                              "ScheduledForDeletion": bool(d.get("DeletedDate"))}
-    alarms = aws.client("cloudwatch").describe_alarms(AlarmNames=[cfg.alarm_name, cfg.cycle_alarm_name,
-                                                                   cfg.missed_alarm_name])["MetricAlarms"]
+    alarms = aws.client("cloudwatch").describe_alarms(AlarmNames=list(cfg.alarm_names))["MetricAlarms"]
     out["alarms"] = [{"Name": a["AlarmName"], "Metric": f"{a.get('Namespace')} {a.get('MetricName')}",
                       "State": a.get("StateValue"), "Actions": a.get("AlarmActions", [])}
                      for a in sorted(alarms, key=lambda a: a["AlarmName"])]

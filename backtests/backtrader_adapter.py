@@ -189,10 +189,10 @@ class StrategyAdapter(bt.Strategy):
             if pos.size > 0 and d._name not in exiting:
                 positions[d._name] = Position(int(pos.size), float(pos.price))
         cash = float(self.broker.getcash())
-        spendable = self.rules.spendable(cash, positions, last_prices(closes))  # capital, as the live cycle caps it
+        prices = last_prices(closes)  # read before decide(), as the live cycle reads them
+        spendable = self.rules.spendable(cash, positions, prices)  # capital, as the live cycle caps it
         decision = as_decision(self.strategy.decide(closes, positions, spendable), self.strategy, closes, positions)
         self.recorder.decisions.append(decision)
-        prices = last_prices(closes)
         invested = sum(p.qty * prices.get(s, p.avg_price) for s, p in positions.items())
         value = self._book_value(closes, held)
         self.recorder.equity.append({"date": today, "equity": value, "cash": cash, "invested": invested})

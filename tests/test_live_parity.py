@@ -125,18 +125,8 @@ def test_twenty_replayed_days_trade_exactly_like_the_backtest_in_money(tmp_path)
 
 
 def test_two_sessions_of_fifteen_minute_slots_trade_exactly_like_the_backtest_in_money(tmp_path):
-    sys.path.insert(0, str(ROOT / "examples"))
-    from synthetic_intraday import synthetic_frame
-
-    data = tmp_path / "bars15.csv"
-    frame = synthetic_frame("2022-05-02", "2022-05-27", bar="15m")
-    frame.round(4).to_csv(data, index_label="timestamp")
     first, last = dt.date(2022, 5, 25), dt.date(2022, 5, 26)
-    out = tmp_path / "run"
-    assert backtest_cli(["--data", str(data), "--bar", "15m", "--cadence", "15min", "--start", str(first), "--end",
-                         str(last), "--top-n", "3", "--lookback", "10", "--history", "60", "--horizon", "2",
-                         "--refit-every", "4", "--band", "0.002", "--max-positions", "none",
-                         "--max-order-notional", "none", "--out", str(out), "--no-plot", "--quiet"]) == 0
+    data, out = _backtest_on_15m_bars(tmp_path, "15min", first, last)
     env = _paper_env(tmp_path / "live", data, out / "config.toml")
     hours = MarketCalendar().sessions(first, last)
     slots = [pd.Timestamp(s.open.replace(tzinfo=None)) + pd.Timedelta(minutes=15 * k)
@@ -154,17 +144,8 @@ def test_two_sessions_of_fifteen_minute_slots_trade_exactly_like_the_backtest_in
 
 def test_the_daily_cadence_on_fifteen_minute_bars_fills_at_the_bar_of_the_decision_moment_in_both_homes(tmp_path):
     """Daily at 15:45 on 15-minute bars: both homes fill at the open of the 15:45 bar (in-process cycles)."""
-    sys.path.insert(0, str(ROOT / "examples"))
-    from synthetic_intraday import synthetic_frame
-
-    data = tmp_path / "bars15.csv"
-    synthetic_frame("2022-05-02", "2022-05-27", bar="15m").round(4).to_csv(data, index_label="timestamp")
     first, last = dt.date(2022, 5, 16), dt.date(2022, 5, 27)
-    out = tmp_path / "run"
-    assert backtest_cli(["--data", str(data), "--bar", "15m", "--cadence", "daily", "--start", str(first), "--end",
-                         str(last), "--top-n", "3", "--lookback", "10", "--history", "60", "--horizon", "2",
-                         "--refit-every", "4", "--band", "0.002", "--max-positions", "none",
-                         "--max-order-notional", "none", "--out", str(out), "--no-plot", "--quiet"]) == 0
+    data, out = _backtest_on_15m_bars(tmp_path, "daily", first, last)
     env = _paper_env(tmp_path / "live", data, out / "config.toml")
     moments = [pd.Timestamp(f"{s.date} 15:45") for s in MarketCalendar().sessions(first, last)]
     summaries = [(m, _cycle(m.tz_localize("America/New_York").isoformat(), env, cli=False)) for m in moments]
@@ -176,3 +157,19 @@ def test_the_daily_cadence_on_fifteen_minute_bars_fills_at_the_bar_of_the_decisi
     assert live == backtest
     assert _equity_matches(out, tmp_path / "live",
                            lambda e: pd.Timestamp(dt.datetime.fromisoformat(e["now"]).replace(tzinfo=None))) == len(moments)
+
+
+def _backtest_on_15m_bars(tmp_path: Path, cadence: str, first: dt.date, last: dt.date) -> tuple[Path, Path]:
+    """SYNTHETIC 15-minute bars for May 2022 as a CSV, and a backtest of them at ``cadence`` from the CLI: the
+    data file and the run folder (whose config.toml the live cycles then run)."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from synthetic_intraday import synthetic_frame
+
+    data = tmp_path / "bars15.csv"
+    synthetic_frame("2022-05-02", "2022-05-27", bar="15m").round(4).to_csv(data, index_label="timestamp")
+    out = tmp_path / "run"
+    assert backtest_cli(["--data", str(data), "--bar", "15m", "--cadence", cadence, "--start", str(first), "--end",
+                         str(last), "--top-n", "3", "--lookback", "10", "--history", "60", "--horizon", "2",
+                         "--refit-every", "4", "--band", "0.002", "--max-positions", "none",
+                         "--max-order-notional", "none", "--out", str(out), "--no-plot", "--quiet"]) == 0
+    return data, out

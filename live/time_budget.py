@@ -91,11 +91,16 @@ def _under_alarm(fn: Callable[[], Any], seconds: float, what: str) -> Any:
     previous = signal.signal(signal.SIGALRM, overrun)
     signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)  # and again every second, should the strategy catch it
     try:
-        return _guarded(fn, what)
+        try:
+            return _guarded(fn, what)
+        finally:
+            # cleared inside the guarded region: an alarm that fires as the call returns, before the timer is
+            # off, is an overrun like any other, never a BaseException escaping past the cycle's journaling
+            signal.setitimer(signal.ITIMER_REAL, 0)
     except _Overrun:
+        signal.setitimer(signal.ITIMER_REAL, 0)  # the clearing above may be what the alarm interrupted
         raise StrategyError(f"{what} ran past its time budget of {seconds:g} s") from None
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 

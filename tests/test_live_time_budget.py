@@ -123,3 +123,26 @@ def test_a_cycle_run_from_a_worker_thread_is_stopped_too(tmp_path):
     worker.start()
     worker.join(60)
     assert not worker.is_alive() and results[0]["error"]["type"] == "strategy", results
+
+
+def test_an_alarm_that_fires_as_decide_returns_is_an_overrun_not_an_escape(monkeypatch):
+    """The timer may fire after decide() returned and before it is cleared: that is an overrun the cycle journals
+    (a StrategyError), never the timer's own BaseException escaping past the cycle's error handling."""
+    import signal
+
+    from live import time_budget
+    from strategies.base import StrategyError
+
+    real = signal.setitimer
+    fired = []
+
+    def setitimer(which, seconds, interval=0.0):
+        if seconds == 0 and not fired:  # the first clearing: the alarm arrives just before it takes effect
+            fired.append(True)
+            raise time_budget._Overrun()
+        return real(which, seconds, interval)
+
+    monkeypatch.setattr(time_budget.signal, "setitimer", setitimer)
+    with pytest.raises(StrategyError, match="time budget"):
+        time_budget.call_with_budget(lambda: {"AAA": 0.5}, seconds=5.0)
+    assert fired and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

@@ -19,6 +19,7 @@ cycles = []
 for day in sys.argv[1:]:
     t = time.perf_counter()
     summary = run({"now": f"{day}T15:45:00-04:00"}, env=dict(os.environ))
-    cycles.append({"day": day, "status": summary["status"], "orders": len(summary.get("orders") or []),
-                   "seconds": time.perf_counter() - t})
+    seconds = time.perf_counter() - t
+    orders = sorted([o.get("symbol"), o.get("side"), o.get("qty")] for o in summary.get("orders") or [])
+    cycles.append({"day": day, "status": summary["status"], "orders": orders, "seconds": seconds})
 print(json.dumps({"import_s": imported, "cycles": cycles}))

@@ -8,7 +8,9 @@ the same process, as a reused Lambda container runs them), today's release besid
 Both sides run ``lambda_function``'s ``live.cycle.run`` on the SQLite paper broker with ``UNIVERSE=sp500`` and
 ``MARKET_DATA=yfinance`` served entirely from a price cache written beforehand (SYNTHETIC closes for the 503
 symbols of the bundled list, covering the replayed days, so nothing is fetched; never market data). Each side
-gets a fresh state folder. Targets (issue 20): warm at most 0.3 s, cold at most 1 s.
+reads the cache in its own release's default format (the base: Parquet; this tree: npy), with the same bars; this
+tree is also timed on the Parquet cache an earlier release left (read, not rewritten). Each side gets a fresh
+state folder. Targets (issue 20): warm at most 0.3 s, cold at most 1 s.
 """
 
 from __future__ import annotations
@@ -38,11 +40,11 @@ DAYS = ["2022-06-01", "2022-06-02", "2022-06-03", "2022-06-06", "2022-06-07", "2
         "2022-06-10"]
 
 
-def write_cache(root: Path) -> Path:
-    """SYNTHETIC daily bars for the bundled S&P 500 list, 2021-2022, in the Yahoo cache layout (Parquet)."""
+def write_cache(root: Path, file_format: str) -> Path:
+    """SYNTHETIC daily bars for the bundled S&P 500 list, 2021-2022, in the Yahoo cache layout."""
     if (root / ".done").exists():
         return root
-    cache = PriceCache(root, adjusted=True, file_format="parquet")
+    cache = PriceCache(root, adjusted=True, file_format=file_format)
     index = pd.bdate_range("2021-01-04", "2022-12-30")
     for i, symbol in enumerate(load_sp500(prefer_refreshed=False).symbols):
         rng = np.random.default_rng([3, i])
@@ -67,6 +69,11 @@ def cycles(tree: Path, cache: Path, state: Path, days: list[str], data: str = "c
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def orders(result: dict) -> list:
+    """What each replayed cycle sent (symbol, side, quantity): the same on both sides, or the speed is no gain."""
+    return [(c["day"], c["status"], c["orders"]) for c in result["cycles"]]
+
+
 def describe(label: str, result: dict) -> tuple[float, float]:
     first = result["cycles"][0]
     warm = [c["seconds"] for c in result["cycles"][1:]]
@@ -87,15 +94,23 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--cycles must be 2..{len(DAYS)}")
     scratch = Path(tempfile.gettempdir()) / "prophettrend-bench-live"
     print(f"machine: {load_line()} (shared with other sessions)")
-    cache = write_cache(scratch / "cache")
+    parquet = write_cache(scratch / "cache", "parquet")
+    npy = write_cache(scratch / "cache-npy", "npy")
     days = DAYS[: args.cycles]
     what = "cached SYNTHETIC bars for all" if args.data == "cache" else "the bundled sample (20 priced) of"
     print(f"UNIVERSE=sp500, paper broker, {what} 503 names, {args.cycles} cycles per process:")
-    old = describe(f"base {BASE_COMMIT}", cycles(base_tree(), cache, scratch / "state-base", days, args.data))
-    new = describe("this tree    ", cycles(HERE, cache, scratch / "state-new", days, args.data))
+    runs = {"base": cycles(base_tree(), parquet, scratch / "state-base", days, args.data),
+            "npy": cycles(HERE, npy, scratch / "state-new", days, args.data),
+            "parquet": cycles(HERE, parquet, scratch / "state-new", days, args.data)}
+    old = describe(f"base {BASE_COMMIT} (Parquet cache)", runs["base"])
+    new = describe("this tree (npy cache)    ", runs["npy"])
+    describe("this tree (Parquet cache)", runs["parquet"])
+    same = orders(runs["base"]) == orders(runs["npy"]) == orders(runs["parquet"])
+    sent = sum(len(c["orders"]) for c in runs["npy"]["cycles"])
+    print(f"  orders identical on all three ({sent} orders over {len(days)} cycles): {'yes' if same else 'NO'}")
     print(f"  ratio base / this tree: cold {old[0] / new[0]:.1f}x, warm {old[1] / new[1]:.1f}x; targets cold <= 1 s: "
           f"{'met' if new[0] <= 1 else 'NOT met'}, warm <= 0.3 s: {'met' if new[1] <= 0.3 else 'NOT met'}")
-    return 0
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

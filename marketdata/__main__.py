@@ -139,7 +139,7 @@ def _fetch(args) -> int:
         bar.unit = "symbol"
         report = provider.fetch(symbols, start, end, progress=bar.update, interval=interval, extended=extended)
     bars = "" if interval == "1d" else f", {interval} bars{' (extended hours)' if extended else ''}"
-    print(f"{what}{bars}, {start} to {end}: {len(report.frames)} loaded, {len(report.downloaded)} updated from "
+    print(f"{what}{bars}, {start} to {end}: {len(report.windows)} loaded, {len(report.downloaded)} updated from "
           f"Yahoo in {report.downloads} download(s); cache {provider.cache_for(interval, extended).folder}")
     return _outcome(report)
 
@@ -162,7 +162,7 @@ def _outcome(report: FetchReport) -> int:
         problems.append(report.failure_summary())
     if not problems:
         return 0
-    saved = [s for s in report.frames if s not in report.cache_write_errors and s not in report.incomplete]
+    saved = [s for s in report.windows if s not in report.cache_write_errors and s not in report.incomplete]
     if not saved:
         if not report.cache_write_errors and not report.incomplete and \
                 all(reason in _USER_FIXES for reason in report.failed.values()):

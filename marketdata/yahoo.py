@@ -58,7 +58,7 @@ import pandas as pd
 from curl_cffi import requests as curl_requests
 
 from marketdata.bars import Interval, keep_session, parse_interval
-from marketdata.cache import CacheCorruptError, PriceCache, cache_kind, missing_ranges
+from marketdata.cache import BarColumns, CacheCorruptError, PriceCache, cache_kind, missing_ranges
 from marketdata.errors import DataError
 from marketdata.fetching import as_date as _as_date, empty_bars as _empty_bars, last_bars, start_for_bars
 from marketdata.fetching import unique_symbols as _unique_symbols
@@ -118,7 +118,7 @@ class FetchReport:
 
     start: dt.date
     end: dt.date
-    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    windows: dict[str, BarColumns] = field(default_factory=dict)  # symbol -> its bars in the window, as columns
     fetched_at: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # symbol -> a key of REASONS
     incomplete: dict[str, str] = field(default_factory=dict)  # served from cache, part of the window missing
@@ -130,6 +130,12 @@ class FetchReport:
     interval: str = "1d"
     extended: bool = False
     restart: dict[str, tuple[dt.date, dt.date]] = field(default_factory=dict, repr=False)  # see _check_limits
+
+    @property
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The bars per symbol in the window, as DataFrames of their own (built when asked for: a provider
+        assembles :class:`PriceData` from ``windows`` without them)."""
+        return {symbol: window.frame() for symbol, window in self.windows.items()}
 
     def failure_summary(self) -> str:
         """One line naming every failed symbol by reason, and how many loaded."""
@@ -146,7 +152,7 @@ class FetchReport:
         if "corrupt" in by_reason:
             parts.append(self.details[by_reason["corrupt"][0]])
         text = "; ".join(parts) if parts else "nothing failed"
-        loaded = f"{len(self.frames)} other symbol(s) loaded" if self.frames else "nothing else loaded"
+        loaded = f"{len(self.windows)} other symbol(s) loaded" if self.windows else "nothing else loaded"
         return f"{text}; {loaded}"
 
 
@@ -321,7 +327,7 @@ class YahooProvider:
             if not symbols:
                 raise DataError(f"yfinance {start}..{end}: no symbol left: {describe_missing({INVALID: junk})}")
         report = self.fetch(symbols, start, end, progress=progress, interval=interval, extended=extended)
-        if report.failed and (strict or not report.frames):
+        if report.failed and (strict or not report.windows):
             also = f"; {describe_missing({INVALID: junk})}" if junk else ""
             what = "" if report.interval == "1d" else f"{report.interval} "
             raise DataError(f"yfinance {what}{start}..{end}: {report.failure_summary()}{also}")
@@ -329,17 +335,17 @@ class YahooProvider:
         return with_missing(data, {INVALID: junk}) if junk else data
 
     def to_price_data(self, report: FetchReport, *, extra: dict | None = None) -> PriceData:
-        if not report.frames:
+        if not report.windows:
             raise DataError(f"no prices from yfinance between {report.start} and {report.end}")
-        order = list(report.frames)
-        closes = wide_frame(report.frames, order, "close")
+        order = list(report.windows)
+        closes = wide_frame(report.windows, order, "close")
         closes.index = pd.DatetimeIndex(closes.index).as_unit("ns")  # one resolution, so the hash is stable
-        opens = wide_frame(report.frames, order, "open").reindex(closes.index)
+        opens = wide_frame(report.windows, order, "open", like=closes)
         opens = opens.where(opens > 0)
         ranges = {}
         for name in ("high", "low"):
-            if all(name in report.frames[s] for s in order):
-                frame = wide_frame(report.frames, order, name).reindex(closes.index)
+            if all(name in report.windows[s].names for s in order):
+                frame = wide_frame(report.windows, order, name, like=closes)
                 ranges[name + "s"] = frame.where(frame > 0)
         missing: dict[str, list[str]] = defaultdict(list)
         for symbol, reason in sorted(report.failed.items()):
@@ -577,6 +583,7 @@ class YahooProvider:
                      cached=None) -> None:
         if symbol in report.unsaved:
             bars, fetched_at = report.unsaved[symbol]
+            columns = BarColumns.from_frame(bars)
         else:
             try:
                 if cached is None or cached is _UNREAD:
@@ -584,10 +591,10 @@ class YahooProvider:
             except CacheCorruptError as exc:
                 report.failed[symbol], report.details[symbol] = "corrupt", str(exc)
                 return
-            bars, fetched_at = (cached.bars, cached.fetched_at) if cached is not None else \
-                (_empty_bars(job.spec.name), None)
-        window = _window(bars, pd.Timestamp(report.start), pd.Timestamp(report.end + _ONE_DAY))
-        if window.empty:
+            columns, fetched_at = (cached.columns, cached.fetched_at) if cached is not None else \
+                (BarColumns.from_frame(_empty_bars(job.spec.name)), None)
+        window = columns.window(pd.Timestamp(report.start), pd.Timestamp(report.end + _ONE_DAY))
+        if not len(window):
             if unfetched is not None:
                 report.failed[symbol] = unfetched
             else:
@@ -595,7 +602,7 @@ class YahooProvider:
             return
         if unfetched is not None:
             report.incomplete[symbol] = f"served from cache; part of the window not fetched: {unfetched}"
-        report.frames[symbol] = window
+        report.windows[symbol] = window
         if fetched_at:
             report.fetched_at[symbol] = fetched_at
 
@@ -732,34 +739,38 @@ def _bars_of(frame: pd.DataFrame | None, ysym: str, spec: Interval | None = None
 _UNREAD = object()  # _read_window: the file must be read (a fetched symbol, or none read before)
 
 
-def _window(bars: pd.DataFrame, start: pd.Timestamp, stop: pd.Timestamp) -> pd.DataFrame:
-    """The rows of ``bars`` with ``start <= index < stop`` and a positive close (a cache file is sorted: two
-    binary searches and one look at the closes instead of three masks over the whole file)."""
-    index = bars.index
-    if index.is_monotonic_increasing:
-        window = bars.iloc[index.searchsorted(start, "left"):index.searchsorted(stop, "left")]
-    else:
-        window = bars[(index >= start) & (index < stop)]
-    close = window["close"].to_numpy(dtype="float64", na_value=np.nan)
-    keep = close > 0  # NaN compares False: the missing closes go too
-    return window if keep.all() else window[keep]
+def wide_frame(windows: dict[str, BarColumns], order: list[str], column: str,
+               like: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One column of every window side by side (rows: the union of their dates, or ``like``'s rows), as
+    ``pd.DataFrame({s: windows[s].frame()[column] for s in order})`` builds it, from one numpy block when all the
+    windows share their dates (the usual case: 500 series aligned at once, not one by one).
 
-
-def wide_frame(frames: dict[str, pd.DataFrame], order: list[str], column: str) -> pd.DataFrame:
-    """One column of every frame side by side (rows: the union of their dates), as
-    ``pd.DataFrame({s: frames[s][column] for s in order})`` builds it, from one numpy block when all the frames
-    share their dates and hold floats (the usual case: 500 series aligned once, not one by one).
-
-    >>> a = pd.DataFrame({"close": [1.0, 2.0]}, index=pd.to_datetime(["2022-01-03", "2022-01-04"]))
-    >>> wide_frame({"A": a, "B": a * 2}, ["A", "B"], "close").to_numpy().tolist()
-    [[1.0, 2.0], [2.0, 4.0]]
+    >>> from marketdata.cache import BarColumns
+    >>> a = BarColumns.from_frame(pd.DataFrame({"close": [1.0, 2.0]}, index=pd.to_datetime(["2022-01-03", "2022-01-04"])))
+    >>> b = BarColumns.from_frame(pd.DataFrame({"close": [5.0]}, index=pd.to_datetime(["2022-01-04"])))
+    >>> wide_frame({"A": a, "B": a}, ["A", "B"], "close").to_numpy().tolist()
+    [[1.0, 1.0], [2.0, 2.0]]
+    >>> wide_frame({"A": a, "B": b}, ["A", "B"], "close").to_numpy().tolist()
+    [[1.0, nan], [2.0, 5.0]]
     """
-    series = [frames[s][column] for s in order]
-    first = series[0].index
-    if not all(x.dtype == np.float64 and (x.index is first or x.index.equals(first)) for x in series):
-        return pd.DataFrame(dict(zip(order, series)))
-    block = np.column_stack([x.to_numpy() for x in series]) if series else np.empty((len(first), 0))
-    return pd.DataFrame(block, index=first.copy(), columns=pd.Index(order))
+    first = windows[order[0]].index if order else np.array([], dtype="datetime64[ns]")
+    target = pd.DatetimeIndex(like.index) if like is not None else None
+    aligned = all(windows[s].index is first or np.array_equal(windows[s].index, first) for s in order)
+    if aligned and (target is None or (len(target) == len(first) and np.array_equal(target.to_numpy(), first))):
+        block = np.empty((len(first), len(order)), dtype="float64")
+        for j, s in enumerate(order):
+            values = windows[s].column(column)
+            block[:, j] = values if values is not None else np.nan
+        index = target if target is not None else pd.DatetimeIndex(first.copy())
+        return pd.DataFrame(block, index=index, columns=pd.Index(order))
+    series = {}
+    for s in order:
+        w = windows[s]
+        values = w.column(column)
+        series[s] = pd.Series(values.astype("float64") if values is not None else np.nan,
+                              index=pd.DatetimeIndex(w.index), dtype="float64")
+    frame = pd.DataFrame(series, columns=pd.Index(order))
+    return frame.reindex(target) if target is not None else frame
 
 
 def _yfinance_version() -> str:
@@ -776,9 +787,9 @@ def _yfinance_version() -> str:
 def _widened(gap: tuple[dt.date, dt.date], cached) -> tuple[dt.date, dt.date]:
     """Stretch a gap by one cached bar on the side that touches the cache, to detect re-adjusted history."""
     lo, hi = gap
-    if cached is None or cached.covered is None or cached.bars.empty:
+    if cached is None or cached.covered is None or not len(cached.columns):
         return gap
-    dates = cached.bars.index
+    dates = pd.DatetimeIndex(cached.columns.index)
     dates = dates[(dates >= pd.Timestamp(cached.covered[0])) & (dates <= pd.Timestamp(cached.covered[1]))]
     if not len(dates):
         return gap

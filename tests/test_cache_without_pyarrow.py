@@ -1,5 +1,6 @@
-"""The price cache without pyarrow (as in the Lambda layer, which leaves its 79 MB out): CSV files that read back
-exactly what Parquet files read back, chosen by default where pyarrow cannot be imported."""
+"""The price cache's formats: numpy ``.npy`` files by default (they need no pyarrow, which the Lambda layer leaves
+out, and read fastest), reading back exactly what Parquet and CSV files read back; files an earlier release wrote
+in another format are still read, and replaced by the cache's own format when the symbol is next written."""
 
 from __future__ import annotations
 
@@ -29,19 +30,65 @@ def _bars(intraday: bool) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("interval", ["1d", "15m"])
-def test_csv_files_read_back_what_parquet_files_read_back(tmp_path, interval):
+def test_npy_and_csv_files_read_back_what_parquet_files_read_back(tmp_path, interval):
     bars = _bars(interval != "1d")
     covered = (dt.date(2024, 6, 29), dt.date(2024, 7, 5))
     read = {}
-    for fmt in ("parquet", "csv"):
+    for fmt in ("parquet", "csv", "npy"):
         cache = PriceCache(tmp_path / fmt, interval=interval, file_format=fmt)
         path = cache.write("BRK.B", bars, covered=covered, fetched_at="2024-07-06T00:00:00+00:00")
         assert path.suffix == "." + fmt and cache.symbols() == ["BRK.B"]
         read[fmt] = cache.read("BRK.B")
         assert cache.describe("BRK.B")["rows"] == 5
-    pd.testing.assert_frame_equal(read["csv"].bars, read["parquet"].bars, check_exact=True)
-    assert read["csv"].covered == read["parquet"].covered == covered
-    assert read["csv"].fetched_at == read["parquet"].fetched_at
+    for fmt in ("csv", "npy"):
+        pd.testing.assert_frame_equal(read[fmt].bars, read["parquet"].bars, check_exact=True)
+        assert read[fmt].covered == read["parquet"].covered == covered
+        assert read[fmt].fetched_at == read["parquet"].fetched_at
+    assert read["npy"].bars.index.dtype == bars.index.dtype  # the unit too: a file reads back what was written
+
+
+def test_the_default_format_is_npy_and_a_file_of_an_earlier_release_is_read_then_replaced(tmp_path):
+    bars = _bars(False)
+    old = PriceCache(tmp_path, file_format="parquet")
+    old.write("KO", bars, covered=(dt.date(2024, 6, 29), dt.date(2024, 7, 5)), fetched_at="2024-07-06T00:00:00+00:00")
+    cache = PriceCache(tmp_path)
+    assert cache.file_format == "npy" and cache.symbols() == ["KO"]
+    legacy = cache.read("KO")
+    assert legacy.path.suffix == ".parquet"
+    pd.testing.assert_frame_equal(legacy.bars, old.read("KO").bars, check_exact=True)
+    assert cache.describe("KO")["rows"] == 5 and cache.describe("KO")["path"].endswith("KO.parquet")
+    more = pd.concat([legacy.bars, bars.set_axis(bars.index + pd.Timedelta(days=7))])
+    cache.write("KO", more, covered=(dt.date(2024, 6, 29), dt.date(2024, 7, 12)), fetched_at="2024-07-13T00:00:00+00:00")
+    assert sorted(p.name for p in cache.folder.iterdir()) == ["KO.npy"]  # one file per symbol, the new format
+    assert len(cache.read("KO").bars) == 10 and cache.symbols() == ["KO"]
+    old.write("PG", bars, covered=None, fetched_at="x")
+    assert cache.clear(["KO", "PG"]) == 2 and list(cache.folder.iterdir()) == []
+
+
+def test_reads_of_one_file_are_independent_of_each_other(tmp_path):
+    """The cache remembers a file's columns per process; what a caller does to its frame stays its own."""
+    cache = PriceCache(tmp_path)
+    cache.write("KO", _bars(False), covered=None, fetched_at="x")
+    first = cache.read("KO")
+    first.bars.loc[first.bars.index[0], "close"] = -1.0
+    first.bars["extra"] = 1
+    again = cache.read("KO")
+    assert again.bars["close"].iloc[0] > 0 and "extra" not in again.bars
+    with pytest.raises(ValueError):
+        again.columns.column("close")[0] = 0.0  # the remembered arrays are read-only
+
+
+@pytest.mark.parametrize("damage", ["truncated", "header", "payload"])
+def test_a_damaged_npy_file_is_refused_and_left_in_place(tmp_path, damage):
+    cache = PriceCache(tmp_path)
+    path = cache.write("KO", _bars(False), covered=None, fetched_at="2024-07-06T00:00:00+00:00")
+    data = path.read_bytes()
+    broken = {"truncated": data[: len(data) - 17], "header": b"garbage" + data,
+              "payload": data.split(b"\n", 2)[0] + b"\n" + data.split(b"\n", 2)[1] + b"\nnot numpy"}[damage]
+    path.write_bytes(broken)
+    with pytest.raises(CacheCorruptError, match="unreadable"):
+        cache.read("KO")
+    assert path.read_bytes() == broken
 
 
 def test_a_damaged_csv_file_is_refused_and_left_in_place(tmp_path):
@@ -54,7 +101,7 @@ def test_a_damaged_csv_file_is_refused_and_left_in_place(tmp_path):
     assert path.exists()
 
 
-def test_without_pyarrow_the_cache_is_csv_and_nothing_imports_pyarrow(tmp_path):
+def test_without_pyarrow_the_cache_works_and_nothing_imports_pyarrow(tmp_path):
     code = (
         "import sys; sys.modules['pyarrow'] = None\n"  # as absent as in the layer: any import of it fails
         "import datetime as dt, pandas as pd\n"
@@ -69,7 +116,7 @@ def test_without_pyarrow_the_cache_is_csv_and_nothing_imports_pyarrow(tmp_path):
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["csv AAA.csv [1.5, 2.25]", "[]"]
+    assert done.stdout.splitlines() == ["npy AAA.npy [1.5, 2.25]", "[]"]
 
 
 def test_the_layer_leaves_pyarrow_out():

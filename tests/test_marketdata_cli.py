@@ -149,7 +149,7 @@ def test_fetch_rate_limited_is_reported(stub, tmp_path, capsys, monkeypatch):
 def test_corrupt_file_is_reported_and_kept(stub, tmp_path, capsys):
     args = ["--symbols", "KO", "--start", "2022-06-01", "--end", "2022-06-30", "--cache-dir", str(tmp_path)]
     assert run(capsys, "fetch", *args)[0] == 0
-    path = tmp_path / "yahoo-daily-adjusted" / "KO.parquet"
+    path = tmp_path / "yahoo-daily-adjusted" / "KO.npy"
     path.write_bytes(b"garbage")
     code, _, err = run(capsys, "fetch", *args)
     assert code == 2 and f"cache file {path} is unreadable" in one_error_line(err)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from _yahoo_stub import YahooStub
@@ -279,11 +278,11 @@ def test_a_crash_mid_write_leaves_the_cache_readable(stub, make, monkeypatch):
     provider.fetch(["AAPL"], *JUNE)
     before = provider.cache.read("AAPL")
 
-    def torn_write(table, where, **kwargs):
-        where.write(b"PAR1 half a file")
+    def torn_write(where, table, **kwargs):
+        where.write(b"\x93NUMPY half a file")
         raise KeyboardInterrupt  # the process is stopped in the middle of the write
 
-    monkeypatch.setattr(pq, "write_table", torn_write)
+    monkeypatch.setattr(np, "save", torn_write)
     with pytest.raises(KeyboardInterrupt):
         provider.fetch(["AAPL"], dt.date(2022, 6, 1), dt.date(2022, 7, 15))
     monkeypatch.undo()
@@ -301,7 +300,7 @@ def test_an_unwritable_cache_still_returns_the_download(stub, make, monkeypatch)
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(pq, "write_table", refuse)
+    monkeypatch.setattr(np, "save", refuse)
     report = make().fetch(["AAPL"], *JUNE)
     assert "AAPL" in report.frames and "Permission denied" in report.cache_write_errors["AAPL"]
 

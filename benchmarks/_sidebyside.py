@@ -75,3 +75,12 @@ def run_module(tree: Path, label: str, module: str, *args: str, env: dict[str, s
 def same_file(a: Path, b: Path) -> bool:
     """Whether two files hold the same bytes."""
     return Path(a).read_bytes() == Path(b).read_bytes()
+
+
+def differing_rows(a: Path, b: Path) -> list[tuple[str, str]]:
+    """The lines that differ between two CSV files of the same length, as (a's, b's); all of them if the lengths
+    differ. An empty list: the same bytes."""
+    left, right = Path(a).read_text().splitlines(), Path(b).read_text().splitlines()
+    if len(left) != len(right):
+        return list(zip(left, right)) or [("", "")]
+    return [(x, y) for x, y in zip(left, right) if x != y]

@@ -125,9 +125,14 @@ def write_csv(data: PriceData, path: Path) -> Path:
     return path
 
 
-def backtest(tree: Path, label: str, csv: Path, start: dt.date, end: dt.date, out: Path):
+# The base predates issue 17's broker costs: this tree runs without them (both fill at the next bar's open), so
+# both sides do the same work and their trades can be compared byte for byte.
+SAME_MODEL = ("--costs", "none", "--slippage-bps", "0")
+
+
+def backtest(tree: Path, label: str, csv: Path, start: dt.date, end: dt.date, out: Path, *extra: str):
     return run_module(tree, label, "backtests.run", "--data", str(csv), "--start", str(start), "--end", str(end),
-                      "--out", str(out), *FLAGS)
+                      "--out", str(out), *FLAGS, *extra)
 
 
 def main(argv=None) -> int:
@@ -152,7 +157,7 @@ def main(argv=None) -> int:
           f"{data.closes.size:,} rows in {csv} ({csv.stat().st_size / 1e6:.0f} MB)")
     print(f"python -m backtests.run --data {csv.name} --start .. --end .. {' '.join(FLAGS)}")
     start = days[WARM_SESSIONS]
-    new = backtest(HERE, f"  this tree, {args.sessions} sessions", csv, start, days[-1], scratch / "new")
+    new = backtest(HERE, f"  this tree, {args.sessions} sessions", csv, start, days[-1], scratch / "new", *SAME_MODEL)
     print(new.line())
     base_sessions = args.sessions if args.base_sessions is None else args.base_sessions
     ok = True

@@ -245,6 +245,28 @@ def test_a_cold_process_answers_without_importing_exchange_calendars():
     assert done.stdout.split() == ["2022-11-25T13:00:00-05:00", "False", "251", "False"]
 
 
+CYCLE = """
+import runpy, sys
+sys.argv = ["lambda_function.py", "--now", sys.argv[1]]
+try:
+    runpy.run_path("lambda_function.py", run_name="__main__")
+finally:
+    print("exchange_calendars imported:", "exchange_calendars" in sys.modules, file=sys.stderr)
+"""
+
+
+def test_a_cold_live_cycle_trades_without_importing_exchange_calendars(tmp_path):
+    from _live_env import SLOT, live_env
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APCA_", "ALPACA_", "STRATEGY_", "BROKER"))}
+    env.update(live_env(tmp_path), PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-c", CYCLE, SLOT], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert '"status": "traded"' in done.stdout
+    assert done.stderr.splitlines()[-1] == "exchange_calendars imported: False"
+
+
 def test_the_command_line_shows_the_table_and_refuses_bad_flags(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     shown = subprocess.run([sys.executable, "-m", "marketdata.sessions"], cwd=ROOT, env=env, capture_output=True,

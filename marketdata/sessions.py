@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -157,11 +158,20 @@ def read_bundled(path: Path | None = None, *, version: str | None = None,
             if recorded != (installed_version() if version is None else version):
                 return None
             days, opens, closes = saved["days"], saved["opens"], saved["closes"]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error):
         return None  # missing or damaged: exchange_calendars still answers
+    if not _well_formed(days, opens, closes):
+        return None
     keep = int(np.searchsorted(days, np.datetime64(end.date(), "D"), side="right"))
     return SessionTable(name=name, days=days[:keep], opens=opens[:keep], closes=closes[:keep],
                         source=f"{path.name} (exchange_calendars {recorded})")
+
+
+def _well_formed(days: np.ndarray, opens: np.ndarray, closes: np.ndarray) -> bool:
+    # A file that decodes but is not a table (edited by hand, half-written) must not answer for the exchange.
+    return (days.dtype == np.dtype("datetime64[D]") and opens.dtype == closes.dtype == np.dtype(np.int64)
+            and days.ndim == opens.ndim == closes.ndim == 1 and len(days) == len(opens) == len(closes) > 0
+            and bool(np.all(days[1:] > days[:-1])) and bool(np.all(opens < closes)))
 
 
 @lru_cache(maxsize=4)

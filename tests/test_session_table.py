@@ -207,8 +207,17 @@ def test_a_missing_or_damaged_file_falls_back(tmp_path, monkeypatch, fresh_table
     bundled = _answers(MarketCalendar())
     damaged = tmp_path / "damaged.npz"
     damaged.write_bytes(sessions.BUNDLED_FILE.read_bytes()[:5000])
+    flipped = tmp_path / "flipped.npz"
+    data = bytearray(sessions.BUNDLED_FILE.read_bytes())
+    data[len(data) // 3: len(data) // 3 + 64] = bytes(64)   # inside the compressed arrays
+    flipped.write_bytes(bytes(data))
+    with np.load(sessions.BUNDLED_FILE, allow_pickle=False) as saved:
+        days = saved["days"].copy()
+    days[[100, 101]] = days[[101, 100]]                       # decodes, but two sessions out of order
+    unsorted = _rewritten(tmp_path, days=days)
     assert _answers(_fell_back(monkeypatch, tmp_path / "absent.npz")) == bundled
-    assert _answers(_fell_back(monkeypatch, damaged)) == bundled
+    for path in (damaged, flipped, unsorted):
+        assert _answers(_fell_back(monkeypatch, path)) == bundled
 
 
 def test_regular_and_extended_hours_match_exchange_calendars(xnys, fresh_table):

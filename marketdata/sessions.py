@@ -2,8 +2,8 @@
 
 Building ``exchange_calendars.get_calendar("XNYS")`` costs about 0.3 s in a fresh process (pandas expands every
 holiday rule over every year), which a cold Lambda cycle pays before it trades. The same table is bundled in
-``marketdata/data/xnys_sessions.npz``, written from ``exchange_calendars`` itself, and read in about a
-millisecond. The file records the ``exchange_calendars`` version that made it and its range; it is used only
+``marketdata/data/xnys_sessions.npz``, written from ``exchange_calendars`` itself, and read in a few
+milliseconds. The file records the ``exchange_calendars`` version that made it and its range; it is used only
 when that version is the installed one and the file reaches ``exchange_calendars``' own default end (a year from
 today), and it is then cut to that end, so the coverage is exactly what ``exchange_calendars`` gives. Otherwise
 (another version, a stale or missing file, another exchange) the table is built from ``exchange_calendars``, with
@@ -103,12 +103,20 @@ class SessionTable:
 
 
 def default_end() -> pd.Timestamp:
-    """``exchange_calendars``' default end (its ``GLOBAL_DEFAULT_END``): today plus one year, midnight."""
+    """``exchange_calendars``' default end (its ``GLOBAL_DEFAULT_END``): today plus one year, midnight.
+
+    >>> session_table().last <= default_end().date() < session_table().last + dt.timedelta(days=5)
+    True
+    """
     return pd.Timestamp.now().floor("D") + pd.DateOffset(years=1)
 
 
 def installed_version() -> str | None:
-    """The installed ``exchange_calendars`` version, or ``None`` when it is not installed."""
+    """The installed ``exchange_calendars`` version, or ``None`` when it is not installed.
+
+    >>> installed_version().count(".") >= 1
+    True
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -118,7 +126,12 @@ def installed_version() -> str | None:
 
 
 def from_exchange_calendars(name: str = _BUNDLED_NAME, end: str | pd.Timestamp | None = None) -> SessionTable:
-    """The table built by ``exchange_calendars`` from 1990-01-02 to ``end`` (default: its own default end)."""
+    """The table built by ``exchange_calendars`` from 1990-01-02 to ``end`` (default: its own default end).
+
+    >>> table = from_exchange_calendars(end="1990-01-05")
+    >>> [str(d) for d in table.days], table.source.startswith("exchange_calendars ")
+    (['1990-01-02', '1990-01-03', '1990-01-04', '1990-01-05'], True)
+    """
     import exchange_calendars  # about 0.3 s with the calendar's construction: the slow path
 
     calendar = exchange_calendars.get_calendar(name, start=FIRST_DAY, end=end)
@@ -192,6 +205,12 @@ def write(path: Path | None = None, end: str = BUNDLED_END) -> SessionTable:
     """Write the XNYS table from ``exchange_calendars`` to ``end`` into ``path`` (default :data:`BUNDLED_FILE`).
 
     The file is written beside its place and then moved there, so a failed write leaves the old one whole.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     written = write(Path(folder) / "xnys.npz")
+    ...     str(read_bundled(Path(folder) / "xnys.npz").days[-1]) == str(session_table().last)
+    True
     """
     path = BUNDLED_FILE if path is None else Path(path)
     table = from_exchange_calendars(_BUNDLED_NAME, end=end)

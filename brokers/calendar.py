@@ -1,7 +1,8 @@
-"""The New York Stock Exchange's sessions and clock from ``exchange_calendars`` ("XNYS").
+"""The New York Stock Exchange's sessions and clock ("XNYS"), from the session table of ``marketdata.sessions``.
 
-Holidays, weekends and early closes come from the calendar; times are ``America/New_York`` so daylight saving is
-handled by ``zoneinfo``, not by fixed UTC offsets. The paper broker and replayed cycles read the market from here.
+Holidays, weekends and early closes are those of ``exchange_calendars`` (the table is its calendar, bundled so
+that a cold process need not build it); times are ``America/New_York`` so daylight saving is handled by
+``zoneinfo``, not by fixed UTC offsets. The paper broker and replayed cycles read the market from here.
 
 Example:
     >>> import datetime as dt
@@ -12,27 +13,21 @@ Example:
     '13:00'
     >>> cal.session(dt.date(2022, 3, 14)).open.isoformat()          # the first Monday of daylight saving time
     '2022-03-14T09:30:00-04:00'
+    >>> cal.previous_session(dt.date(1990, 1, 2))
+    Traceback (most recent call last):
+    ...
+    brokers.base.BrokerError: the XNYS calendar has no session before 1990-01-02 (it starts on 1990-01-02)
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import pandas as pd
-
 from brokers.base import BrokerError, Clock, Session
+from marketdata.sessions import SessionTable, session_table
 
 NEW_YORK = ZoneInfo("America/New_York")
-_FIRST_DAY = "1990-01-02"  # the bundled sample starts in 1990, so replays need sessions that far back
-
-
-@lru_cache(maxsize=4)
-def _exchange_calendar(name: str):
-    import exchange_calendars  # about 0.2 s; only cycles that look at the market pay for it
-
-    return exchange_calendars.get_calendar(name, start=_FIRST_DAY)
 
 
 def as_aware(moment: dt.datetime) -> dt.datetime:
@@ -40,43 +35,49 @@ def as_aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=NEW_YORK)
 
 
+def _new_york(utc_ns: int) -> dt.datetime:
+    # Opens and closes are whole minutes, so whole seconds lose nothing.
+    return dt.datetime.fromtimestamp(int(utc_ns) // 1_000_000_000, tz=NEW_YORK)
+
+
 class MarketCalendar:
     """Regular sessions of one exchange (default NYSE) with their open and close in New York time."""
 
     def __init__(self, name: str = "XNYS") -> None:
         self.name = name
-        self._cal = _exchange_calendar(name)
+        self._table: SessionTable = session_table(name)
 
     def _covered(self, day: dt.date) -> None:
-        first, last = self._cal.first_session.date(), self._cal.last_session.date()
+        first, last = self._table.first, self._table.last
         if not first <= day <= last:
             raise BrokerError(f"the {self.name} calendar covers {first} to {last}, not {day}")
 
     def session(self, day: dt.date) -> Session | None:
         """The session on ``day``, or ``None`` on weekends and holidays."""
         self._covered(day)
-        label = pd.Timestamp(day)
-        if not self._cal.is_session(label):
-            return None
-        return self._session(label)
+        row = self._table.locate(day)
+        return None if row is None else self._session(row)
 
-    def _session(self, label: pd.Timestamp) -> Session:
-        return Session(
-            date=label.date(),
-            open=self._cal.session_open(label).tz_convert(NEW_YORK).to_pydatetime(),
-            close=self._cal.session_close(label).tz_convert(NEW_YORK).to_pydatetime(),
-        )
+    def _session(self, row: int) -> Session:
+        table = self._table
+        return Session(date=table.days[row].astype(dt.date), open=_new_york(table.opens[row]),
+                       close=_new_york(table.closes[row]))
 
     def sessions(self, start: dt.date, end: dt.date) -> list[Session]:
         """Every session from ``start`` to ``end`` inclusive (the :class:`brokers.base.Broker` ``calendar`` call)."""
         self._covered(start)
         self._covered(end)
-        return [self._session(label) for label in self._cal.sessions_in_range(pd.Timestamp(start), pd.Timestamp(end))]
+        rows = self._table.span(start, end)
+        return [self._session(row) for row in range(rows.start, rows.stop)]
 
     def previous_session(self, day: dt.date) -> dt.date:
         """The last session strictly before ``day``."""
         self._covered(day)
-        return self._cal.date_to_session(pd.Timestamp(day) - pd.Timedelta(days=1), direction="previous").date()
+        row = self._table.before(day)
+        if row is None:
+            raise BrokerError(f"the {self.name} calendar has no session before {day} "
+                              f"(it starts on {self._table.first})")
+        return self._table.days[row].astype(dt.date)
 
     def clock(self, now: dt.datetime) -> Clock:
         """Is the market open at ``now``, and when does it next open and close (Alpaca's ``/v2/clock`` shape)."""
@@ -90,5 +91,7 @@ class MarketCalendar:
         return Clock(now=now, is_open=False, next_open=upcoming.open, next_close=upcoming.close)
 
     def _next_session(self, day: dt.date) -> Session:
-        label = self._cal.date_to_session(pd.Timestamp(day) + pd.Timedelta(days=1), direction="next")
-        return self._session(label)
+        row = self._table.after(day)
+        if row is None:
+            raise BrokerError(f"the {self.name} calendar has no session after {day} (it ends on {self._table.last})")
+        return self._session(row)

@@ -5,9 +5,10 @@ daily index is naive dates; an intraday index is naive ``America/New_York`` time
 falls in a daylight-saving fold, so the wall clock is unambiguous). A 15-minute bar stamped 09:30 covers
 09:30 up to 09:45 and is complete at 09:45.
 
-Regular hours are the XNYS sessions of ``exchange_calendars`` (holidays and early closes included): a bar
-belongs to a session when it starts at or after the open and before the close. Extended hours (opt-in) are
-04:00 to 20:00 New York time on session days (17:00 after an early close, when the post-market ends early too).
+Regular hours are the XNYS sessions of ``exchange_calendars`` (holidays and early closes included), read from the
+session table of :mod:`marketdata.sessions`: a bar belongs to a session when it starts at or after the open and
+before the close. Extended hours (opt-in) are 04:00 to 20:00 New York time on session days (17:00 after an early
+close, when the post-market ends early too).
 
 Example:
     >>> parse_interval("60m").name, parse_interval("15m").minutes, parse_interval("1d").intraday
@@ -22,12 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from marketdata.errors import DataError
+from marketdata.sessions import session_table
 
 NEW_YORK = "America/New_York"
 _EXTENDED_OPEN = dt.time(4, 0)
@@ -74,37 +75,26 @@ def parse_interval(text: str | Interval) -> Interval:
     return INTERVALS[key]
 
 
-@lru_cache(maxsize=1)
-def _calendar():
-    import exchange_calendars  # the same XNYS calendar as brokers.calendar
-
-    return exchange_calendars.get_calendar("XNYS", start="1990-01-02")
-
-
 def session_hours(first: dt.date, last: dt.date, *, extended: bool = False) -> pd.DataFrame:
     """Per session day from ``first`` to ``last``: ``open`` and ``close`` as naive New York timestamps.
 
     >>> session_hours(dt.date(2022, 11, 24), dt.date(2022, 11, 25)).astype(str).to_dict("records")
     [{'open': '2022-11-25 09:30:00', 'close': '2022-11-25 13:00:00'}]
     """
-    cal = _calendar()
-    lo = max(pd.Timestamp(first), cal.first_session)
-    hi = min(pd.Timestamp(last), cal.last_session)
-    if lo > hi:
-        return pd.DataFrame({"open": pd.DatetimeIndex([]), "close": pd.DatetimeIndex([])},
-                            index=pd.DatetimeIndex([], name="date"))
-    schedule = cal.schedule.loc[lo:hi]
-    opens = schedule["open"].dt.tz_convert(NEW_YORK).dt.tz_localize(None)
-    closes = schedule["close"].dt.tz_convert(NEW_YORK).dt.tz_localize(None)
+    table = session_table()
+    rows = table.span(pd.Timestamp(first).date(), pd.Timestamp(last).date())
+    days = pd.DatetimeIndex(table.days[rows].astype("datetime64[ns]"), name="date")
+    opens = _new_york_naive_ns(table.opens[rows])
+    closes = _new_york_naive_ns(table.closes[rows])
     if extended:
-        days = pd.DatetimeIndex(schedule.index)
-        early = closes.dt.time < dt.time(16, 0)
-        opens = pd.Series(days + pd.Timedelta(hours=4), index=schedule.index)
-        post = np.where(early, pd.Timedelta(hours=17), pd.Timedelta(hours=20))
-        closes = pd.Series(days + pd.to_timedelta(post), index=schedule.index)
-    frame = pd.DataFrame({"open": opens.to_numpy(), "close": closes.to_numpy()},
-                         index=pd.DatetimeIndex(schedule.index, name="date"))
-    return frame
+        early = (closes - days.to_numpy()) < np.timedelta64(16, "h")
+        opens = (days + pd.Timedelta(hours=4)).to_numpy()
+        closes = (days + pd.to_timedelta(np.where(early, pd.Timedelta(hours=17), pd.Timedelta(hours=20)))).to_numpy()
+    return pd.DataFrame({"open": opens, "close": closes}, index=days)
+
+
+def _new_york_naive_ns(utc_ns: np.ndarray) -> np.ndarray:
+    return pd.DatetimeIndex(utc_ns.astype("datetime64[ns]")).tz_localize("UTC").tz_convert(NEW_YORK).tz_localize(None).to_numpy()
 
 
 def in_session(stamps: pd.DatetimeIndex, *, extended: bool = False) -> np.ndarray:

@@ -133,11 +133,12 @@ def _parse_stamps(column: pd.Series, path: Path, date_format: str | None = None)
 
 def _refuse_sessionless_days(dates: pd.DatetimeIndex, path: Path) -> None:
     """A daily row on a weekend or market holiday would be taken for a trading bar: refuse it, naming its line."""
-    from marketdata.bars import _calendar, session_hours
+    from marketdata.bars import session_hours
+    from marketdata.sessions import session_table
 
     days = pd.DatetimeIndex(dates).normalize()
-    calendar = _calendar()
-    known = (days >= calendar.first_session) & (days <= calendar.last_session)
+    table = session_table()
+    known = (days >= pd.Timestamp(table.first)) & (days <= pd.Timestamp(table.last))
     sessions = session_hours(days.min().date(), days.max().date()).index
     # Beyond the calendar's years only weekends are known to have no session.
     ok = np.where(known, days.isin(sessions), days.dayofweek < 5)

@@ -131,3 +131,24 @@ def test_a_users_strategy_file_packed_by_deploy_runs_in_the_sandbox(local_build,
         assert run.outside_modules == []
     finally:
         cleanup(sandbox)
+
+
+def test_the_shipped_artifacts_read_the_bundled_session_table(local_build, tmp_path):
+    """Unpacked alone (no site-packages), the function zip's session file is used with the layer's
+    exchange_calendars, so a cold cycle in Lambda does not build the NYSE calendar (marketdata/sessions.py)."""
+    import subprocess
+
+    for archive, into in ((local_build.function_zip, tmp_path / "fn"), (local_build.layer_zip, tmp_path / "layer")):
+        zipfile.ZipFile(archive).extractall(into)
+    code = ("import sys, datetime as dt\nfrom brokers.calendar import MarketCalendar\ncal = MarketCalendar()\n"
+            "print(cal._table.source, cal.session(dt.date(2022, 11, 25)).close.isoformat(),"
+            " 'exchange_calendars' in sys.modules)")
+    done = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path / "fn", capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"],
+                               "PYTHONPATH": f"{tmp_path / 'fn'}{os.pathsep}{tmp_path / 'layer' / 'python'}"},
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    from importlib.metadata import version
+
+    assert done.stdout.split() == ["xnys_sessions.npz", "(exchange_calendars", f"{version('exchange_calendars')})",
+                                   "2022-11-25T13:00:00-05:00", "False"]

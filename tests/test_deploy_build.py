@@ -62,6 +62,7 @@ def test_function_zip_holds_only_the_entry_and_the_packages_it_imports(tmp_path)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     # Engines loaded by name and package data ship because packages ship whole.
     assert "strategies/engines/stan.py" in names and "marketdata/data/sp500_dataset.csv.gz" in names
+    assert "marketdata/data/xnys_sessions.npz" in names  # the session table a cold cycle reads instead of building
     assert {"prophet", "pandas", "alpaca"} <= manifest.third_party
     assert not {"backtrader", "matplotlib", "deploy", "backtests"} & manifest.third_party
 

@@ -50,10 +50,11 @@ def sandbox_runs(function_zip: Path, layer_zip: Path, python: str, runs: int) ->
             "runs": runs}
 
 
-def base_layer(arch: str, out: Path) -> dict:
+def base_layer(arch: str, out: Path, compile_bytecode: bool = False) -> dict:
     """The base release's python3.12 layer, built by its own code in its own checkout: zipped and unzipped bytes."""
     code = ("import json, sys\nfrom pathlib import Path\nfrom deploy.build import BuildOptions, build\n"
-            f"r = build(BuildOptions(out_dir=Path({str(out)!r}), python_version='3.12', arch={arch!r}, source='index'))\n"
+            f"r = build(BuildOptions(out_dir=Path({str(out)!r}), python_version='3.12', arch={arch!r}, source='index', "
+            f"compile_bytecode={compile_bytecode!r}))\n"
             "row = [x for x in r.table.rows if x.name.startswith('layer')][0]\n"
             "print(json.dumps({'zipped': row.zipped, 'unzipped': row.unzipped}))\n")
     import subprocess
@@ -89,7 +90,7 @@ def main() -> int:
         print("slimming removed: " + ", ".join(f"{k} {human_mb(v)}" for k, v in result.layer.slim.removed.items()))
         report["sizes"][arch] = {r.name: {"zipped": r.zipped, "unzipped": r.unzipped} for r in result.table.rows}
         if not args.no_base:
-            base = base_layer(arch, args.out / f"base-py3.12-{arch}")
+            base = base_layer(arch, args.out / f"base-py3.12-{arch}", args.compile)
             report["base"][arch] = base
             new = next(v for k, v in report["sizes"][arch].items() if k.startswith("layer"))
             print(f"layer {arch}: base {BASE_COMMIT} {human_mb(base['unzipped'])} unzipped / {human_mb(base['zipped'])} "
@@ -97,6 +98,11 @@ def main() -> int:
                   f"unzipped: {'met' if new['unzipped'] <= 125 * 1024 * 1024 else 'NOT met'})")
         py312 = find_python("3.12")
         if arch == os.uname().machine and py312:
+            if not args.no_base:
+                # The base's own artifacts, run by the same sandbox in the same run: the cold start side by side.
+                folder = args.out / f"base-py3.12-{arch}"
+                report["cold_start"][f"base {BASE_COMMIT} python3.12-{arch}"] = sandbox_runs(
+                    folder / "function.zip", folder / f"layer-py3.12-{arch}.zip", py312, args.runs)
             report["cold_start"][f"python3.12-{arch}"] = sandbox_runs(result.function_zip, result.layer_zip, py312, args.runs)
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     local = build(BuildOptions(out_dir=args.out / f"py{here}-local", python_version=here, arch=os.uname().machine,
@@ -107,7 +113,7 @@ def main() -> int:
                                                                    args.runs)
     print("\n== cold start: import + first cycle (median), peak RSS (max) ==")
     for name, r in report["cold_start"].items():
-        print(f"{name:<28} import {r['import_s']:.2f} s  first cycle {r['cycle_s']:.2f} s  peak RSS "
+        print(f"{name:<36} import {r['import_s']:.2f} s  first cycle {r['cycle_s']:.2f} s  peak RSS "
               f"{r['peak_rss_mb']:.0f} MB  ({r['status']}, {r['orders']} orders, {r['isolation']}, python {r['python']})")
     (args.out / "bench_layer.json").write_text(json.dumps(report, indent=2))
     return 0

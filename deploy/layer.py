@@ -42,9 +42,10 @@ MUST_BE_EXECUTABLE = ("prophet/stan_model/prophet_model.bin",)
 FORBIDDEN_TOPS = frozenset({"backtrader", "matplotlib", "dask", "distributed", "jupyter", "jupyter_core",
                             "notebook", "pytest", "_pytest", "moto", "IPython", "ipykernel"})
 # Left out although the function's code names them: pyarrow (79 MB of a 200 MB layer) serves only the Parquet
-# format of marketdata.cache, which falls back to CSV where pyarrow is absent; pandas imports it optionally.
+# files earlier releases left in marketdata.cache (its own format, .npy, needs numpy only); pandas imports it
+# optionally.
 NOT_IN_LAYER = frozenset({"pyarrow"})
-# When a layer does carry pyarrow (NOT_IN_LAYER emptied), it serves the on-disk Parquet price cache in /tmp: Flight RPC, S3/GCS/Azure/HDFS filesystems and ORC are
+# When a layer does carry pyarrow (NOT_IN_LAYER emptied), it reads Parquet cache files of earlier releases: Flight RPC, S3/GCS/Azure/HDFS filesystems and ORC are
 # optional imports there (checked with readelf: no kept library NEEDs them); the copies of libarrow_python
 # that are not its SONAME are the wheel's flattened symlinks.
 PYARROW_UNUSED = ("libarrow_flight.so*", "_flight*.so", "libarrow_s3.so*", "_s3fs*.so", "_gcsfs*.so", "_azurefs*.so",

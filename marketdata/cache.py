@@ -238,14 +238,12 @@ class PriceCache:
             if not isinstance(columns, BarColumns):
                 columns = BarColumns.from_frame(columns)
             index = self._index(columns.index)
-            if index is not None:
-                columns = BarColumns(index, columns.names, columns.arrays, columns.index_name)
         except Exception as exc:  # pyarrow, numpy and pandas raise several types for a damaged file
             raise CacheCorruptError(
                 f"cache file {path} is unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}); "
                 f"it was left in place: move it away or run `python -m marketdata clear --symbols {symbol.upper()}`"
             ) from None
-        return meta, BarColumns(columns.index, columns.names, columns.arrays,
+        return meta, BarColumns(columns.index if index is None else index, columns.names, columns.arrays,
                                 "date" if self.interval == "1d" else "timestamp")
 
     def write(self, symbol: str, bars: pd.DataFrame, *, covered: tuple[dt.date, dt.date] | None,
@@ -352,7 +350,7 @@ class PriceCache:
 
 
 _SUFFIX = {"npy": ".npy", "parquet": ".parquet", "csv": ".csv"}
-_READS: "OrderedDict[str, tuple[tuple, dict[str, Any], pd.DataFrame]]" = OrderedDict()  # path -> (identity, meta, bars)
+_READS: "OrderedDict[str, tuple[tuple, dict[str, Any], BarColumns]]" = OrderedDict()  # path -> (identity, meta, columns)
 _READS_KEPT = 2048  # files remembered per process (an S&P 500 universe is about 500 per kind)
 _CSV_MARK = "#prophettrend "
 
